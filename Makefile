@@ -1,0 +1,87 @@
+# hostagent developer entry points. `make run` and `make test` are all a new machine needs:
+# they install what is missing (system packages, then .venv) and are instant the second time.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV   ?= .venv
+STAMPS := build/stamps
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Debian 12 packages the build, the agent and its tests need (why, for each, in README.md).
+# libvirt's test driver (test:///default) lives in libvirt0 itself, which libvirt-dev pulls in:
+# no libvirt-daemon is needed for the embedded default.
+APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
+                lvm2 qemu-utils nodejs npm util-linux iproute2 procps
+
+.PHONY: all deps venv run test bench docs clean
+
+all: test
+
+deps: $(STAMPS)/deps
+
+# A package counts as present when dpkg has it installed; npm also when an `npm` command exists
+# (NodeSource's nodejs ships npm inside and conflicts with Debian's npm package).
+$(STAMPS)/deps: Makefile
+	@set -euo pipefail; \
+	if ! command -v dpkg-query >/dev/null; then \
+	    echo "deps: not a Debian system; make sure these (or their equivalents) are installed: $(APT_PACKAGES)" >&2; \
+	    mkdir -p $(STAMPS); touch $@; exit 0; \
+	fi; \
+	missing=""; \
+	for p in $(APT_PACKAGES); do \
+	    if [ "$$p" = npm ] && command -v npm >/dev/null; then continue; fi; \
+	    if [ "$$(dpkg-query -W -f='$${db:Status-Status}' "$$p" 2>/dev/null)" = installed ]; then continue; fi; \
+	    missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ]; then \
+	        echo "deps: missing Debian packages:$$missing" >&2; \
+	        echo "deps: install them as root:  apt-get install$$missing   (then re-run make)" >&2; \
+	        exit 1; \
+	    fi; \
+	    echo "deps: installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -q; \
+	    apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	mkdir -p $(STAMPS); touch $@
+
+venv: deps $(VENV)/.installed
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hostagent needs Python >= 3.11; this is " + sys.version.split()[0] + " (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs when the package metadata changes; deps is order-only so that editing this
+# Makefile does not reinstall the venv.
+$(VENV)/.installed: setup.cfg pyproject.toml | $(STAMPS)/deps $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+run: venv
+	exec $(VENV)/bin/hostagent serve $(ARGS)
+
+# pytest's own exit code is the result: 5 ("no tests collected") fails too.
+test: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Every bench/*.py except helpers named _*.py; all run, the target fails if any failed.
+bench: venv
+	@shopt -s nullglob; failed=""; ran=0; \
+	for f in bench/*.py; do \
+	    case "$$(basename "$$f")" in _*) continue;; esac; \
+	    echo "== $$f"; ran=$$((ran + 1)); \
+	    $(VENV)/bin/python "$$f" || failed="$$failed $$f"; \
+	done; \
+	if [ "$$ran" = 0 ]; then echo "bench: no bench/*.py to run yet"; fi; \
+	if [ -n "$$failed" ]; then echo "bench: failed:$$failed" >&2; exit 1; fi
+
+docs: venv
+	$(VENV)/bin/python -m hostagent.docgen
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,18 @@
+"""Hand-written behaviour, one module per class.
+
+Each module exposes `HANDLERS`, a mapping from wire name to a function
+`(ctx, *args)` (plain or `async def`). `all_handlers()` gathers them for the
+dispatcher, which refuses to start if a declared message has none.
+"""
+
+from . import session
+
+
+def all_handlers():
+    handlers = {}
+    for module in (session,):
+        overlap = handlers.keys() & module.HANDLERS.keys()
+        if overlap:
+            raise LookupError(f"messages implemented twice: {sorted(overlap)}")
+        handlers.update(module.HANDLERS)
+    return handlers

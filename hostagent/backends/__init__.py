@@ -1,0 +1,1 @@
+"""Ports (small interfaces) and their adapters: each foreign library or command lives in one module here."""

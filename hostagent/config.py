@@ -1,0 +1,127 @@
+"""Configuration of `hostagent serve`: command line over config file over defaults.
+
+The config file is INI with one `[hostagent]` section whose keys are the long
+option names (`state-dir`, `listen`, ...). It is named by `--config` or the
+HOSTAGENT_CONFIG environment variable. `listen` may hold several addresses
+separated by commas or new lines.
+"""
+
+import argparse
+import configparser
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .paths import default_state_dir
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_LIBVIRT = "test:///default"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+@dataclass
+class Config:
+    state_dir: str
+    listen: List[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    tls_listen: List[str] = field(default_factory=list)
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    unix_socket: Optional[str] = None  # None: <state_dir>/xapi.sock; "" disables
+    libvirt_uri: str = DEFAULT_LIBVIRT
+    auth: str = "local"
+    auth_failure_delay: float = 5.0
+    address: str = ""  # management address shown in host.address
+    log_level: str = "INFO"
+
+    @property
+    def socket_path(self) -> Optional[str]:
+        if self.unix_socket == "":
+            return None
+        return self.unix_socket or os.path.join(self.state_dir, "xapi.sock")
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="INI file with a [hostagent] section of these options (default: $HOSTAGENT_CONFIG)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="where the database, users and sockets live "
+                        "(default: /var/lib/hostagent as root, else $XDG_STATE_HOME/hostagent)")
+    p.add_argument("--listen", metavar="HOST:PORT", action="append",
+                   help=f"plain HTTP listener; repeat for several (default: {DEFAULT_LISTEN}; port 0 picks one)")
+    p.add_argument("--tls-listen", metavar="HOST:PORT", action="append",
+                   help="HTTPS listener; needs --cert and --key")
+    p.add_argument("--cert", metavar="FILE", help="PEM certificate for --tls-listen")
+    p.add_argument("--key", metavar="FILE", help="PEM private key for --tls-listen")
+    p.add_argument("--unix-socket", metavar="PATH",
+                   help="Unix socket whose callers are root without a password "
+                        "(default: <state-dir>/xapi.sock; an empty value disables it)")
+    p.add_argument("--libvirt-uri", metavar="URI",
+                   help=f"hypervisor connection (default: {DEFAULT_LIBVIRT}; xen:///system on a dom0)")
+    p.add_argument("--auth", choices=("local", "pam"),
+                   help="check passwords in the state dir's user database (local, the default) "
+                        "or against dom0 accounts through PAM")
+    p.add_argument("--auth-failure-delay", metavar="SECONDS", type=float,
+                   help="pause before answering a failed login (default: 5, as xapi)")
+    p.add_argument("--address", metavar="IP", help="management address to publish in host.address")
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+
+
+_KEYS = ("state-dir", "listen", "tls-listen", "cert", "key", "unix-socket", "libvirt-uri", "auth",
+         "auth-failure-delay", "address", "log-level")
+
+
+def _split(value: str) -> List[str]:
+    return [v.strip() for v in value.replace("\n", ",").split(",") if v.strip()]
+
+
+def load(args: argparse.Namespace, environ=os.environ) -> Config:
+    merged = {}
+    path = args.config or environ.get("HOSTAGENT_CONFIG")
+    if path:
+        ini = configparser.ConfigParser()
+        try:
+            with open(path) as f:
+                ini.read_file(f)
+        except (OSError, configparser.Error) as e:
+            raise ConfigError(f"cannot read config file {path}: {e}") from e
+        if not ini.has_section("hostagent"):
+            raise ConfigError(f"config file {path} has no [hostagent] section")
+        for key, value in ini.items("hostagent"):
+            if key not in _KEYS:
+                raise ConfigError(f"config file {path}: unknown key {key!r} (known: {', '.join(_KEYS)})")
+            merged[key] = _split(value) if key in ("listen", "tls-listen") else value
+    for key in _KEYS:
+        value = getattr(args, key.replace("-", "_"), None)
+        if value is not None:
+            merged[key] = value
+    cfg = Config(state_dir=merged.get("state-dir") or default_state_dir())
+    if merged.get("listen") is not None:
+        cfg.listen = list(merged["listen"])
+    cfg.tls_listen = list(merged.get("tls-listen") or [])
+    cfg.cert, cfg.key = merged.get("cert"), merged.get("key")
+    cfg.unix_socket = merged.get("unix-socket")
+    cfg.libvirt_uri = merged.get("libvirt-uri") or DEFAULT_LIBVIRT
+    cfg.auth = merged.get("auth") or "local"
+    if cfg.auth not in ("local", "pam"):
+        raise ConfigError(f"auth must be local or pam, not {cfg.auth!r}")
+    try:
+        cfg.auth_failure_delay = float(merged.get("auth-failure-delay", 5.0))
+    except ValueError:
+        raise ConfigError("auth-failure-delay must be a number of seconds") from None
+    cfg.address = merged.get("address") or ""
+    cfg.log_level = (merged.get("log-level") or "INFO").upper()
+    if cfg.tls_listen and not (cfg.cert and cfg.key):
+        raise ConfigError("--tls-listen needs --cert and --key")
+    for spec in cfg.listen + cfg.tls_listen:
+        parse_hostport(spec)
+    return cfg
+
+
+def parse_hostport(spec: str):
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen address {spec!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)

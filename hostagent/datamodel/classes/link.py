@@ -1,0 +1,116 @@
+"""PIF, PIF_metrics, VLAN, Bond: host interfaces and how they are combined."""
+
+from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, REMOVED, cls, field
+from ..enums import (
+    BOND_MODE, IPV6_CONFIGURATION_MODE, IP_CONFIGURATION_MODE, PIF_IGMP_STATUS,
+    PRIMARY_ADDRESS_TYPE,
+)
+from ..types import BOOL, DATETIME, FLOAT, INT, STRING, MapOf, Ref, SetOf, NULL_REF
+
+SMAP = MapOf(STRING, STRING)
+
+
+PIF = cls(
+    "PIF",
+    "A network interface of a host: a NIC, a bond or a VLAN.",
+    fields=[
+        field("uuid", STRING, RO),
+        field("device", STRING, RC, doc="Interface name in dom0 (e.g. eth0)."),
+        field("network", Ref("network"), RC),
+        field("host", Ref("host"), RC),
+        field("MAC", STRING, RC),
+        field("MTU", INT, RC, doc="Bytes."),
+        field("VLAN", INT, RC, doc="VLAN tag, or -1 for an untagged interface."),
+        field("metrics", Ref("PIF_metrics"), RO),
+        field("physical", BOOL, RO, False, doc="True for real NICs; false for bonds and VLANs."),
+        field("currently_attached", BOOL, RO, True),
+
+        # IPv4
+        field("ip_configuration_mode", IP_CONFIGURATION_MODE, RO, "None"),
+        field("IP", STRING, RO, ""),
+        field("netmask", STRING, RO, ""),
+        field("gateway", STRING, RO, ""),
+        field("DNS", STRING, RO, ""),
+
+        # bonds and VLANs
+        field("bond_slave_of", Ref("Bond"), RO, NULL_REF),
+        field("bond_master_of", SetOf(Ref("Bond")), RO),
+        field("VLAN_master_of", Ref("VLAN"), RO, NULL_REF),
+        field("VLAN_slave_of", SetOf(Ref("VLAN")), RO),
+        field("management", BOOL, RO, False,
+              doc="True on the interface carrying the management API."),
+        field("other_config", SMAP, RW, {}),
+        field("disallow_unplug", BOOL, RO, False,
+              doc="Keep the interface up even with no VIF using it."),
+        field("tunnel_access_PIF_of", SetOf(Ref("tunnel")), RO),
+        field("tunnel_transport_PIF_of", SetOf(Ref("tunnel")), RO),
+
+        # IPv6
+        field("ipv6_configuration_mode", IPV6_CONFIGURATION_MODE, RO, "None"),
+        field("IPv6", SetOf(STRING), RO, []),
+        field("ipv6_gateway", STRING, RO, ""),
+        field("primary_address_type", PRIMARY_ADDRESS_TYPE, RO, "IPv4",
+              doc="Which address family the management interface uses."),
+        field("managed", BOOL, RC, True, doc="False for interfaces the agent must leave alone."),
+        field("properties", SMAP, RO, {}, doc="Tunables of the interface (e.g. gro -> on)."),
+        field("capabilities", SetOf(STRING), RO, []),
+        field("igmp_snooping_status", PIF_IGMP_STATUS, RO, "unknown"),
+        field("sriov_physical_PIF_of", SetOf(Ref("network_sriov")), RO),
+        field("sriov_logical_PIF_of", SetOf(Ref("network_sriov")), RO),
+        field("PCI", Ref("PCI"), RO, NULL_REF),
+    ],
+)
+
+
+PIF_METRICS = cls(
+    "PIF_metrics",
+    "Link state and hardware identity of a PIF.",
+    fields=[
+        field("uuid", STRING, RO),
+        field("io_read_kbs", FLOAT, RO, 0.0, lifecycle=REMOVED),
+        field("io_write_kbs", FLOAT, RO, 0.0, lifecycle=REMOVED),
+        field("carrier", BOOL, RO, doc="True when a link is detected."),
+        field("vendor_id", STRING, RO),
+        field("vendor_name", STRING, RO),
+        field("device_id", STRING, RO),
+        field("device_name", STRING, RO),
+        field("speed", INT, RO, doc="Link speed in Mbit/s."),
+        field("duplex", BOOL, RO, doc="True for full duplex."),
+        field("pci_bus_path", STRING, RO, doc="PCI address of the NIC."),
+        field("last_updated", DATETIME, RO),
+        field("other_config", SMAP, RW, {}),
+    ],
+)
+
+
+VLAN = cls(
+    "VLAN",
+    "An 802.1Q VLAN carried on a tagged PIF.",
+    fields=[
+        field("uuid", STRING, RO),
+        field("tagged_PIF", Ref("PIF"), RC, NULL_REF,
+              doc="The PIF the tagged frames travel over."),
+        field("untagged_PIF", Ref("PIF"), RO, NULL_REF,
+              doc="The PIF on which the VLAN's traffic appears untagged."),
+        field("tag", INT, RC, -1, doc="VLAN id, 0 to 4094 (-1 before it is set)."),
+        field("other_config", SMAP, RW, {}),
+    ],
+)
+
+
+BOND = cls(
+    "Bond",
+    "Several PIFs of one host combined into one logical interface.",
+    fields=[
+        field("uuid", STRING, RO),
+        field("master", Ref("PIF"), RC, NULL_REF, doc="The bond's own PIF."),
+        field("slaves", SetOf(Ref("PIF")), RO, doc="The member PIFs."),
+        field("other_config", SMAP, RW, {}),
+        field("primary_slave", Ref("PIF"), RO, NULL_REF,
+              doc="The member carrying traffic in active-backup mode."),
+        field("mode", BOND_MODE, RO, "balance-slb"),
+        field("properties", SMAP, RO, {}, doc="Mode-specific settings (e.g. hashing_algorithm)."),
+        field("links_up", INT, RO, 0, doc="Number of members with a link."),
+        field("auto_update_mac", BOOL, RO, True, doc="Follow the primary member's MAC address."),
+    ],
+)

@@ -1,0 +1,78 @@
+"""Durable copy of the object store in SQLite (WAL).
+
+Each row holds one object's record and private fields as JSON. `write` applies
+one or more batches in a single SQLite transaction, so the server can group
+commits from many calls; it returns only after the commit is on disk
+(`synchronous=FULL` by default). Blocking: call it from a worker thread.
+"""
+
+import os
+import sqlite3
+import threading
+from typing import Iterable, List, Optional, Tuple
+
+Row = Tuple[str, str, Optional[str]]  # (class, ref, data JSON or None for a delete)
+
+SCHEMA_VERSION = 1
+
+
+class JournalError(Exception):
+    """The database could not be read or written."""
+
+
+class Journal:
+    def __init__(self, path: str, synchronous: str = "FULL"):
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("CREATE TABLE IF NOT EXISTS objects (cls TEXT NOT NULL, ref TEXT NOT NULL,"
+                             " data TEXT NOT NULL, PRIMARY KEY (cls, ref)) WITHOUT ROWID")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.Error as e:
+            raise JournalError(f"cannot open database {path}: {e}") from e
+
+    def load(self) -> List[Row]:
+        with self._lock:
+            try:
+                return self._db.execute("SELECT cls, ref, data FROM objects").fetchall()
+            except sqlite3.Error as e:
+                raise JournalError(f"cannot read database {self.path}: {e}") from e
+
+    def write(self, batches: Iterable[List[Row]]) -> None:
+        """Apply the batches in order, in one transaction, durably."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for rows in batches:
+                    for cls, ref, data in rows:
+                        if data is None:
+                            db.execute("DELETE FROM objects WHERE cls=? AND ref=?", (cls, ref))
+                        else:
+                            db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?)", (cls, ref, data))
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise JournalError(f"cannot write database {self.path}: {e}") from e
+
+    def get_meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

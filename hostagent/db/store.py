@@ -1,0 +1,285 @@
+"""The object store: in-memory tables and indexes, transactions, relations.
+
+All access happens on one thread (the reactor's). A write happens inside
+`store.transaction()`: it changes the tables at once, keeps what it needs to
+undo them, and on success hands the touched objects to the journal as one
+batch (and to change listeners, for events). An exception inside the block
+rolls every change back, so no half-written object is ever visible.
+"""
+
+import copy
+import json
+import uuid as uuidlib
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional
+
+from ..datamodel.api import Api
+from ..datamodel.types import NULL_REF
+
+
+class StoreError(Exception):
+    """Root of the store's errors."""
+
+
+class NotFound(StoreError):
+    def __init__(self, cls: str, ref: str):
+        super().__init__(cls, ref)
+        self.cls, self.ref = cls, ref
+
+
+class NoTransaction(StoreError):
+    pass
+
+
+def new_ref() -> str:
+    return f"OpaqueRef:{uuidlib.uuid4()}"
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class Change:
+    """One object touched by a committed transaction."""
+
+    __slots__ = ("op", "cls", "ref", "record")
+
+    def __init__(self, op: str, cls: str, ref: str, record: Optional[dict]):
+        self.op, self.cls, self.ref, self.record = op, cls, ref, record
+
+    def __repr__(self):
+        return f"Change({self.op} {self.cls} {self.ref})"
+
+
+class Store:
+    def __init__(self, api: Api, submit: Optional[Callable] = None):
+        """`submit(rows)` makes a batch durable and returns an awaitable (or None)."""
+        self.api = api
+        self.tables: Dict[str, Dict[str, dict]] = {c: {} for c in api.classes if api.classes[c].stored}
+        self.private: Dict[str, Dict[str, dict]] = {c: {} for c in self.tables}
+        self.uuids: Dict[str, Dict[str, str]] = {c: {} for c in self.tables}
+        self._submit = submit
+        self._txn: Optional["_Txn"] = None
+        self.commits = 0  # number of batches handed to the journal
+        self.last_durable = None  # awaitable of the newest batch
+        self.listeners: List[Callable[[List[Change]], None]] = []
+        self._ones = {}  # (cls, field) -> (many cls, many field, many is a set)
+        self._manys = {}  # (cls, field) -> (one cls, one field)
+        for r in api.relations:
+            many_field = api.classes[r.many[0]].field(r.many[1])
+            self._ones[r.one] = (r.many[0], r.many[1], many_field.type.kind == "set")
+            self._manys[r.many] = r.one
+
+    # ------------------------------------------------------------------ reads
+    def get(self, cls: str, ref: str) -> dict:
+        try:
+            return self.tables[cls][ref]
+        except KeyError:
+            raise NotFound(cls, ref) from None
+
+    def exists(self, cls: str, ref: str) -> bool:
+        t = self.tables.get(cls)
+        return t is not None and ref in t
+
+    def all(self, cls: str) -> Dict[str, dict]:
+        return self.tables[cls]
+
+    def by_uuid(self, cls: str, uuid: str) -> Optional[str]:
+        return self.uuids[cls].get(uuid)
+
+    def private_of(self, cls: str, ref: str) -> dict:
+        self.get(cls, ref)
+        return self.private[cls][ref]
+
+    def find(self, cls: str, **match) -> List[str]:
+        """Refs of `cls` whose fields equal all of `match`."""
+        return [r for r, rec in self.tables[cls].items()
+                if all(rec.get(k) == v for k, v in match.items())]
+
+    # ----------------------------------------------------------------- writes
+    @contextmanager
+    def transaction(self) -> Iterator["_Txn"]:
+        if self._txn is not None:  # joined: the outer block commits
+            yield self._txn
+            return
+        txn = self._txn = _Txn()
+        try:
+            yield txn
+        except BaseException:
+            self._txn = None
+            self._undo(txn)
+            raise
+        self._txn = None
+        if txn.touched:
+            self._commit(txn)
+
+    def create(self, cls: str, values: dict, ref: str = None, private: dict = None) -> str:
+        """Add an object; fields not in `values` take their declared initial values."""
+        txn = self._need_txn()
+        ref = ref or new_ref()
+        table = self.tables[cls]
+        if ref in table:
+            raise StoreError(f"{cls} {ref} exists")
+        rec = {}
+        for f in self.api.public_fields(cls):
+            v = values[f.name] if f.name in values else f.initial
+            rec[f.name] = copy.deepcopy(v) if isinstance(v, (list, dict)) else v
+        if not rec.get("uuid") and "uuid" in rec:
+            rec["uuid"] = new_uuid()
+        if rec.get("uuid") in self.uuids[cls]:
+            raise StoreError(f"{cls} uuid {rec['uuid']} exists")
+        txn.remember(self, cls, ref)
+        table[ref] = rec
+        self.private[cls][ref] = dict(private or {})
+        if "uuid" in rec:
+            self.uuids[cls][rec["uuid"]] = ref
+        txn.mark(cls, ref, "add")
+        for name, value in rec.items():
+            if (cls, name) in self._ones:
+                self._link(cls, name, ref, value, add=True)
+        return ref
+
+    def set(self, cls: str, ref: str, name: str, value) -> None:
+        """Replace one field's value, keeping relations in step."""
+        txn = self._need_txn()
+        rec = self.get(cls, ref)
+        old = rec[name]
+        if old == value and type(old) is type(value):
+            return
+        txn.remember(self, cls, ref)
+        if (cls, name) in self._ones:
+            self._link(cls, name, ref, old, add=False)
+        if name == "uuid":
+            self.uuids[cls].pop(old, None)
+            self.uuids[cls][value] = ref
+        rec[name] = value
+        if (cls, name) in self._ones:
+            self._link(cls, name, ref, value, add=True)
+        txn.mark(cls, ref, "mod")
+
+    def update(self, cls: str, ref: str, **values) -> None:
+        for name, value in values.items():
+            self.set(cls, ref, name, value)
+
+    def set_private(self, cls: str, ref: str, **values) -> None:
+        txn = self._need_txn()
+        self.get(cls, ref)
+        txn.remember(self, cls, ref)
+        self.private[cls][ref].update(values)
+        txn.mark(cls, ref, "mod")
+
+    def delete(self, cls: str, ref: str) -> None:
+        txn = self._need_txn()
+        rec = self.get(cls, ref)
+        txn.remember(self, cls, ref)
+        for name, value in rec.items():
+            if (cls, name) in self._ones:
+                self._link(cls, name, ref, value, add=False)
+        del self.tables[cls][ref]
+        del self.private[cls][ref]
+        if "uuid" in rec:
+            self.uuids[cls].pop(rec["uuid"], None)
+        txn.mark(cls, ref, "del")
+
+    def touch(self, cls: str, ref: str) -> None:
+        """Record a change to an object without changing it (event.inject)."""
+        txn = self._need_txn()
+        self.get(cls, ref)
+        txn.remember(self, cls, ref)
+        txn.mark(cls, ref, "mod")
+
+    # --------------------------------------------------------------- helpers
+    def _need_txn(self) -> "_Txn":
+        if self._txn is None:
+            raise NoTransaction("store writes need a transaction")
+        return self._txn
+
+    def _link(self, cls, name, ref, target, add):
+        many_cls, many_field, is_set = self._ones[(cls, name)]
+        if target == NULL_REF or target not in self.tables[many_cls]:
+            return
+        self._txn.remember(self, many_cls, target)
+        other = self.tables[many_cls][target]
+        if is_set:
+            current = other[many_field]
+            if add and ref not in current:
+                other[many_field] = current + [ref]
+            elif not add and ref in current:
+                other[many_field] = [r for r in current if r != ref]
+            else:
+                return
+        else:
+            other[many_field] = ref if add else NULL_REF
+        self._txn.mark(many_cls, target, "mod")
+
+    def _undo(self, txn: "_Txn") -> None:
+        for (cls, ref), (rec, priv) in txn.before.items():
+            table = self.tables[cls]
+            current = table.get(ref)
+            if current is not None and "uuid" in current:
+                self.uuids[cls].pop(current["uuid"], None)
+            if rec is None:
+                table.pop(ref, None)
+                self.private[cls].pop(ref, None)
+            else:
+                table[ref] = rec
+                self.private[cls][ref] = priv
+                if "uuid" in rec:
+                    self.uuids[cls][rec["uuid"]] = ref
+
+    def _commit(self, txn: "_Txn") -> None:
+        rows, changes = [], []
+        for (cls, ref), op in txn.touched.items():
+            existed = txn.before[(cls, ref)][0] is not None
+            rec = self.tables[cls].get(ref)
+            if rec is None:
+                if existed:
+                    rows.append((cls, ref, None))
+                    changes.append(Change("del", cls, ref, txn.before[(cls, ref)][0]))
+                continue  # created and deleted in one transaction: nothing happened
+            rows.append((cls, ref, json.dumps({"r": rec, "p": self.private[cls][ref]},
+                                              separators=(",", ":"))))
+            changes.append(Change("mod" if existed else "add", cls, ref, rec))
+        if not rows:
+            return
+        self.commits += 1
+        if self._submit is not None:
+            self.last_durable = self._submit(rows)
+        for listener in self.listeners:
+            listener(changes)
+
+    # ---------------------------------------------------------------- loading
+    def load_row(self, cls: str, ref: str, data: str) -> None:
+        """Install a row read back from the journal (start-up only)."""
+        if cls not in self.tables:
+            return  # a class this version no longer stores
+        blob = json.loads(data)
+        rec = {}
+        saved = blob["r"]
+        for f in self.api.public_fields(cls):
+            rec[f.name] = saved[f.name] if f.name in saved else copy.deepcopy(f.initial)
+        self.tables[cls][ref] = rec
+        self.private[cls][ref] = blob.get("p", {})
+        if "uuid" in rec:
+            self.uuids[cls][rec["uuid"]] = ref
+
+
+class _Txn:
+    __slots__ = ("before", "touched")
+
+    def __init__(self):
+        self.before = {}  # (cls, ref) -> (record copy or None, private copy or None)
+        self.touched = {}  # (cls, ref) -> last op, in first-touch order
+
+    def remember(self, store: Store, cls: str, ref: str) -> None:
+        key = (cls, ref)
+        if key in self.before:
+            return
+        rec = store.tables[cls].get(ref)
+        if rec is None:
+            self.before[key] = (None, None)
+        else:
+            self.before[key] = (copy.deepcopy(rec), copy.deepcopy(store.private[cls][ref]))
+
+    def mark(self, cls: str, ref: str, op: str) -> None:
+        self.touched[(cls, ref)] = op

@@ -1,0 +1,134 @@
+"""The composition root: build every object of a running agent from a Config.
+
+Nothing else constructs long-lived objects; tests build agents through
+`build()` with their own config (and, where they want, their own clock).
+"""
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, List
+
+from twisted.internet import endpoints, task
+from twisted.internet.threads import deferToThread
+
+from .. import __version__
+from ..actions import all_handlers
+from ..actions.bootstrap import ensure_host
+from ..backends import hostinfo
+from ..config import Config, parse_hostport
+from ..datamodel.api import build_api
+from ..db.journal import Journal
+from ..db.store import Store
+from ..paths import ROOT_PASSWORD_FILE, USERS_FILE
+from ..rpc.dispatch import Dispatcher
+from ..rpc.sessions import SessionManager
+from ..rpc.xmlrpc import XmlEncoder
+from .durability import GroupCommit
+from .site import ApiSite
+
+log = logging.getLogger("hostagent")
+
+
+@dataclass
+class Services:
+    """What actions may use besides the store (ports and timing)."""
+
+    authenticate: Callable
+    change_password: Callable
+    sleep: Callable
+    auth_failure_delay: float
+    clock: Callable[[], float]
+
+
+class Agent:
+    def __init__(self, config: Config, reactor, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.reactor = reactor
+        self.clock = clock
+        os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+        self.api = build_api()
+        self.journal = Journal(os.path.join(config.state_dir, "state.db"))
+        self.commit = GroupCommit(reactor, self.journal)
+        self.store = Store(self.api, submit=self.commit.submit)
+        for cls, ref, data in self.journal.load():
+            self.store.load_row(cls, ref, data)
+        self.facts = hostinfo.probe(config.address)
+        self.host_ref = ensure_host(self.store, self.facts, __version__, clock)
+        self.auth = self._auth()
+        self.sessions = SessionManager(self.store, clock, lambda: self.host_ref)
+        services = Services(
+            authenticate=lambda u, p: deferToThread(self.auth.check, u, p),
+            change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
+            sleep=lambda s: task.deferLater(reactor, max(0.0, s), lambda: None),
+            auth_failure_delay=config.auth_failure_delay,
+            clock=clock,
+        )
+        self.dispatcher = Dispatcher(self.api, self.store, self.sessions, all_handlers(), services,
+                                     wait_durable=self.commit.wait)
+        self.encoder = XmlEncoder(self.api)
+        self.ports: List = []
+        self.urls: List[str] = []
+        self.generated_password = None
+        self._gc = task.LoopingCall(self.sessions.expire_idle)
+        self._gc.clock = reactor
+
+    def _auth(self):
+        if self.config.auth == "pam":
+            from ..backends.auth_pam import PamAuth
+            return PamAuth()
+        from ..backends.auth_local import LocalUsers
+        users = LocalUsers(os.path.join(self.config.state_dir, USERS_FILE))
+        self.password_file = os.path.join(self.config.state_dir, ROOT_PASSWORD_FILE)
+        self.generated_password = users.ensure_root(self.password_file)
+        return users
+
+    async def start(self):
+        self.commit.start()
+        # changes made while loading (first start, refreshed host facts) become durable first
+        await self.commit.wait(self.commit.issued)
+        for spec in self.config.listen:
+            host, port = parse_hostport(spec)
+            ep = endpoints.TCP4ServerEndpoint(self.reactor, port, interface=host)
+            p = await ep.listen(ApiSite(self.dispatcher, self.encoder, "tcp"))
+            self.ports.append(p)
+            self.urls.append(f"http://{host}:{p.getHost().port}/")
+        for spec in self.config.tls_listen:
+            host, port = parse_hostport(spec)
+            desc = f"ssl:port={port}:interface={host}:privateKey={self.config.key}:certKey={self.config.cert}"
+            ep = endpoints.serverFromString(self.reactor, desc)
+            p = await ep.listen(ApiSite(self.dispatcher, self.encoder, "tcp"))
+            self.ports.append(p)
+            self.urls.append(f"https://{host}:{p.getHost().port}/")
+        path = self.config.socket_path
+        if path:
+            if os.path.exists(path):
+                os.unlink(path)
+            ep = endpoints.UNIXServerEndpoint(self.reactor, path, mode=0o600)
+            self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix")))
+            self.urls.append(f"unix:{path}")
+        self._gc.start(60.0, now=False)
+
+    async def stop(self):
+        if self._gc.running:
+            self._gc.stop()
+        for p in self.ports:
+            await p.stopListening()
+        self.ports = []
+        await self.commit.wait(self.commit.issued)
+        self.commit.stop()
+        self.journal.close()
+
+    def banner(self, out=sys.stdout) -> None:
+        for url in self.urls:
+            print(f"hostagent listening on {url}", file=out)
+        if self.config.auth == "local":
+            if self.generated_password:
+                print(f"Generated a password for root: {self.generated_password}", file=out)
+            print(f"Log in as root with the password in {self.password_file} "
+                  f"(change it with: hostagent passwd root --state-dir {self.config.state_dir})", file=out)
+        else:
+            print("Log in with a dom0 account (PAM)", file=out)
+        out.flush()

@@ -1,0 +1,1 @@
+"""Storage-manager plug-ins; never imports hostagent."""
