@@ -10,9 +10,17 @@ STAMPS := build/stamps
 ARGS ?=
 PYTEST_ARGS ?=
 
-# Debian 12 packages the build, the agent and its tests need (why, for each, in README.md).
-# libvirt's test driver (test:///default) lives in libvirt0 itself, which libvirt-dev pulls in:
-# no libvirt-daemon is needed for the embedded default.
+# Debian 12 packages the build, the agent and its tests need:
+#   python3 python3-venv       the interpreter and its venv module (Debian splits ensurepip out)
+#   python3-dev gcc pkg-config libvirt-dev
+#                              libvirt-python is a source package on PyPI, compiled against the
+#                              system's libvirt; libvirt-dev pulls in libvirt0, which itself holds
+#                              the test driver (test:///default): no libvirt daemon is needed
+#   libpam0g-dev               PAM for python-pam (--auth pam)
+#   lvm2                       the LVM SR driver and its tests on loop devices
+#   qemu-utils                 qemu-img: image creation and conversion, an independent VHD check
+#   nodejs npm                 Xen Orchestra's xen-api client in the functional tests
+#   util-linux iproute2 procps losetup, mount, unshare, nsenter; ip netns and veth; ps, sysctl
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
                 lvm2 qemu-utils nodejs npm util-linux iproute2 procps
 

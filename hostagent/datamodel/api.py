@@ -92,6 +92,9 @@ def _derive(c: Cls):
     ref = T.Ref(c.name)
     self_p = Param("self", ref)
     out = {}
+    if not c.stored:  # e.g. event: only its explicit messages exist
+        return [Entry(c.name, m.name, m.params, m.result, m.session, m.async_, None, None, m, m.errors)
+                for m in c.messages]
 
     def add(name, params, result, kind, fld=None, async_=False):
         out[name] = Entry(c.name, name, tuple(params), result, True, async_, kind, fld)

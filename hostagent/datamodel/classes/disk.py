@@ -44,7 +44,7 @@ VDI = cls(
         field("tags", SetOf(STRING), RW, []),
         field("allow_caching", BOOL, RO, False),
         field("on_boot", ON_BOOT, RO, "persist",
-              doc="persist, or reset to the state at attach on each boot."),
+              doc="reset discards the guest's writes at each boot; persist keeps them."),
         field("metadata_of_pool", Ref("pool"), RO, NULL_REF,
               doc="The pool whose metadata this VDI holds, if any."),
         field("metadata_latest", BOOL, RO, False),

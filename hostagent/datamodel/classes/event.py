@@ -15,8 +15,7 @@ EVENT = cls(
     stored=False,
     events=False,
     fields=[
-        field("snapshot", AnyRecord(), RO,
-              doc="The object's record after the change (may be absent on del)."),
+        field("snapshot", AnyRecord(), RO, doc="The object's record as of the change."),
         field("id", INT, RC, doc="Position in the change stream; grows with each event."),
         field("timestamp", DATETIME, RC, lifecycle=DEPRECATED),
         field("class", STRING, RC, doc="Lower-case name of the changed object's class (\"vm\")."),

@@ -37,11 +37,13 @@ PIF = cls(
         field("bond_master_of", SetOf(Ref("Bond")), RO),
         field("VLAN_master_of", Ref("VLAN"), RO, NULL_REF),
         field("VLAN_slave_of", SetOf(Ref("VLAN")), RO),
+
+        # management, tunnels
         field("management", BOOL, RO, False,
               doc="True on the interface carrying the management API."),
         field("other_config", SMAP, RW, {}),
         field("disallow_unplug", BOOL, RO, False,
-              doc="Keep the interface up even with no VIF using it."),
+              doc="Refuse PIF.unplug (for interfaces storage or HA rely on)."),
         field("tunnel_access_PIF_of", SetOf(Ref("tunnel")), RO),
         field("tunnel_transport_PIF_of", SetOf(Ref("tunnel")), RO),
 

@@ -50,7 +50,7 @@ POOL = cls(
 
         # licensing, operations, features
         field("restrictions", SMAP, RO, {},
-              doc="Licence-derived switches, e.g. \"restrict_hotfix_apply\" -> \"false\"."),
+              doc="Licence-derived switches, e.g. \"restrict_vlan\" -> \"false\"."),
         field("metadata_VDIs", SetOf(Ref("VDI")), RO,
               doc="VDIs in which this pool's metadata is saved."),
         field("ha_cluster_stack", STRING, RO, ""),

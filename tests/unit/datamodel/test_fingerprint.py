@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "to-be-computed"
+EXPECTED_FINGERPRINT = "53486b5a1897d8a560efb3679b0d73df4d3aaad8760b6ce2d137bd103a0482ee"
 
 
 def _walk(t):

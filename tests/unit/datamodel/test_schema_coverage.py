@@ -316,7 +316,7 @@ def coverage(api, schema):
     names = {f"{c['name']}.{m['name']}" for c in schema["classes"] for m in c["messages"]}
     beyond = sorted(w for w in api.entries if w not in names)
     per_class = []
-    for c in ours:
+    for c in sorted(ours, key=lambda c: list(api.classes).index(c["name"])):
         f = fields([c])
         i = messages([c], True)
         x = messages([c], False)
