@@ -220,6 +220,13 @@ def parse_call(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH):
 
 
 # --------------------------------------------------------------------------- encoding
+#
+# Every API type compiles to an `_Codec`. Its `fast` forms trust that values have
+# the Python type the API type implies and may raise when they do not; `safe`
+# forms never raise: they retry field by field and finally encode by inference.
+# Parents' fast paths call children's fast forms, so a surprise anywhere falls
+# back once, at the outermost guard. `put` forms extend a list of pieces, so a
+# 10,000-record reply is joined (copied) once instead of once per nesting level.
 
 _NEEDS_ESCAPE = re.compile('[&<>"\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]').search
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -236,7 +243,11 @@ def _text(s):
     return escape(s) if _NEEDS_ESCAPE(s) else s
 
 
-def _fmt_double(v):
+def _key(k):
+    return _text(k if isinstance(k, str) else str(k))
+
+
+def _double(v):
     s = "%.16g" % v
     if v == v and float(s) != v:  # 16 digits lost precision: use the shortest exact form
         s = repr(float(v))
@@ -244,7 +255,9 @@ def _fmt_double(v):
 
 
 _TRUE, _FALSE = "<boolean>1</boolean>", "<boolean>0</boolean>"
+_BOOL_TEXT = {True: _TRUE, False: _FALSE}
 _STRLIKE = frozenset(("string", "ref", "enum"))
+_EMPTY_ARRAY, _EMPTY_STRUCT = "<array><data></data></array>", "<struct></struct>"
 _MEMBER_SEP = "</value></member><member><name>"  # joins "name</name><value>text" pieces
 _NAME_VALUE = "</name><value>"
 _ITEM_SEP = "</value><value>"
@@ -263,26 +276,16 @@ def _infer(v) -> str:
     if isinstance(v, int):
         return int.__repr__(v)
     if isinstance(v, float):
-        return _fmt_double(v)
+        return _double(v)
     if isinstance(v, dict):
         return "<struct>" + "".join([
-            "<member><name>" + _text(k if isinstance(k, str) else str(k)) + _NAME_VALUE
-            + _infer(x) + "</value></member>" for k, x in v.items()]) + "</struct>"
+            "<member><name>" + _key(k) + _NAME_VALUE + _infer(x) + "</value></member>"
+            for k, x in v.items()]) + "</struct>"
     if isinstance(v, (list, tuple, set, frozenset)):
         return "<array><data>" + "".join(["<value>" + _infer(x) + "</value>" for x in v]) + "</data></array>"
     if isinstance(v, (bytes, bytearray)):
         return "<base64>" + base64.b64encode(v).decode("ascii") + "</base64>"
     return _text(str(v))
-
-
-def _guarded(fast):
-    """`fast` trusts the value's Python type; on a surprise, encode by inference instead."""
-    def enc(v):
-        try:
-            return fast(v)
-        except Exception:
-            return _infer(v)
-    return enc
 
 
 def _str_fast(v):
@@ -293,15 +296,51 @@ def _datetime_fast(v):
     return "<dateTime.iso8601>" + (escape(v) if _NEEDS_ESCAPE(v) else v) + "</dateTime.iso8601>"
 
 
-_SCALAR_INNER = {
-    "string": _guarded(_str_fast),
-    "ref": _guarded(_str_fast),
-    "enum": _guarded(_str_fast),
-    "datetime": _guarded(_datetime_fast),
-    "int": _guarded(int.__repr__),  # bools print as 1/0, anything else falls back
-    "float": _guarded(_fmt_double),
-    "bool": lambda v: _TRUE if v else _FALSE,
-    "void": lambda v: "",
+class _Codec:
+    """The encoders of one API type (text = the inside of a <value>)."""
+
+    __slots__ = ("fast", "safe", "fast_put", "put")
+
+    def __init__(self, fast, careful=None, fast_put=None):
+        self.fast = fast
+        self.safe = safe = _guard(fast, careful)
+        self.fast_put = fast_put or (lambda v, out: out.append(fast(v)))
+        if fast_put is None:
+            self.put = lambda v, out: out.append(safe(v))
+        else:
+            def put(v, out):
+                n = len(out)
+                try:
+                    fast_put(v, out)
+                except Exception:
+                    del out[n:]
+                    out.append(safe(v))
+            self.put = put
+
+
+def _guard(fast, careful=None):
+    def safe(v):
+        try:
+            return fast(v)
+        except Exception:
+            pass
+        if careful is not None:
+            try:
+                return careful(v)
+            except Exception:
+                pass
+        return _infer(v)
+    return safe
+
+
+_INFER = _Codec(_infer)
+_SCALARS_OUT = {
+    "string": _Codec(_str_fast), "ref": _Codec(_str_fast), "enum": _Codec(_str_fast),
+    "datetime": _Codec(_datetime_fast),
+    "int": _Codec(int.__repr__),  # bools print as 1/0, other types fall back to inference
+    "float": _Codec(_double),
+    "bool": _Codec(lambda v: _TRUE if v else _FALSE),
+    "void": _Codec(lambda v: ""),
 }
 
 _OK_HEAD = ('<?xml version="1.0"?><methodResponse><params><param><value><struct><member>'
@@ -320,47 +359,51 @@ class XmlEncoder:
 
     def __init__(self, api):
         self.api = api
-        self._inner = {}  # type -> value -> text inside <value>
-        self._outer = {}  # type -> value -> "<value>…</value>"
+        self._codecs = {}
+        self._outer = {}
 
     def encoder(self, t):
         """A function value -> "<value>…</value>" for API type `t`."""
-        try:
-            return self._outer[t]
-        except KeyError:
-            inner = self.inner(t)
-            enc = self._outer[t] = lambda v: "<value>" + inner(v) + "</value>"
-            return enc
+        enc = self._outer.get(t)
+        if enc is None:
+            safe = self.codec(t).safe
+            enc = self._outer[t] = lambda v: "<value>" + safe(v) + "</value>"
+        return enc
 
-    def inner(self, t):
-        """A function value -> the text inside <value> for API type `t`."""
+    def codec(self, t) -> _Codec:
         try:
-            return self._inner[t]
-        except KeyError:
-            enc = self._inner[t] = self._compile(t)
-            return enc
+            c = self._codecs.get(t)
         except TypeError:  # not a hashable API type
-            return _infer
+            return _INFER
+        if c is None:
+            c = self._codecs[t] = self._compile(t)
+        return c
+
+    def _wrap(self, head, value, t, tail) -> bytes:
+        out = [head]
+        self.codec(t).put(value, out)
+        out.append(tail)
+        return "".join(out).encode("utf-8", "replace")
 
     def success(self, value, t) -> bytes:
-        return (_OK_HEAD + self.inner(t)(value) + _OK_TAIL).encode("utf-8", "replace")
+        return self._wrap(_OK_HEAD, value, t, _OK_TAIL)
 
     def failure(self, description) -> bytes:
         items = "".join(["<value>" + _text(str(d)) + "</value>" for d in description])
         return (_FAIL_HEAD + items + _FAIL_TAIL).encode("utf-8", "replace")
 
     def fragment(self, value, t) -> str:
-        return "<value>" + self.inner(t)(value) + "</value>"
+        return "<value>" + self.codec(t).safe(value) + "</value>"
 
     def raw(self, value, t) -> bytes:
-        return (_RAW_HEAD + self.inner(t)(value) + _RAW_TAIL).encode("utf-8", "replace")
+        return self._wrap(_RAW_HEAD, value, t, _RAW_TAIL)
 
     # -- compilation
 
-    def _compile(self, t):
+    def _compile(self, t) -> _Codec:
         k = getattr(t, "kind", None)
-        if k in _SCALAR_INNER:
-            return _SCALAR_INNER[k]
+        if k in _SCALARS_OUT:
+            return _SCALARS_OUT[k]
         if k == "set":
             return self._set(t.elem)
         if k == "map":
@@ -369,116 +412,122 @@ class XmlEncoder:
             return self._record(t.cls)
         if k == "struct":
             return self._struct(t)
-        return _infer  # AnyRecord, records of unmodelled classes, unknown types
+        return _INFER  # AnyRecord, records of unmodelled classes, unknown types
 
     def _set(self, elem):
+        e = self.codec(elem)
+        e_fast, e_safe = e.fast, e.safe
+
+        def careful(v):
+            return "<array><data>" + "".join(["<value>" + e_safe(x) + "</value>" for x in v]) \
+                + "</data></array>"
+
         if elem.kind in _STRLIKE:
             def fast(v):
                 if not v:
-                    return "<array><data></data></array>"
+                    return _EMPTY_ARRAY
                 if _NEEDS_ESCAPE("".join(v)):
-                    v = [_text(x) for x in v]
+                    v = [_str_fast(x) for x in v]
                 return "<array><data><value>" + _ITEM_SEP.join(v) + "</value></data></array>"
         else:
-            inner = self.inner(elem)
-
             def fast(v):
-                return "<array><data>" + "".join(["<value>" + inner(x) + "</value>" for x in v]) \
+                return "<array><data>" + "".join(["<value>" + e_fast(x) + "</value>" for x in v]) \
                     + "</data></array>"
-        return _guarded(fast)
+        return _Codec(fast, careful)
 
     def _map(self, vt):
-        inner = self.inner(vt)
+        e = self.codec(vt)
+        e_fast, e_safe, e_put = e.fast, e.safe, e.fast_put
 
         def careful(d):
             return "<struct>" + "".join([
-                "<member><name>" + _text(k if isinstance(k, str) else str(k)) + _NAME_VALUE
-                + inner(x) + "</value></member>" for k, x in d.items()]) + "</struct>"
+                "<member><name>" + _key(k) + _NAME_VALUE + e_safe(x) + "</value></member>"
+                for k, x in d.items()]) + "</struct>"
 
         if vt.kind in _STRLIKE:
             def fast(d):
                 if not d:
-                    return "<struct></struct>"
+                    return _EMPTY_STRUCT
                 if _NEEDS_ESCAPE("".join(d)) or _NEEDS_ESCAPE("".join(d.values())):
                     return careful(d)
                 return ("<struct><member><name>" + _MEMBER_SEP.join(map(_NAME_VALUE.join, d.items()))
                         + "</value></member></struct>")
-        else:
-            def fast(d):
-                if not d:
-                    return "<struct></struct>"
-                keys = "".join(d)
-                if _NEEDS_ESCAPE(keys):
-                    return careful(d)
-                return "<struct>" + "".join([
-                    "<member><name>" + k + _NAME_VALUE + inner(x) + "</value></member>"
-                    for k, x in d.items()]) + "</struct>"
-        return _guarded(fast)
+            return _Codec(fast, careful)
+
+        def fast_put(d, out):
+            plain = not _NEEDS_ESCAPE("".join(d))  # raises unless every key is a str
+            out.append("<struct>")
+            for k, x in d.items():
+                out.append("<member><name>" + (k if plain else escape(k)) + _NAME_VALUE)
+                e_put(x, out)
+                out.append("</value></member>")
+            out.append("</struct>")
+
+        def fast(d):
+            out = []
+            fast_put(d, out)
+            return "".join(out)
+        return _Codec(fast, careful, fast_put)
 
     def _struct(self, t):
-        members = {name: self.inner(mt) for name, mt in t.members}
-        get = members.get
+        members = {name: self.codec(mt) for name, mt in t.members}
 
-        def fast(d):  # members absent from the value are left out (options)
+        def enc(d, which):  # members absent from the value are left out (options)
             return "<struct>" + "".join([
-                "<member><name>" + _text(k) + _NAME_VALUE + get(k, _infer)(x) + "</value></member>"
-                for k, x in d.items()]) + "</struct>"
-        return _guarded(fast)
+                "<member><name>" + _key(k) + _NAME_VALUE + getattr(members.get(k, _INFER), which)(x)
+                + "</value></member>" for k, x in d.items()]) + "</struct>"
+        return _Codec(lambda d: enc(d, "fast"), lambda d: enc(d, "safe"))
 
     def _record(self, cls):
-        """One %-template per class: strings, ints and bools go in without a Python call."""
+        """A list skeleton per class: strings drop into place, only other types cost a call."""
         fields = self.api.public_fields(cls)
         names = tuple(f.name for f in fields)
         initials = tuple(f.initial for f in fields)
-        template, close = ["<struct>"], ""
-        checked = []  # per field: is it a string whose escaping is checked in one go
-        complex_ = []  # (index, encoder) of fields that need a call
+        skeleton, close = [], "<struct>"
+        checked, scalars, containers = [], [], []
         for i, f in enumerate(fields):
-            k = f.type.kind
-            template.append(close + "<member><name>" + escape(f.name).replace("%", "%%") + "</name><value>")
+            k, j = f.type.kind, 2 * i + 1
+            head = close + "<member><name>" + escape(f.name) + "</name><value>"
             close = "</value></member>"
             checked.append(k in _STRLIKE or k == "datetime")
-            if k in _STRLIKE:
-                template.append("%s")
-            elif k == "datetime":
-                template.append("<dateTime.iso8601>%s</dateTime.iso8601>")
+            if k == "datetime":
+                head += "<dateTime.iso8601>"
+                close = "</dateTime.iso8601>" + close
             elif k == "int":
-                template.append("%d")
+                scalars.append((j, int.__repr__))
             elif k == "bool":
-                template.append("<boolean>%d</boolean>")
-            else:
-                template.append("%s")
-                complex_.append((i, self.inner(f.type)))
-        template.append(close + "</struct>")
-        template = "".join(template)
-        slow_plan = tuple((f.name, "<member><name>" + escape(f.name) + "</name><value>",
-                           f.initial, self.inner(f.type)) for f in fields)
-        checked = tuple(checked)
-        complex_ = tuple(complex_)
+                scalars.append((j, _BOOL_TEXT.__getitem__))
+            elif k in ("set", "map"):
+                containers.append((j, self.codec(f.type).fast,
+                                   _EMPTY_ARRAY if k == "set" else _EMPTY_STRUCT))
+            elif k not in _STRLIKE:
+                scalars.append((j, self.codec(f.type).fast))
+            skeleton += (head, None)
+        skeleton.append(close + "</struct>")
+        checked_at = tuple(i for i, c in enumerate(checked) if c)
+        checked, scalars, containers = tuple(checked), tuple(scalars), tuple(containers)
+        careful_plan = tuple((f.name, f.initial, self.codec(f.type).safe,
+                              "<member><name>" + escape(f.name) + _NAME_VALUE) for f in fields)
+
+        def parts(r):
+            vals = list(map(r.get, names, initials))
+            # one scan over every string field; a non-str among them raises TypeError
+            if _NEEDS_ESCAPE("".join(compress(vals, checked))):
+                for i in checked_at:
+                    vals[i] = _str_fast(vals[i])
+            out = skeleton.copy()
+            out[1::2] = vals
+            for j, enc in scalars:
+                out[j] = enc(out[j])
+            for j, enc, empty in containers:
+                v = out[j]
+                out[j] = enc(v) if v else empty
+            return out
 
         def careful(r):
-            out = ["<struct>"]
-            for name, head, initial, inner in slow_plan:
-                out += (head, inner(r.get(name, initial)), "</value></member>")
-            out.append("</struct>")
-            return "".join(out)
+            out = []
+            for name, initial, safe, head in careful_plan:
+                out += (head, safe(r.get(name, initial)), "</value></member>")
+            return "<struct>" + "".join(out) + "</struct>"
 
-        def fast(r):
-            vals = list(map(r.get, names, initials))
-            # one scan for all string fields; a non-str among them raises TypeError
-            if _NEEDS_ESCAPE("".join(compress(vals, checked))):
-                return careful(r)
-            for i, inner in complex_:
-                vals[i] = inner(vals[i])
-            return template % tuple(vals)
-
-        def enc(r):
-            try:
-                return fast(r)
-            except Exception:
-                try:
-                    return careful(r)
-                except Exception:
-                    return _infer(r)
-        return enc
-
+        return _Codec(lambda r: "".join(parts(r)), careful, lambda r, out: out.extend(parts(r)))
