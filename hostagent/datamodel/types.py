@@ -49,6 +49,9 @@ FLOAT = Prim("float")
 BOOL = Prim("bool")
 DATETIME = Prim("datetime")
 VOID = Prim("void")
+# an int that XML-RPC must carry typed as <i4> (event.from's valid_ref_counts,
+# the one place xapi sends a typed int); JSON-RPC sends a number as usual
+I4 = Prim("i4")
 
 
 @dataclass(frozen=True)

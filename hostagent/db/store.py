@@ -1,6 +1,8 @@
 """The object store: in-memory tables and indexes, transactions, relations.
 
-All access happens on one thread (the reactor's). A write happens inside
+All access happens on one thread (the reactor's). Values in records are
+never changed in place: a write replaces a field's value with a new one, so a
+shallow copy of a record is a true snapshot. A write happens inside
 `store.transaction()`: it changes the tables at once, keeps what it needs to
 undo them, and on success hands the touched objects to the journal as one
 batch (and to change listeners, for events). An exception inside the block
@@ -63,6 +65,9 @@ class Store:
         self.commits = 0  # number of batches handed to the journal
         self.last_durable = None  # awaitable of the newest batch
         self.listeners: List[Callable[[List[Change]], None]] = []
+        # run inside every successful transaction before it commits, with the
+        # touched keys: derived fields (allowed_operations) are set here
+        self.precommit: List[Callable[[List[tuple]], None]] = []
         self._ones = {}  # (cls, field) -> (many cls, many field, many is a set)
         self._manys = {}  # (cls, field) -> (one cls, one field)
         for r in api.relations:
@@ -109,6 +114,14 @@ class Store:
             self._txn = None
             self._undo(txn)
             raise
+        if txn.touched and self.precommit:
+            try:
+                for hook in self.precommit:
+                    hook(list(txn.touched))
+            except BaseException:
+                self._txn = None
+                self._undo(txn)
+                raise
         self._txn = None
         if txn.touched:
             self._commit(txn)

@@ -15,15 +15,17 @@ from typing import Any, Callable, Dict, Optional
 
 from ..datamodel.api import Api, Entry
 from ..datamodel.errors import ApiError
-from ..datamodel.types import SetOf, STRING, Type, VOID
-from ..db.store import NotFound, Store
+from ..datamodel.types import Ref, SetOf, STRING, Type, VOID
+from ..db.store import NotFound, Store, new_ref
 from . import implicit
 from .coerce import Coercer
+from .oplocks import OpLocks
 from .sessions import SessionManager
 
 log = logging.getLogger("hostagent.dispatch")
 
 LIST_METHODS = SetOf(STRING)
+TASK_REF = Ref("task")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Context:
     session: Optional[str]
     origin: Origin
     services: Any
+    task: Optional[str] = None  # the task of an Async call
     store: Store = field(init=False)
 
     def __post_init__(self):
@@ -68,17 +71,44 @@ class Context:
     def need(self, cls: str, ref) -> dict:
         return implicit.need(self.store, cls, ref)
 
+    def progress(self, fraction: float) -> None:
+        """Report progress (0..1) on the call's task, if it has one."""
+        if self.task:
+            self.dispatcher.tasks.set_progress(self.task, fraction)
+
+    def cancellable(self, yes: bool = True) -> None:
+        """Declare that this operation stops at checkpoints when cancelled."""
+        if self.task:
+            self.dispatcher.tasks.set_cancellable(self.task, yes)
+
+    def sleep(self, seconds: float):
+        """An awaitable pause on the agent's clock."""
+        return self.services.sleep(seconds)
+
+    def checkpoint(self) -> None:
+        """Raise TASK_CANCELLED if someone cancelled this call's task."""
+        if self.task and self.dispatcher.tasks.cancel_requested(self.task):
+            raise ApiError("TASK_CANCELLED", self.task)
+
 
 class Dispatcher:
     def __init__(self, api: Api, store: Store, sessions: SessionManager,
                  handlers: Dict[str, Callable], services: Any = None,
-                 wait_durable: Callable[[Any], Any] = None):
+                 wait_durable: Callable[[Any], Any] = None, tasks=None, events=None,
+                 oplock_tables=(), spawn: Callable = None, fragment: Callable = None):
+        """`spawn(coroutine)` runs Async work in the background; `fragment(value, type)`
+        encodes a task result as an XML-RPC value."""
         self.api = api
         self.store = store
         self.sessions = sessions
         self.handlers = dict(handlers)
         self.services = services
         self.wait_durable = wait_durable
+        self.tasks = tasks
+        self.events = events
+        self.spawn = spawn
+        self.fragment = fragment
+        self.oplocks = OpLocks(store, oplock_tables, self.implemented) if oplock_tables else None
         self.coerce = Coercer(api)
         self.aliases = {}
         for wire, e in api.entries.items():
@@ -101,6 +131,10 @@ class Dispatcher:
             return self._finish_async(method, out)
         return out
 
+    def implemented(self, wire: str) -> bool:
+        e = self.api.entries.get(wire)
+        return e is not None and (e.implicit is not None or wire in self.handlers)
+
     def lookup(self, method: str) -> Optional[Entry]:
         e = self.api.entries.get(method)
         if e is None and "." not in method:
@@ -113,11 +147,15 @@ class Dispatcher:
             raise ApiError("MESSAGE_METHOD_UNKNOWN", str(method))
         if method == "system.listMethods":
             return Reply(sorted(self.api.entries), LIST_METHODS, bare=True)
-        entry = self.lookup(method)
+        is_async = method.startswith("Async.")
+        entry = self.lookup(method[6:] if is_async else method)
         if entry is None:
             if params:
                 self.sessions.check(params[0])
             raise ApiError("MESSAGE_METHOD_UNKNOWN", method)
+        if is_async and not entry.async_:
+            # an rpc-level refusal xapi words this way; it is not a datamodel error
+            return Reply(error=["Fault", f"No async mode for this operation (rpc: {entry.wire})"])
         session = None
         if entry.session:
             if not params:
@@ -130,23 +168,76 @@ class Dispatcher:
                            str(len(params)))
         args = [self.coerce.value(p.type, v, p.name) for p, v in zip(entry.params, params)]
         args += [p.default for p in entry.params[len(args):]]
-        commits = self.store.commits
         handler = self.handlers.get(entry.wire)
-        if handler is None:
-            result = implicit.run(self.store, entry, args)
-        else:
-            result = handler(Context(self, entry, session, origin, self.services), *args)
+        guard = self.oplocks.guard(entry.wire, args) if self.oplocks else None
+        if is_async:
+            return self._start_async(entry, handler, args, session, origin, guard)
+        commits = self.store.commits
+        if guard is not None and inspect.iscoroutinefunction(handler):
+            key = new_ref()  # a long synchronous call holds its lock under a call id
+            self.oplocks.begin(*guard, key)
+            return self._await(entry, self._guarded(entry, handler, args, session, origin, None, guard, key),
+                               commits)
+        if guard is not None:
+            table, op, ref = guard
+            if not self.store.exists(table.cls, ref):
+                raise ApiError("HANDLE_INVALID", table.cls, ref)
+            err = self.oplocks.problem(table, op, ref, self.store.get(table.cls, ref))
+            if err is not None:
+                raise err
+        result = self._invoke(entry, handler, args, session, origin, None)
         if inspect.isawaitable(result):
             return self._await(entry, result, commits)
         if self.store.commits != commits and self.wait_durable is not None:
             return self._await(entry, _ready(result), commits)
         return Reply(result, entry.result)
 
-    async def _await(self, entry, result, commits):
+    def _invoke(self, entry, handler, args, session, origin, task):
+        if handler is None:
+            return implicit.run(self.store, entry, args)
+        return handler(Context(self, entry, session, origin, self.services, task), *args)
+
+    async def _guarded(self, entry, handler, args, session, origin, task, guard, key):
+        try:
+            out = self._invoke(entry, handler, args, session, origin, task)
+            return (await out) if inspect.isawaitable(out) else out
+        finally:
+            self.oplocks.end(guard[0], guard[2], key)
+
+    def _start_async(self, entry, handler, args, session, origin, guard):
+        if guard is not None:  # refuse at once rather than in the task
+            table, op, ref = guard
+            if not self.store.exists(table.cls, ref):
+                raise ApiError("HANDLE_INVALID", table.cls, ref)
+        commits = self.store.commits
+        task = self.tasks.create(f"Async.{entry.wire}", "", session)
+        if guard is not None:
+            try:
+                self.oplocks.begin(*guard, task)
+            except ApiError as e:  # as xapi: the task exists and carries the refusal
+                self.tasks.fail(task, e.description)
+                return self._await(entry, _ready(task), commits, TASK_REF)
+        self.spawn(self._run_task(entry, handler, args, session, origin, task, guard))
+        return self._await(entry, _ready(task), commits, TASK_REF)
+
+    async def _run_task(self, entry, handler, args, session, origin, task, guard):
+        try:
+            if guard is not None:
+                value = await self._guarded(entry, handler, args, session, origin, task, guard, task)
+            else:
+                out = self._invoke(entry, handler, args, session, origin, task)
+                value = (await out) if inspect.isawaitable(out) else out
+            self.tasks.succeed(task, self.fragment(value, entry.result))
+        except Exception as e:  # noqa: BLE001 - the task records every failure
+            self.tasks.fail(task, self._failure(f"Async.{entry.wire}", e).error)
+        if self.wait_durable is not None:
+            await self.wait_durable(self.store.last_durable)
+
+    async def _await(self, entry, result, commits, result_type=None):
         value = await result
         if self.store.commits != commits and self.wait_durable is not None:
             await self.wait_durable(self.store.last_durable)
-        return Reply(value, entry.result)
+        return Reply(value, result_type or entry.result)
 
     async def _finish_async(self, method, awaitable):
         try:

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Callable, List
 
 from twisted.internet import endpoints, task
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 from .. import __version__
 from ..actions import all_handlers
 from ..actions.bootstrap import ensure_host
+from ..actions.oprules import TABLES
 from ..backends import hostinfo
 from ..config import Config, parse_hostport
 from ..datamodel.api import build_api
@@ -24,10 +26,13 @@ from ..db.journal import Journal
 from ..db.store import Store
 from ..paths import ROOT_PASSWORD_FILE, USERS_FILE
 from ..rpc.dispatch import Dispatcher
+from ..rpc.events import EventHub
 from ..rpc.sessions import SessionManager
+from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
 from .site import ApiSite
+from .waiters import Waiter
 
 log = logging.getLogger("hostagent")
 
@@ -59,21 +64,37 @@ class Agent:
         self.host_ref = ensure_host(self.store, self.facts, __version__, clock)
         self.auth = self._auth()
         self.sessions = SessionManager(self.store, clock, lambda: self.host_ref)
+        self.tasks = TaskManager(self.store, clock, lambda: self.host_ref)
+        sleep = lambda s: task.deferLater(reactor, max(0.0, s), lambda: None)  # noqa: E731
+        self.events = EventHub(self.store, clock, lambda: Waiter(reactor), sleep)
+        self.sessions.on_destroy.append(self.events.session_gone)
+        self.encoder = XmlEncoder(self.api)
         services = Services(
             authenticate=lambda u, p: deferToThread(self.auth.check, u, p),
             change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
-            sleep=lambda s: task.deferLater(reactor, max(0.0, s), lambda: None),
+            sleep=sleep,
             auth_failure_delay=config.auth_failure_delay,
             clock=clock,
         )
         self.dispatcher = Dispatcher(self.api, self.store, self.sessions, all_handlers(), services,
-                                     wait_durable=self.commit.wait)
-        self.encoder = XmlEncoder(self.api)
+                                     wait_durable=self.commit.wait, tasks=self.tasks, events=self.events,
+                                     oplock_tables=TABLES, spawn=self._spawn, fragment=self.encoder.fragment)
+        self.dispatcher.oplocks.reset()
         self.ports: List = []
         self.urls: List[str] = []
         self.generated_password = None
-        self._gc = task.LoopingCall(self.sessions.expire_idle)
+        self._gc = task.LoopingCall(self.collect)
         self._gc.clock = reactor
+
+    def collect(self):
+        """Periodic clean-up: idle sessions, old tasks."""
+        self.sessions.expire_idle()
+        self.tasks.collect()
+
+    def _spawn(self, coro):
+        def crashed(failure):
+            log.error("background work failed: %s", failure.getTraceback())
+        return Deferred.fromCoroutine(coro).addErrback(crashed)
 
     def _auth(self):
         if self.config.auth == "pam":
@@ -109,7 +130,7 @@ class Agent:
             ep = endpoints.UNIXServerEndpoint(self.reactor, path, mode=0o600)
             self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix")))
             self.urls.append(f"unix:{path}")
-        self._gc.start(60.0, now=False)
+        self._gc.start(30.0, now=False)
 
     async def stop(self):
         if self._gc.running:

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "53486b5a1897d8a560efb3679b0d73df4d3aaad8760b6ce2d137bd103a0482ee"
+EXPECTED_FINGERPRINT = "77a36bbeda5794fe327e0c9ca6b5d1f7f3b028d21d374cac60ae579d0d6a94f1"
 
 
 def _walk(t):

@@ -1,0 +1,206 @@
+"""Which operations each object allows, as one table per class.
+
+An operation appears in `allowed_operations` only when its message is
+implemented and its checks pass now; the same checks refuse a call. Facts
+(power states, overlaps, template and snapshot rules) follow xapi as in
+xapi-protocol.md §2 and §3.
+"""
+
+from ..datamodel.errors import ApiError
+from ..rpc.oplocks import Op, OpTable
+
+HALTED, PAUSED, RUNNING, SUSPENDED = "Halted", "Paused", "Running", "Suspended"
+ANY = None
+
+
+def _states(*names):
+    return frozenset(names)
+
+
+def _vm_state_error(ref, expected, actual):
+    order = [HALTED, PAUSED, RUNNING, SUSPENDED]
+    want = ", ".join(s.lower() for s in order if s in expected)
+    return ApiError("VM_BAD_POWER_STATE", ref, want, actual.lower())
+
+
+# ----------------------------------------------------------------------- VM
+TEMPLATE_OPS = frozenset({"clone", "copy", "export", "metadata_export", "provision", "destroy",
+                          "changing_memory_live", "changing_dynamic_range", "changing_static_range",
+                          "changing_memory_limits", "changing_VCPUs", "changing_NVRAM", "make_into_template"})
+SNAPSHOT_OPS = frozenset({"clone", "copy", "export", "metadata_export", "destroy", "revert"})
+CONTROL_DOMAIN_OPS = frozenset({"changing_memory_live", "changing_dynamic_range", "metadata_export",
+                                "changing_VCPUs_live", "send_sysrq"})
+
+
+def _is_template(store, ref, rec, op):
+    return rec["is_a_template"] and not rec["is_a_snapshot"] and op not in TEMPLATE_OPS
+
+
+def _is_snapshot(store, ref, rec, op):
+    return rec["is_a_snapshot"] and op not in SNAPSHOT_OPS
+
+
+def _is_control_domain(store, ref, rec, op):
+    return rec["is_control_domain"] and op not in CONTROL_DOMAIN_OPS
+
+
+def _default_template(store, ref, rec):
+    return rec["is_a_template"] and (rec["is_default_template"]
+                                     or rec["other_config"].get("default_template") == "true")
+
+
+VM_EARLY = (
+    (_is_control_domain, lambda ref, rec, op: ApiError(
+        "OPERATION_NOT_ALLOWED", f"{op} is not possible on a control domain")),
+    (_is_template, lambda ref, rec, op: ApiError("VM_IS_TEMPLATE", ref, op)),
+    (_is_snapshot, lambda ref, rec, op: ApiError("VM_IS_SNAPSHOT", ref, op)),
+)
+
+COPYING = frozenset({"clone", "copy", "export"})
+SNAPSHOTTING = frozenset({"snapshot", "checkpoint"})
+
+
+def _vm(name, states, overlap=frozenset(), refuse=()):
+    return Op(name, f"VM.{name}", states, frozenset(overlap), tuple(refuse))
+
+
+_ALL_VM_OPS = ("snapshot", "clone", "copy", "create_template", "revert", "checkpoint", "provision", "start",
+               "start_on", "pause", "unpause", "clean_shutdown", "clean_reboot", "hard_shutdown",
+               "power_state_reset", "hard_reboot", "suspend", "resume", "resume_on", "pool_migrate",
+               "migrate_send", "send_sysrq", "send_trigger", "shutdown", "call_plugin", "export",
+               "metadata_export", "destroy")
+
+VM = OpTable(
+    "VM",
+    (
+        _vm("start", _states(HALTED)),
+        _vm("start_on", _states(HALTED)),
+        _vm("provision", _states(HALTED),
+            refuse=[(lambda s, r, rec: not rec["is_a_template"], lambda r, rec, op: ApiError("ONLY_PROVISION_TEMPLATE"))]),
+        _vm("unpause", _states(PAUSED)),
+        _vm("resume", _states(SUSPENDED)),
+        _vm("resume_on", _states(SUSPENDED)),
+        _vm("clean_shutdown", _states(RUNNING)),
+        _vm("clean_reboot", _states(RUNNING)),
+        _vm("pause", _states(RUNNING)),
+        _vm("suspend", _states(RUNNING)),
+        _vm("pool_migrate", _states(RUNNING)),
+        _vm("send_sysrq", _states(RUNNING)),
+        _vm("send_trigger", _states(RUNNING)),
+        _vm("hard_reboot", _states(PAUSED, RUNNING), overlap={op for op in _ALL_VM_OPS} - {"hard_shutdown", "hard_reboot"}),
+        _vm("hard_shutdown", _states(PAUSED, SUSPENDED, RUNNING), overlap=set(_ALL_VM_OPS) - {"hard_shutdown"}),
+        _vm("shutdown", _states(PAUSED, SUSPENDED, RUNNING)),
+        _vm("checkpoint", _states(PAUSED, SUSPENDED, RUNNING), overlap=SNAPSHOTTING),
+        _vm("clone", _states(HALTED, SUSPENDED), overlap=COPYING),
+        _vm("copy", _states(HALTED, SUSPENDED), overlap=COPYING),
+        _vm("export", _states(HALTED, SUSPENDED), overlap=COPYING),
+        _vm("snapshot", ANY, overlap=SNAPSHOTTING),
+        _vm("revert", ANY,
+            refuse=[(lambda s, r, rec: not rec["is_a_snapshot"], lambda r, rec, op: ApiError("ONLY_REVERT_SNAPSHOT"))]),
+        _vm("power_state_reset", ANY),
+        _vm("destroy", _states(HALTED, SUSPENDED),
+            refuse=[(_default_template, lambda r, rec, op: ApiError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", r))]),
+    ),
+    state_field="power_state",
+    state_error=_vm_state_error,
+    blocked=True,
+    early=VM_EARLY,
+)
+
+
+# ---------------------------------------------------------------- devices
+def _vdi_attached(store, ref, rec):
+    vbds = store.tables["VBD"]
+    return any(vbds[v]["currently_attached"] for v in rec["VBDs"] if v in vbds)
+
+
+def _in_use(ref, rec, op):
+    return ApiError("VDI_IN_USE", ref, op)
+
+
+VDI = OpTable("VDI", tuple(
+    Op(name, f"VDI.{name}", refuse=((_vdi_attached, _in_use),) if name in ("destroy", "resize", "forget") else ())
+    for name in ("clone", "copy", "resize", "snapshot", "destroy", "forget", "update")),
+    watch=(("VBD", "VDI"),))
+
+
+def _attached(store, ref, rec):
+    return rec["currently_attached"]
+
+
+def _vm_not_running(store, ref, rec):
+    vm = store.tables["VM"].get(rec["VM"])
+    return vm is None or vm["power_state"] != RUNNING
+
+
+def _vm_power(ref, rec, op):
+    return ApiError("VM_BAD_POWER_STATE", rec["VM"], "running", "halted")
+
+
+def _not_cd(store, ref, rec):
+    return rec["type"] != "CD"
+
+
+VBD = OpTable("VBD", (
+    Op("insert", "VBD.insert", refuse=(
+        (_not_cd, lambda r, rec, op: ApiError("VBD_NOT_REMOVABLE_MEDIA", r)),
+        (lambda s, r, rec: not rec["empty"], lambda r, rec, op: ApiError("VBD_NOT_EMPTY", r)))),
+    Op("eject", "VBD.eject", refuse=(
+        (_not_cd, lambda r, rec, op: ApiError("VBD_NOT_REMOVABLE_MEDIA", r)),
+        (lambda s, r, rec: rec["empty"], lambda r, rec, op: ApiError("VBD_IS_EMPTY", r)))),
+    Op("plug", "VBD.plug", refuse=(
+        (_attached, lambda r, rec, op: ApiError("DEVICE_ALREADY_ATTACHED", r)),
+        (_vm_not_running, _vm_power))),
+    Op("unplug", "VBD.unplug", refuse=(
+        (lambda s, r, rec: not rec["currently_attached"], lambda r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),
+        (lambda s, r, rec: not rec["unpluggable"], lambda r, rec, op: ApiError("VBD_NOT_UNPLUGGABLE", r)))),
+    Op("unplug_force", "VBD.unplug_force", refuse=(
+        (lambda s, r, rec: not rec["currently_attached"], lambda r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),)),
+), watch=(("VM", "VBDs"),))
+
+VIF = OpTable("VIF", (
+    Op("plug", "VIF.plug", refuse=(
+        (_attached, lambda r, rec, op: ApiError("DEVICE_ALREADY_ATTACHED", r)),
+        (_vm_not_running, _vm_power))),
+    Op("unplug", "VIF.unplug", refuse=(
+        (lambda s, r, rec: not rec["currently_attached"], lambda r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),)),
+), watch=(("VM", "VIFs"),))
+
+
+# ------------------------------------------------------------ host and pool
+def _has_attached_pbd(store, ref, rec):
+    pbds = store.tables["PBD"]
+    return any(pbds[p]["currently_attached"] for p in rec["PBDs"] if p in pbds)
+
+
+SR = OpTable("SR", (
+    Op("scan", "SR.scan"),
+    Op("update", "SR.update"),
+    Op("destroy", "SR.destroy", refuse=((_has_attached_pbd, lambda r, rec, op: ApiError("SR_HAS_PBD", r)),)),
+    Op("forget", "SR.forget", refuse=((_has_attached_pbd, lambda r, rec, op: ApiError("SR_HAS_PBD", r)),)),
+), watch=(("PBD", "SR"),))
+
+HOST = OpTable("host", (
+    Op("evacuate", "host.evacuate"),
+    Op("shutdown", "host.shutdown"),
+    Op("reboot", "host.reboot"),
+    Op("power_on", "host.power_on"),
+))
+
+POOL = OpTable("pool", (
+    Op("designate_new_master", "pool.designate_new_master"),
+    Op("ha_enable", "pool.enable_ha"),
+    Op("ha_disable", "pool.disable_ha"),
+))
+
+NETWORK = OpTable("network", (Op("attaching", "network.attach"),))
+
+
+def _task_cancellable(store, ref, rec):
+    priv = store.private["task"].get(ref, {})
+    return ["cancel"] if rec["status"] == "pending" and priv.get("cancellable") else []
+
+
+TASK = OpTable("task", (), extra_allowed=_task_cancellable)
+
+TABLES = (VM, VDI, VBD, VIF, SR, HOST, POOL, NETWORK, TASK)

@@ -1,0 +1,254 @@
+"""Events: the register/next queues and the event.from state diff.
+
+The hub listens to every committed store batch. Each change gets the next
+generation number. `event.next` sessions get the change, with a snapshot taken
+then, in a bounded queue of their own (overflow: EVENTS_LOST until they
+register again). `event.from` is a diff: objects changed since the token's
+generation appear once, as `add` (created since) or `mod`, with their current
+record; objects deleted since appear as `del` with no snapshot. Waiting uses
+the injected waiter port, so a long poll holds no thread.
+"""
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from ..datamodel.errors import ApiError
+from ..db.store import Change, Store
+
+
+class TypedRecord(dict):
+    """A record that remembers its class, so encoders can type its fields."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: str, rec: dict):
+        super().__init__(rec)
+        self.cls = cls
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    queue: int = 5000  # events a register/next session may have waiting
+    deletions: int = 50000  # deletions remembered for event.from
+    coalesce: float = 0.05  # seconds event.from waits for more changes once woken
+
+
+class _Queue:
+    __slots__ = ("subs", "events", "lost", "waiters")
+
+    def __init__(self):
+        self.subs = set()
+        self.events = []
+        self.lost = False
+        self.waiters = set()
+
+
+class EventHub:
+    def __init__(self, store: Store, clock: Callable[[], float], make_waiter: Callable,
+                 sleep: Callable, limits: EventLimits = EventLimits()):
+        self.store = store
+        self.api = store.api
+        self.clock = clock
+        self.make_waiter = make_waiter
+        self.sleep = sleep
+        self.limits = limits
+        self.classes = {c.lower(): c for c, k in self.api.classes.items() if k.stored and k.events}
+        self.gen = int(clock() * 1000)  # later than any token of an earlier run
+        base = self.gen
+        self.added: Dict[tuple, int] = {}
+        self.mod: Dict[tuple, int] = {}
+        for cls in self.classes.values():
+            for ref in store.all(cls):
+                self.added[(cls, ref)] = self.mod[(cls, ref)] = base
+        self.log: List[tuple] = []  # (gen, key), gens increasing
+        self.deleted = deque(maxlen=limits.deletions)  # (gen, key, added gen)
+        self.queues: Dict[str, _Queue] = {}
+        self.waiters = set()
+        store.listeners.append(self.on_changes)
+
+    # ---------------------------------------------------------------- intake
+    def on_changes(self, changes: List[Change]) -> None:
+        now = "%.6f" % self.clock()
+        for ch in changes:
+            if ch.cls not in self.api.classes or not self.api.classes[ch.cls].events:
+                continue
+            self.gen += 1
+            key = (ch.cls, ch.ref)
+            if ch.op == "del":
+                self.deleted.append((self.gen, key, self.added.pop(key, 0)))
+                self.mod.pop(key, None)
+            else:
+                if ch.op == "add":
+                    self.added[key] = self.gen
+                self.mod[key] = self.gen
+                self.log.append((self.gen, key))
+            if self.queues:
+                ev = {"id": str(self.gen), "timestamp": now, "class": ch.cls.lower(), "operation": ch.op,
+                      "ref": ch.ref, "snapshot": TypedRecord(ch.cls, ch.record)}
+                for q in self.queues.values():
+                    if _matches(q.subs, ch.cls, ch.ref):
+                        if len(q.events) >= self.limits.queue:
+                            q.lost = True
+                            q.events = []
+                        elif not q.lost:
+                            q.events.append(ev)
+        if len(self.log) > 2 * len(self.mod) + 1000:
+            self.log = sorted((g, k) for k, g in self.mod.items())
+        self._wake(self.waiters)
+        for q in self.queues.values():
+            self._wake(q.waiters)
+
+    def _wake(self, waiters) -> None:
+        for w in list(waiters):
+            w.fire()
+
+    def session_gone(self, session: str) -> None:
+        q = self.queues.pop(session, None)
+        if q:
+            self._wake(q.waiters)
+        self._wake(self.waiters)
+
+    # --------------------------------------------------------- subscriptions
+    def parse_subs(self, classes) -> set:
+        subs = set()
+        for s in classes:
+            name, _, ref = s.partition("/")
+            name = name.lower()
+            if name != "*" and name not in self.classes:
+                raise ApiError("EVENT_SUBSCRIPTION_PARSE_FAILURE", s)
+            subs.add((name if name == "*" else self.classes[name], ref))
+        return subs
+
+    def register(self, session: str, classes) -> None:
+        subs = self.parse_subs(classes)
+        q = self.queues.get(session)
+        if q is None or q.lost:
+            old = q
+            q = self.queues[session] = _Queue()
+            if old:
+                q.subs = old.subs
+                q.waiters = old.waiters
+        q.subs |= subs
+
+    def unregister(self, session: str, classes) -> None:
+        q = self.queues.get(session)
+        if q:
+            q.subs -= self.parse_subs(classes)
+
+    async def next(self, session: str, alive: Callable[[], bool]) -> list:
+        q = self.queues.get(session)
+        if q is None:
+            raise ApiError("SESSION_NOT_REGISTERED", session)
+        while True:
+            if not alive():
+                raise ApiError("SESSION_INVALID", session)
+            q = self.queues.get(session)
+            if q is None:
+                raise ApiError("SESSION_NOT_REGISTERED", session)
+            if q.lost:
+                raise ApiError("EVENTS_LOST")
+            if q.events:
+                out, q.events = q.events, []
+                return out
+            w = self.make_waiter()
+            q.waiters.add(w)
+            try:
+                await w.wait(None)
+            finally:
+                q.waiters.discard(w)
+
+    # ------------------------------------------------------------ event.from
+    def token(self) -> str:
+        return "%020d,%020d" % (self.gen, 0)
+
+    @staticmethod
+    def parse_token(token: str) -> int:
+        if token == "":
+            return 0
+        first = token.split(",", 1)[0].strip()
+        if not first.isdigit():
+            raise ApiError("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
+        if "," in token and not token.split(",", 1)[1].strip().isdigit():
+            raise ApiError("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
+        return int(first)
+
+    def collect(self, subs: set, since: int) -> list:
+        events = []
+        tables = self.store.tables
+        if since == 0:
+            for cls in self._sub_classes(subs):
+                for ref, rec in tables[cls].items():
+                    if _matches(subs, cls, ref):
+                        events.append(self._from_event("add", cls, ref, self.mod.get((cls, ref), self.gen),
+                                                       rec))
+            return events
+        start = bisect.bisect_right(self.log, (since, ("~", "~")))
+        seen = set()
+        for gen, key in self.log[start:]:
+            if key in seen or self.mod.get(key) != gen:
+                continue
+            cls, ref = key
+            if not _matches(subs, cls, ref):
+                continue
+            seen.add(key)
+            op = "add" if self.added.get(key, 0) > since else "mod"
+            events.append(self._from_event(op, cls, ref, gen, tables[cls][ref]))
+        if self.deleted and self.deleted[-1][0] > since:
+            for gen, (cls, ref), added in self.deleted:
+                if gen > since and added <= since and _matches(subs, cls, ref):
+                    events.append({"id": str(gen), "timestamp": "0.0", "class": cls.lower(),
+                                   "operation": "del", "ref": ref})
+        events.sort(key=lambda e: int(e["id"]))
+        return events
+
+    def _from_event(self, op, cls, ref, gen, rec) -> dict:
+        return {"id": str(gen), "timestamp": "0.0", "class": cls.lower(), "operation": op, "ref": ref,
+                "snapshot": TypedRecord(cls, rec)}
+
+    def _sub_classes(self, subs: set):
+        if any(name == "*" for name, _ in subs):
+            return list(self.classes.values())
+        return sorted({name for name, _ in subs})
+
+    def counts(self, subs: set) -> dict:
+        return {cls.lower(): len(self.store.tables[cls]) for cls in self._sub_classes(subs)}
+
+    async def from_(self, session: str, classes, token: str, timeout: float,
+                    alive: Callable[[], bool]) -> dict:
+        subs = self.parse_subs(classes)
+        since = self.parse_token(token)
+        deadline = self.clock() + max(0.0, timeout)
+        coalesce = 0.0 if all(name == "task" for name, _ in subs) else self.limits.coalesce
+        while True:
+            if not alive():
+                raise ApiError("SESSION_INVALID", session)
+            events = self.collect(subs, since)
+            remaining = deadline - self.clock()
+            if events or remaining <= 0:
+                return {"events": events, "valid_ref_counts": self.counts(subs), "token": self.token()}
+            w = self.make_waiter()
+            self.waiters.add(w)
+            try:
+                woken = await w.wait(remaining)
+            finally:
+                self.waiters.discard(w)
+            if woken and coalesce > 0:  # let a burst of changes land in one reply
+                await self.sleep(min(coalesce, max(0.0, deadline - self.clock())))
+
+    def inject(self, cls_name: str, ref: str) -> str:
+        cls = self.classes.get(cls_name.lower())
+        if cls is None or not self.store.exists(cls, ref):
+            raise ApiError("HANDLE_INVALID", cls or cls_name, ref)
+        token = self.token()
+        with self.store.transaction():
+            self.store.touch(cls, ref)
+        return token
+
+
+def _matches(subs: set, cls: str, ref: str) -> bool:
+    for name, r in subs:
+        if (name == "*" or name == cls) and (not r or r == ref):
+            return True
+    return False
