@@ -205,8 +205,12 @@ class LocalUsers:
             if self._users:
                 return None
             password = secrets.token_urlsafe(18)
-            _ensure_dir(os.path.dirname(os.path.abspath(password_file)))
-            _write_atomically(password_file, (password + "\n").encode("ascii"))
+            try:
+                _ensure_dir(os.path.dirname(os.path.abspath(password_file)))
+                _write_atomically(password_file, (password + "\n").encode("ascii"))
+            except OSError as e:
+                log.error("cannot write %s: %s", password_file, e)
+                raise AuthUnavailable("cannot write the root password file") from e
             self._save({"root": make_record(password)})
         log.info("created local user root; its password is in %s", password_file)
         return password

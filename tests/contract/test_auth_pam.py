@@ -1,8 +1,10 @@
 """PamAuth against this machine's real PAM stack, with a throwaway dom0 account.
 
 Needs root (to add a user and for pam_unix to read /etc/shadow) and python-pam.
-The PAM service file systemd/pam.d-hostagent is installed as /etc/pam.d/hostagent
-for the run when it is absent, and removed again afterwards.
+The shipped PAM service file systemd/pam.d-hostagent is installed for the run
+under a throwaway service name (/etc/pam.d/ha-test-<random>) and removed again:
+an existing /etc/pam.d/hostagent is never touched, and concurrent runs of this
+file cannot remove each other's service file mid-run.
 """
 
 import os
@@ -20,7 +22,7 @@ from hostagent.backends.auth_pam import PamAuth
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_SOURCE = REPO / "systemd" / "pam.d-hostagent"
-SERVICE_FILE = Path("/etc/pam.d/hostagent")
+PAM_DIR = Path("/etc/pam.d")
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0,
@@ -33,16 +35,15 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def pam_service():
-    installed = False
-    if not SERVICE_FILE.exists():
-        shutil.copyfile(SERVICE_SOURCE, SERVICE_FILE)
-        os.chmod(SERVICE_FILE, 0o644)
-        installed = True
+    """The shipped service file, installed under a name of its own for this run."""
+    name = "ha-test-" + secrets.token_hex(4)
+    path = PAM_DIR / name
+    shutil.copyfile(SERVICE_SOURCE, path)
+    os.chmod(path, 0o644)
     try:
-        yield SERVICE_FILE.name
+        yield name
     finally:
-        if installed:
-            SERVICE_FILE.unlink()
+        path.unlink()
 
 
 def _make_user():
@@ -71,13 +72,13 @@ def account():
 
 @pytest.fixture
 def auth(pam_service):
-    return PamAuth()
+    return PamAuth(service=pam_service)
 
 
-def test_is_an_authenticator(auth):
+def test_is_an_authenticator(auth, pam_service):
     assert isinstance(auth, Authenticator)
     assert auth.kind == "pam"
-    assert auth.service == "hostagent"
+    assert auth.service == pam_service  # its file exists, so no fallback
 
 
 def test_right_password_passes(auth, account):
@@ -135,3 +136,9 @@ def test_missing_service_file_falls_back_to_login(account, tmp_path):
 def test_installed_service_file_is_used(tmp_path):
     (tmp_path / "hostagent").write_text(SERVICE_SOURCE.read_text())
     assert PamAuth(pam_dir=str(tmp_path)).service == "hostagent"
+
+
+def test_shipped_service_file_checks_auth_and_account():
+    lines = [ln.split() for ln in SERVICE_SOURCE.read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines == [["@include", "common-auth"], ["@include", "common-account"]]

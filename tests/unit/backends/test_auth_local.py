@@ -202,6 +202,13 @@ def test_ensure_root_only_once(db, tmp_path):
     db.check("root", first)
 
 
+def test_ensure_root_creates_no_user_if_the_password_file_cannot_be_written(db, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    assert isinstance(reason_of(db.ensure_root, blocker / "root-password"), AuthUnavailable)
+    assert not db.has_users()
+
+
 def test_ensure_root_passwords_are_random(tmp_path):
     a = LocalUsers(tmp_path / "a" / "users.json").ensure_root(tmp_path / "a" / "pw")
     b = LocalUsers(tmp_path / "b" / "users.json").ensure_root(tmp_path / "b" / "pw")
