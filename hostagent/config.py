@@ -34,6 +34,7 @@ class Config:
     auth: str = "local"
     auth_failure_delay: float = 5.0
     address: str = ""  # management address shown in host.address
+    event_queue: int = 5000  # events an event.next session may have waiting
     log_level: str = "INFO"
 
     @property
@@ -66,11 +67,13 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-failure-delay", metavar="SECONDS", type=float,
                    help="pause before answering a failed login (default: 5, as xapi)")
     p.add_argument("--address", metavar="IP", help="management address to publish in host.address")
+    p.add_argument("--event-queue", metavar="N", type=int,
+                   help="events an event.next client may fall behind before EVENTS_LOST (default 5000)")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
 
 
 _KEYS = ("state-dir", "listen", "tls-listen", "cert", "key", "unix-socket", "libvirt-uri", "auth",
-         "auth-failure-delay", "address", "log-level")
+         "auth-failure-delay", "address", "log-level", "event-queue")
 
 
 def _split(value: str) -> List[str]:
@@ -112,6 +115,12 @@ def load(args: argparse.Namespace, environ=os.environ) -> Config:
     except ValueError:
         raise ConfigError("auth-failure-delay must be a number of seconds") from None
     cfg.address = merged.get("address") or ""
+    try:
+        cfg.event_queue = int(merged.get("event-queue", 5000))
+    except ValueError:
+        raise ConfigError("event-queue must be a whole number") from None
+    if cfg.event_queue < 1:
+        raise ConfigError("event-queue must be at least 1")
     cfg.log_level = (merged.get("log-level") or "INFO").upper()
     if cfg.tls_listen and not (cfg.cert and cfg.key):
         raise ConfigError("--tls-listen needs --cert and --key")

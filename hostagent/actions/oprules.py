@@ -76,7 +76,7 @@ VM = OpTable(
         _vm("start", _states(HALTED)),
         _vm("start_on", _states(HALTED)),
         _vm("provision", _states(HALTED),
-            refuse=[(lambda s, r, rec: not rec["is_a_template"], lambda r, rec, op: ApiError("ONLY_PROVISION_TEMPLATE"))]),
+            refuse=[(lambda s, r, rec: not rec["is_a_template"], lambda r, rec, op: ApiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE"))]),
         _vm("unpause", _states(PAUSED)),
         _vm("resume", _states(SUSPENDED)),
         _vm("resume_on", _states(SUSPENDED)),

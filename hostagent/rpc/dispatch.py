@@ -4,7 +4,7 @@ The dispatcher is protocol-neutral: the server decodes a request, calls
 `call()`, and encodes the `Reply` it gets (at once for plain reads, or through
 an awaitable when the call waits on work or on the journal). The order of
 checks follows xapi: method lookup (with the session checked first for
-unknown methods), session, parameter count, parameter types, then the call.
+unknown methods), parameter count, session, parameter types, then the call.
 """
 
 import inspect
@@ -156,16 +156,16 @@ class Dispatcher:
         if is_async and not entry.async_:
             # an rpc-level refusal xapi words this way; it is not a datamodel error
             return Reply(error=["Fault", f"No async mode for this operation (rpc: {entry.wire})"])
+        # as xapi: the count (without the session) first, then the session
+        received = len(params) - 1 if entry.session else len(params)
+        if not entry.required_count <= received <= len(entry.params):
+            raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", entry.wire, str(entry.required_count),
+                           str(received))
         session = None
         if entry.session:
-            if not params:
-                raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", entry.wire, str(entry.required_count), "0")
             session = params[0]
             self.sessions.check(session)
             params = params[1:]
-        if not entry.required_count <= len(params) <= len(entry.params):
-            raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", entry.wire, str(entry.required_count),
-                           str(len(params)))
         args = [self.coerce.value(p.type, v, p.name) for p, v in zip(entry.params, params)]
         args += [p.default for p in entry.params[len(args):]]
         handler = self.handlers.get(entry.wire)

@@ -8,12 +8,13 @@ doubles, `<boolean>1</boolean>`. Encoders are compiled once per API type.
 
 import base64
 import binascii
+import io
+import operator
 import re
 from datetime import datetime, timedelta
-from itertools import compress
+from itertools import chain, compress
 from xml.parsers import expat
 
-from ..datamodel import types as T
 from .wire_errors import Malformed
 
 __all__ = ["Malformed", "WireDateTime", "XmlEncoder", "escape", "normalise_datetime", "parse_call"]
@@ -77,7 +78,7 @@ def _int(text):
     return int(t)
 
 
-def _double(text):
+def _parse_double(text):
     t = text.strip(_WS)
     if not _FLOAT.match(t):
         raise Malformed(f"bad double {t[:40]!r}")
@@ -138,7 +139,7 @@ _CONVERT = {
     "i4": lambda text, kids: _int(text),
     "i8": lambda text, kids: _int(text),
     "boolean": lambda text, kids: _boolean(text),
-    "double": lambda text, kids: _double(text),
+    "double": lambda text, kids: _parse_double(text),
     "dateTime.iso8601": lambda text, kids: normalise_datetime(text),
     "base64": lambda text, kids: _base64(text),
     "nil": lambda text, kids: None,
@@ -239,6 +240,19 @@ def escape(s: str) -> str:
             .replace('"', "&quot;").replace("\r", "&#13;"))
 
 
+_NOT_PLAIN_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32)]) + b'&<>"\r'
+
+
+def _plain(s):
+    """Whether s needs no escaping: the regex's verdict at a fraction of its cost on long text."""
+    try:
+        b = s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return len(b.translate(None, _NOT_PLAIN_BYTES)) == len(b) and (
+        s.isascii() or (b"\xef\xbf\xbe" not in b and b"\xef\xbf\xbf" not in b))  # U+FFFE, U+FFFF
+
+
 def _text(s):
     return escape(s) if _NEEDS_ESCAPE(s) else s
 
@@ -255,7 +269,6 @@ def _double(v):
 
 
 _TRUE, _FALSE = "<boolean>1</boolean>", "<boolean>0</boolean>"
-_BOOL_TEXT = {True: _TRUE, False: _FALSE}
 _STRLIKE = frozenset(("string", "ref", "enum"))
 _EMPTY_ARRAY, _EMPTY_STRUCT = "<array><data></data></array>", "<struct></struct>"
 _MEMBER_SEP = "</value></member><member><name>"  # joins "name</name><value>text" pieces
@@ -286,10 +299,6 @@ def _infer(v) -> str:
     if isinstance(v, (bytes, bytearray)):
         return "<base64>" + base64.b64encode(v).decode("ascii") + "</base64>"
     return _text(str(v))
-
-
-def _str_fast(v):
-    return escape(v) if _NEEDS_ESCAPE(v) else v
 
 
 def _datetime_fast(v):
@@ -335,9 +344,10 @@ def _guard(fast, careful=None):
 
 _INFER = _Codec(_infer)
 _SCALARS_OUT = {
-    "string": _Codec(_str_fast), "ref": _Codec(_str_fast), "enum": _Codec(_str_fast),
+    "string": _Codec(_text), "ref": _Codec(_text), "enum": _Codec(_text),
     "datetime": _Codec(_datetime_fast),
     "int": _Codec(int.__repr__),  # bools print as 1/0, other types fall back to inference
+    "i4": _Codec(lambda v: "<i4>%d</i4>" % v),  # typed: event.from's valid_ref_counts (xapi sends <i4>)
     "float": _Codec(_double),
     "bool": _Codec(lambda v: _TRUE if v else _FALSE),
     "void": _Codec(lambda v: ""),
@@ -352,6 +362,7 @@ _FAIL_HEAD = ('<?xml version="1.0"?><methodResponse><params><param><value><struc
 _FAIL_TAIL = "</data></array></value></member></struct></value></param></params></methodResponse>"
 _RAW_HEAD = '<?xml version="1.0"?><methodResponse><params><param><value>'
 _RAW_TAIL = "</value></param></params></methodResponse>"
+_CHUNK = 2048  # pieces per slice when a reply is encoded in slices
 
 
 class XmlEncoder:
@@ -364,10 +375,15 @@ class XmlEncoder:
 
     def encoder(self, t):
         """A function value -> "<value>…</value>" for API type `t`."""
-        enc = self._outer.get(t)
-        if enc is None:
+        try:
+            return self._outer[t]
+        except (KeyError, TypeError):
             safe = self.codec(t).safe
-            enc = self._outer[t] = lambda v: "<value>" + safe(v) + "</value>"
+            enc = lambda v: "<value>" + safe(v) + "</value>"  # noqa: E731
+        try:
+            self._outer[t] = enc
+        except TypeError:  # not a hashable API type
+            pass
         return enc
 
     def codec(self, t) -> _Codec:
@@ -383,7 +399,14 @@ class XmlEncoder:
         out = [head]
         self.codec(t).put(value, out)
         out.append(tail)
-        return "".join(out).encode("utf-8", "replace")
+        if len(out) <= _CHUNK:
+            return "".join(out).encode("utf-8", "replace")
+        # Big replies: encode in slices into one growing buffer, so that 100 MB is
+        # copied once, not once by join and again by encode.
+        buf = io.BytesIO()
+        for i in range(0, len(out), _CHUNK):
+            buf.write("".join(out[i:i + _CHUNK]).encode("utf-8", "replace"))
+        return buf.getvalue()
 
     def success(self, value, t) -> bytes:
         return self._wrap(_OK_HEAD, value, t, _OK_TAIL)
@@ -427,7 +450,7 @@ class XmlEncoder:
                 if not v:
                     return _EMPTY_ARRAY
                 if _NEEDS_ESCAPE("".join(v)):
-                    v = [_str_fast(x) for x in v]
+                    v = [_text(x) for x in v]
                 return "<array><data><value>" + _ITEM_SEP.join(v) + "</value></data></array>"
         else:
             def fast(v):
@@ -437,7 +460,7 @@ class XmlEncoder:
 
     def _map(self, vt):
         e = self.codec(vt)
-        e_fast, e_safe, e_put = e.fast, e.safe, e.fast_put
+        e_safe, e_put = e.safe, e.fast_put
 
         def careful(d):
             return "<struct>" + "".join([
@@ -479,49 +502,83 @@ class XmlEncoder:
         return _Codec(lambda d: enc(d, "fast"), lambda d: enc(d, "safe"))
 
     def _record(self, cls):
-        """A list skeleton per class: strings drop into place, only other types cost a call."""
+        """A list skeleton per class: strings drop into place, only other types cost a call.
+
+        One scan covers every string field and every string in string sets and string
+        maps; when it finds nothing to escape (the usual case), those sets and maps are
+        spliced with str.join, and ints and bools are formatted inline with "%d".
+        """
         fields = self.api.public_fields(cls)
         names = tuple(f.name for f in fields)
         initials = tuple(f.initial for f in fields)
         skeleton, close = [], "<struct>"
-        checked, scalars, containers = [], [], []
+        strings, strsets, strmaps, numbers = [], [], [], []  # field indexes
+        others = []  # (position, fast encoder, text when empty or None)
         for i, f in enumerate(fields):
-            k, j = f.type.kind, 2 * i + 1
+            t, j = f.type, 2 * i + 1
+            k = t.kind
             head = close + "<member><name>" + escape(f.name) + "</name><value>"
             close = "</value></member>"
-            checked.append(k in _STRLIKE or k == "datetime")
-            if k == "datetime":
+            if k in _STRLIKE:
+                strings.append(i)
+            elif k == "datetime":
+                strings.append(i)
                 head += "<dateTime.iso8601>"
                 close = "</dateTime.iso8601>" + close
             elif k == "int":
-                scalars.append((j, int.__repr__))
+                numbers.append(j)
             elif k == "bool":
-                scalars.append((j, _BOOL_TEXT.__getitem__))
-            elif k in ("set", "map"):
-                containers.append((j, self.codec(f.type).fast,
-                                   _EMPTY_ARRAY if k == "set" else _EMPTY_STRUCT))
-            elif k not in _STRLIKE:
-                scalars.append((j, self.codec(f.type).fast))
+                numbers.append(j)
+                head += "<boolean>"
+                close = "</boolean>" + close
+            elif k == "set" and t.elem.kind in _STRLIKE:
+                strsets.append(i)
+            elif k == "map" and t.value.kind in _STRLIKE:
+                strmaps.append(i)
+            else:
+                others.append((j, self.codec(t).fast,
+                               _EMPTY_ARRAY if k == "set" else _EMPTY_STRUCT if k == "map" else None))
             skeleton += (head, None)
         skeleton.append(close + "</struct>")
-        checked_at = tuple(i for i, c in enumerate(checked) if c)
-        checked, scalars, containers = tuple(checked), tuple(scalars), tuple(containers)
+        get_strings, get_sets, get_maps = (_getter(ix) for ix in (strings, strsets, strmaps))
+        set_at = tuple(2 * i + 1 for i in strsets)
+        map_at = tuple(2 * i + 1 for i in strmaps)
+        slow_containers = tuple((j, self.codec(fields[j // 2].type).fast, _EMPTY_ARRAY if j in set_at
+                                 else _EMPTY_STRUCT) for j in set_at + map_at)
+        strings, numbers, others = tuple(strings), tuple(numbers), tuple(others)
         careful_plan = tuple((f.name, f.initial, self.codec(f.type).safe,
                               "<member><name>" + escape(f.name) + _NAME_VALUE) for f in fields)
 
         def parts(r):
-            vals = list(map(r.get, names, initials))
-            # one scan over every string field; a non-str among them raises TypeError
-            if _NEEDS_ESCAPE("".join(compress(vals, checked))):
-                for i in checked_at:
-                    vals[i] = _str_fast(vals[i])
+            # records are normally built in declaration order: then skip the lookups
+            vals = list(r.values()) if tuple(r) == names else list(map(r.get, names, initials))
+            maps = get_maps(vals)
+            # a non-str among the strings raises TypeError, and the caller falls back
+            probe = "".join(chain(get_strings(vals), chain.from_iterable(get_sets(vals)),
+                                  chain.from_iterable(maps), chain.from_iterable(map(dict.values, maps))))
             out = skeleton.copy()
-            out[1::2] = vals
-            for j, enc in scalars:
-                out[j] = enc(out[j])
-            for j, enc, empty in containers:
+            if _plain(probe):
+                out[1::2] = vals
+                for j in set_at:
+                    v = out[j]
+                    out[j] = ("<array><data><value>" + _ITEM_SEP.join(v) + "</value></data></array>"
+                              if v else _EMPTY_ARRAY)
+                for j in map_at:
+                    v = out[j]
+                    out[j] = ("<struct><member><name>" + _MEMBER_SEP.join(map(_NAME_VALUE.join, v.items()))
+                              + "</value></member></struct>" if v else _EMPTY_STRUCT)
+            else:
+                for i in strings:
+                    vals[i] = _text(vals[i])
+                out[1::2] = vals
+                for j, enc, empty in slow_containers:
+                    v = out[j]
+                    out[j] = enc(v) if v else empty
+            for j in numbers:
+                out[j] = "%d" % out[j]  # bools print 1/0 between the <boolean> tags
+            for j, enc, empty in others:
                 v = out[j]
-                out[j] = enc(v) if v else empty
+                out[j] = empty if empty is not None and not v else enc(v)
             return out
 
         def careful(r):
@@ -531,3 +588,13 @@ class XmlEncoder:
             return "<struct>" + "".join(out) + "</struct>"
 
         return _Codec(lambda r: "".join(parts(r)), careful, lambda r, out: out.extend(parts(r)))
+
+
+def _getter(indexes):
+    """A function list -> tuple of the items at `indexes` (itemgetter returns a bare item for one)."""
+    if len(indexes) == 1:
+        i = indexes[0]
+        return lambda seq: (seq[i],)
+    if not indexes:
+        return lambda seq: ()
+    return operator.itemgetter(*indexes)

@@ -26,7 +26,7 @@ from ..db.journal import Journal
 from ..db.store import Store
 from ..paths import ROOT_PASSWORD_FILE, USERS_FILE
 from ..rpc.dispatch import Dispatcher
-from ..rpc.events import EventHub
+from ..rpc.events import EventHub, EventLimits
 from ..rpc.sessions import SessionManager
 from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
@@ -66,7 +66,8 @@ class Agent:
         self.sessions = SessionManager(self.store, clock, lambda: self.host_ref)
         self.tasks = TaskManager(self.store, clock, lambda: self.host_ref)
         sleep = lambda s: task.deferLater(reactor, max(0.0, s), lambda: None)  # noqa: E731
-        self.events = EventHub(self.store, clock, lambda: Waiter(reactor), sleep)
+        self.events = EventHub(self.store, clock, lambda: Waiter(reactor), sleep,
+                               EventLimits(queue=config.event_queue))
         self.sessions.on_destroy.append(self.events.session_gone)
         self.encoder = XmlEncoder(self.api)
         services = Services(

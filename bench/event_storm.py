@@ -1,0 +1,120 @@
+"""VM.get_record latency while 50 event.from pollers wait and 1,000 changes land.
+
+Starts the agent as a process, measures p50/p99 of VM.get_record from one
+keep-alive client with nothing else going on (idle), then again while a
+separate process holds 50 event.from long polls and makes 1,000 changes
+(storm). Prints both and the ratio of the p99s (target: storm p99 at most 3x
+idle p99). Usage: python bench/event_storm.py [--pollers 50] [--changes 1000]
+"""
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import xmlrpc.client
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from tests.functional.agent import AgentProcess  # noqa: E402
+
+
+def rpc(conn, method, *params):
+    body = xmlrpc.client.dumps(params, method, allow_none=True).encode()
+    conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+    reply = xmlrpc.client.loads(conn.getresponse().read())[0][0]
+    if reply["Status"] != "Success":
+        raise RuntimeError(reply["ErrorDescription"])
+    return reply["Value"]
+
+
+def connect(port):
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+
+def login(conn, password):
+    return rpc(conn, "session.login_with_password", "root", password, "1.0", "event-storm")
+
+
+def latencies(port, password, vm, seconds, stop=None):
+    conn = connect(port)
+    s = login(conn, password)
+    body = xmlrpc.client.dumps((s, vm), "VM.get_record").encode()
+    out = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not (stop and stop.is_set()):
+        t0 = time.perf_counter()
+        conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+        data = conn.getresponse().read()
+        out.append(time.perf_counter() - t0)
+        if b"Success" not in data[:300]:
+            raise RuntimeError(data[:300])
+    return out
+
+
+def storm(port, password, pollers, changes, ready, done):
+    """Child process: pollers long-poll; one client makes the changes."""
+    stop = threading.Event()
+
+    def poll():
+        conn = connect(port)
+        s = login(conn, password)
+        token = rpc(conn, "event.from", s, ["*"], "", 0.0)["token"]
+        while not stop.is_set():
+            token = rpc(conn, "event.from", s, ["vm", "network"], token, 5.0)["token"]
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(pollers)]
+    for t in threads:
+        t.start()
+    conn = connect(port)
+    s = login(conn, password)
+    nets = [rpc(conn, "network.create", s, {"name_label": f"storm{i}", "other_config": {}}) for i in range(10)]
+    ready.set()
+    for i in range(changes):
+        rpc(conn, "network.set_name_label", s, nets[i % len(nets)], f"storm-{i}")
+    done.set()
+    stop.set()
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pollers", type=int, default=50)
+    ap.add_argument("--changes", type=int, default=1000)
+    ap.add_argument("--idle-seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as state:
+        agent = AgentProcess(os.path.join(state, "s"), extra_args=["--log-level", "WARNING"]).start()
+        try:
+            conn = connect(agent.port)
+            s = login(conn, agent.password)
+            vm = rpc(conn, "VM.get_all", s)[0]
+            idle = latencies(agent.port, agent.password, vm, args.idle_seconds)
+            ready, done = multiprocessing.Event(), multiprocessing.Event()
+            child = multiprocessing.Process(target=storm, args=(agent.port, agent.password, args.pollers,
+                                                                args.changes, ready, done))
+            child.start()
+            ready.wait(120)
+            t0 = time.monotonic()
+            busy = latencies(agent.port, agent.password, vm, 600, stop=done)
+            storm_seconds = time.monotonic() - t0
+            child.join(60)
+        finally:
+            agent.cleanup()
+    print(f"pollers {args.pollers}, changes {args.changes} (landed in {storm_seconds:.1f} s)")
+    print(f"idle : {len(idle):6d} calls  p50 {pct(idle, .5):7.2f} ms  p99 {pct(idle, .99):7.2f} ms  "
+          f"mean {statistics.mean(idle) * 1000:.2f} ms")
+    print(f"storm: {len(busy):6d} calls  p50 {pct(busy, .5):7.2f} ms  p99 {pct(busy, .99):7.2f} ms  "
+          f"mean {statistics.mean(busy) * 1000:.2f} ms")
+    print(f"p99 storm / p99 idle: {pct(busy, .99) / pct(idle, .99):.2f} (target <= 3.0)")
+
+
+if __name__ == "__main__":
+    main()
