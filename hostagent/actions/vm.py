@@ -10,13 +10,15 @@ from ..rpc.implicit import check_refs
 
 
 def create(ctx, args):
-    """A new VM is Halted, has no domain (domid -1), and gets its metrics object."""
+    """A new VM is Halted, has no domain (domid -1), and gets its metrics object.
+
+    A power_state in the record is ignored: a VM without a domain cannot be anything
+    but Halted (suspend images arrive through import, not create)."""
     check_refs(ctx.store, "VM", args)
     values = dict(args)
     other = dict(values.get("other_config", {}))
     other.setdefault("mac_seed", str(uuid.uuid4()))  # stable seed for generated VIF MACs
-    values.update(other_config=other, domid=-1, power_state=values.get("power_state", "Halted"),
-                  resident_on=NULL_REF)
+    values.update(other_config=other, domid=-1, power_state="Halted", resident_on=NULL_REF)
     with ctx.store.transaction():
         metrics = ctx.store.create("VM_metrics", {"VCPUs_number": values.get("VCPUs_at_startup", 0),
                                                   "memory_actual": 0})

@@ -18,6 +18,18 @@ from ..datamodel.errors import ApiError
 from ..db.store import Change, Store
 
 
+class SharedValue(dict):
+    """A reply value many callers get at once (an event batch in a storm).
+
+    Encoders may keep their output for it in `encoded` and reuse it."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.encoded = {}
+
+
 class TypedRecord(dict):
     """A record that remembers its class, so encoders can type its fields."""
 
@@ -66,10 +78,12 @@ class EventHub:
         self.deleted = deque(maxlen=limits.deletions)  # (gen, key, added gen)
         self.queues: Dict[str, _Queue] = {}
         self.waiters = set()
+        self._batches = {}  # (subscriptions, token gen) -> batch, for the current generation
         store.listeners.append(self.on_changes)
 
     # ---------------------------------------------------------------- intake
     def on_changes(self, changes: List[Change]) -> None:
+        self._batches.clear()
         now = "%.6f" % self.clock()
         for ch in changes:
             if ch.cls not in self.api.classes or not self.api.classes[ch.cls].events:
@@ -224,10 +238,19 @@ class EventHub:
         while True:
             if not alive():
                 raise ApiError("SESSION_INVALID", session)
+            key = (frozenset(subs), since)
+            batch = self._batches.get(key)
+            if batch is not None:  # pollers in step share one batch (and its encoding)
+                return batch
             events = self.collect(subs, since)
             remaining = deadline - self.clock()
             if events or remaining <= 0:
-                return {"events": events, "valid_ref_counts": self.counts(subs), "token": self.token()}
+                batch = SharedValue(events=events, valid_ref_counts=self.counts(subs), token=self.token())
+                if events:
+                    if len(self._batches) > 1000:
+                        self._batches.clear()
+                    self._batches[key] = batch
+                return batch
             w = self.make_waiter()
             self.waiters.add(w)
             try:
