@@ -7,6 +7,7 @@ checks follows xapi: method lookup (with the session checked first for
 unknown methods), parameter count, session, parameter types, then the call.
 """
 
+import asyncio
 import inspect
 import logging
 import traceback
@@ -95,9 +96,11 @@ class Dispatcher:
     def __init__(self, api: Api, store: Store, sessions: SessionManager,
                  handlers: Dict[str, Callable], services: Any = None,
                  wait_durable: Callable[[Any], Any] = None, tasks=None, events=None,
-                 oplock_tables=(), spawn: Callable = None, fragment: Callable = None):
+                 oplock_tables=(), spawn: Callable = None, fragment: Callable = None,
+                 cancelled: tuple = ()):
         """`spawn(coroutine)` runs Async work in the background; `fragment(value, type)`
-        encodes a task result as an XML-RPC value."""
+        encodes a task result as an XML-RPC value; `cancelled` are the exception types
+        that mean the caller went away (they pass through, unreported)."""
         self.api = api
         self.store = store
         self.sessions = sessions
@@ -108,6 +111,7 @@ class Dispatcher:
         self.events = events
         self.spawn = spawn
         self.fragment = fragment
+        self.cancelled = tuple(cancelled) + (asyncio.CancelledError,)
         self.oplocks = OpLocks(store, oplock_tables, self.implemented) if oplock_tables else None
         self.coerce = Coercer(api)
         self.aliases = {}
@@ -242,6 +246,8 @@ class Dispatcher:
     async def _finish_async(self, method, awaitable):
         try:
             return await awaitable
+        except self.cancelled:
+            raise  # the client hung up: nobody to answer
         except Exception as e:  # noqa: BLE001
             return self._failure(method, e)
 

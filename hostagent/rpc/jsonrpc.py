@@ -77,6 +77,15 @@ def _dump(obj) -> bytes:
 def success(value, type: T.Type, call: Call) -> bytes:
     if type == T.VOID:
         value = ""
+    memo = getattr(value, "encoded", None)  # a reply many callers share (events.SharedValue)
+    if memo is not None:
+        inner = memo.get("json")
+        if inner is None:
+            inner = memo["json"] = _dump(value)
+        ident = _dump(call.id)
+        if call.version == V2:
+            return b'{"jsonrpc":"2.0","result":' + inner + b',"id":' + ident + b"}"
+        return b'{"result":' + inner + b',"error":null,"id":' + ident + b"}"
     if call.version == V2:
         return _dump({"jsonrpc": "2.0", "result": value, "id": call.id})
     return _dump({"result": value, "error": None, "id": call.id})

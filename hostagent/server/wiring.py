@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, List
 
 from twisted.internet import endpoints, task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.threads import deferToThread
 
 from .. import __version__
@@ -79,7 +79,8 @@ class Agent:
         )
         self.dispatcher = Dispatcher(self.api, self.store, self.sessions, all_handlers(), services,
                                      wait_durable=self.commit.wait, tasks=self.tasks, events=self.events,
-                                     oplock_tables=TABLES, spawn=self._spawn, fragment=self.encoder.fragment)
+                                     oplock_tables=TABLES, spawn=self._spawn, fragment=self.encoder.fragment,
+                                     cancelled=(CancelledError,))
         self.dispatcher.oplocks.reset()
         self.ports: List = []
         self.urls: List[str] = []
