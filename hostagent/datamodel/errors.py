@@ -13,6 +13,8 @@ class ApiError(Exception):
 
     def __init__(self, code: str, *params):
         names = ERRORS.get(code)
+        if names is None and _numbered_backend_failure(code):
+            names = ERRORS["SR_BACKEND_FAILURE"]  # SR_BACKEND_FAILURE_<n>: a storage driver's own code
         if names is None:
             raise KeyError(f"unknown XenAPI error code {code}")
         if len(params) != len(names):
@@ -28,6 +30,11 @@ class ApiError(Exception):
 
     def __repr__(self):
         return f"ApiError{tuple(self.description)!r}"
+
+
+def _numbered_backend_failure(code: str) -> bool:
+    head, _, number = code.rpartition("_")
+    return head == "SR_BACKEND_FAILURE" and number.isdigit()
 
 
 def _text(value) -> str:

@@ -60,6 +60,7 @@ class Agent:
         self.store = Store(self.api, submit=self.commit.submit)
         for cls, ref, data in self.journal.load():
             self.store.load_row(cls, ref, data)
+        self.generated_password = None  # set by _auth() on a first start
         self.facts = hostinfo.probe(config.address)
         self.host_ref = ensure_host(self.store, self.facts, __version__, clock)
         self.auth = self._auth()
@@ -84,7 +85,6 @@ class Agent:
         self.dispatcher.oplocks.reset()
         self.ports: List = []
         self.urls: List[str] = []
-        self.generated_password = None
         self._gc = task.LoopingCall(self.collect)
         self._gc.clock = reactor
 

@@ -47,12 +47,14 @@ class AgentProcess:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=env)
         self.log_lines = []
+        self.banner = []
         threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
         deadline = time.monotonic() + BANNER_TIMEOUT
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError("agent exited before listening:\n" + "".join(self.log_lines[-40:]))
+            self.banner.append(line)
             m = re.match(r"hostagent listening on (http://\S+)", line)
             if m:
                 self.url = m.group(1)
