@@ -13,13 +13,15 @@ from typing import Callable, List
 
 from twisted.internet import endpoints, task
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.threads import deferToThread
+from twisted.internet.threads import deferToThread, deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
 from ..actions import all_handlers
 from ..actions.bootstrap import ensure_host
 from ..actions.oprules import TABLES
 from ..backends import hostinfo
+from ..backends.storage import Storage
 from ..config import Config, parse_hostport
 from ..datamodel.api import build_api
 from ..db.journal import Journal
@@ -46,6 +48,7 @@ class Services:
     sleep: Callable
     auth_failure_delay: float
     clock: Callable[[], float]
+    storage: object = None  # backends.storage.Storage
 
 
 class Agent:
@@ -71,12 +74,17 @@ class Agent:
                                EventLimits(queue=config.event_queue))
         self.sessions.on_destroy.append(self.events.session_gone)
         self.encoder = XmlEncoder(self.api)
+        # storage drivers block (files, LVM, mounts): their own worker pool
+        self.storage_pool = ThreadPool(1, 4, name="storage")
+        self.storage = Storage(config.state_dir,
+                               lambda fn, *a: deferToThreadPool(reactor, self.storage_pool, fn, *a))
         services = Services(
             authenticate=lambda u, p: deferToThread(self.auth.check, u, p),
             change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
             sleep=sleep,
             auth_failure_delay=config.auth_failure_delay,
             clock=clock,
+            storage=self.storage,
         )
         self.dispatcher = Dispatcher(self.api, self.store, self.sessions, all_handlers(), services,
                                      wait_durable=self.commit.wait, tasks=self.tasks, events=self.events,
@@ -110,6 +118,7 @@ class Agent:
 
     async def start(self):
         self.commit.start()
+        self.storage_pool.start()
         # changes made while loading (first start, refreshed host facts) become durable first
         await self.commit.wait(self.commit.issued)
         for spec in self.config.listen:
@@ -142,6 +151,7 @@ class Agent:
         self.ports = []
         await self.commit.wait(self.commit.issued)
         self.commit.stop()
+        self.storage_pool.stop()
         self.journal.close()
 
     def banner(self, out=sys.stdout) -> None:
