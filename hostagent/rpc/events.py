@@ -10,6 +10,7 @@ the injected waiter port, so a long poll holds no thread.
 """
 
 import bisect
+import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -45,6 +46,9 @@ class EventLimits:
     queue: int = 5000  # events a register/next session may have waiting
     deletions: int = 50000  # deletions remembered for event.from
     coalesce: float = 0.05  # seconds event.from waits for more changes once woken
+    # woken pollers spread their replies over a further [0, spread) seconds, so fifty of them
+    # do not answer (and come back) in one burst that other callers must queue behind
+    spread: float = 0.1
 
 
 class _Queue:
@@ -59,13 +63,14 @@ class _Queue:
 
 class EventHub:
     def __init__(self, store: Store, clock: Callable[[], float], make_waiter: Callable,
-                 sleep: Callable, limits: EventLimits = EventLimits()):
+                 sleep: Callable, limits: EventLimits = EventLimits(), rand: Callable[[], float] = None):
         self.store = store
         self.api = store.api
         self.clock = clock
         self.make_waiter = make_waiter
         self.sleep = sleep
         self.limits = limits
+        self.rand = rand or random.random
         self.classes = {c.lower(): c for c, k in self.api.classes.items() if k.stored and k.events}
         self.gen = int(clock() * 1000)  # later than any token of an earlier run
         base = self.gen
@@ -258,7 +263,8 @@ class EventHub:
             finally:
                 self.waiters.discard(w)
             if woken and coalesce > 0:  # let a burst of changes land in one reply
-                await self.sleep(min(coalesce, max(0.0, deadline - self.clock())))
+                pause = coalesce + self.limits.spread * self.rand()
+                await self.sleep(min(pause, max(0.0, deadline - self.clock())))
 
     def inject(self, cls_name: str, ref: str) -> str:
         cls = self.classes.get(cls_name.lower())

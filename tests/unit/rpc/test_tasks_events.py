@@ -35,7 +35,8 @@ class Env:
         self.tasks = TaskManager(self.store, now, lambda: host)
         sleep = lambda s: ttask.deferLater(self.clock, s, lambda: None)  # noqa: E731
         self.sleep = sleep
-        self.events = EventHub(self.store, now, lambda: Waiter(self.clock), sleep, EventLimits(queue=queue))
+        self.events = EventHub(self.store, now, lambda: Waiter(self.clock), sleep, EventLimits(queue=queue, spread=0.1),
+                               rand=lambda: 0.5)
         self.sessions.on_destroy.append(self.events.session_gone)
         handlers = {**all_handlers(), **(extra_handlers or {})}
         svc = Services()
@@ -340,7 +341,9 @@ def test_from_long_poll_wakes_on_change_and_times_out(env):
     env.clock.advance(10)
     assert got == []
     env.ok("network.create", env.s, {"name_label": "n", "other_config": {}})
-    env.clock.advance(0.05)  # the coalescing pause
+    env.clock.advance(0.0999)  # the coalescing pause, 0.05 + 0.1 * 0.5
+    assert got == []
+    env.clock.advance(0.0002)
     assert got and [e["operation"] for e in got[0].value["events"]] == ["add"]
     d2 = env.start("event.from", env.s, ["network"], got[0].value["token"], 30.0)
     got2 = []

@@ -1,0 +1,284 @@
+"""The storage driver interface: declared facts, volume operations, and the datapath.
+
+A driver class declares what it is as data (``DriverInfo``: type, capabilities,
+device_config keys, exclusive operations), which the agent turns into the SM
+record clients see. An instance serves one SR on this host. Volume operations
+(create, clone, snapshot, resize, destroy) are separate from attaching a volume
+for a domain (``vol_attach``/``vol_detach``), as in SMAPIv3. Drivers return
+values and raise ``sm.errors`` exceptions; they never call the management API.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Callable, ClassVar, NamedTuple
+
+from sm.errors import Cancelled, ConfigMissing, Unsupported
+
+# Every capability name xapi knows from a driver (SM.capabilities / SM.features).
+CAPABILITIES = frozenset({
+    "SR_PROBE", "SR_UPDATE", "SR_SUPPORTS_LOCAL_CACHING", "SR_METADATA", "SR_TRIM",
+    "SR_CACHING", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "VDI_ACTIVATE",
+    "VDI_DEACTIVATE", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "VDI_RESIZE_ONLINE",
+    "VDI_INTRODUCE", "VDI_UPDATE", "VDI_GENERATE_CONFIG", "VDI_MIRROR", "VDI_RESET_ON_BOOT",
+    "VDI_CONFIG_CBT", "THIN_PROVISIONING", "ATOMIC_PAUSE",
+})
+
+# The operations a driver can name as exclusive (they take the per-SR lock alone).
+OPERATIONS = frozenset({
+    "create", "destroy", "attach", "detach", "scan", "stat", "probe",
+    "vol_create", "vol_destroy", "vol_clone", "vol_snapshot", "vol_resize", "vol_stat",
+    "vol_copy_to", "vol_attach", "vol_detach",
+})
+
+COPY_CHUNK = 2 * 1024 * 1024  # the VHD block size: copies read and write whole blocks
+
+
+class ConfigKey(NamedTuple):
+    """One device_config key: its description, whether it is required, and the
+    error-table entry a missing value raises."""
+    key: str
+    description: str
+    required: bool = False
+    error: str = "ConfigParamsMissing"
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    type: str
+    name: str
+    description: str
+    vendor: str
+    copyright: str
+    version: str
+    required_api_version: str
+    capabilities: tuple[str, ...]
+    configuration: tuple[ConfigKey, ...]
+    exclusive: frozenset[str] = frozenset()
+    content_type: str = "user"
+
+    def __post_init__(self):
+        unknown = set(self.capabilities) - CAPABILITIES
+        if unknown:
+            raise ValueError(f"{self.type}: unknown capabilities {sorted(unknown)}")
+        bad_ops = set(self.exclusive) - OPERATIONS
+        if bad_ops:
+            raise ValueError(f"{self.type}: unknown exclusive operations {sorted(bad_ops)}")
+        object.__setattr__(self, "exclusive", frozenset(self.exclusive))
+
+    def features(self) -> dict[str, int]:
+        """SM.features: capability -> version (every capability here is version 1)."""
+        return {cap: 1 for cap in self.capabilities}
+
+    def config_descriptions(self) -> dict[str, str]:
+        """SM.configuration: device_config key -> description."""
+        return {c.key: c.description for c in self.configuration}
+
+    def without(self, *capabilities: str) -> "DriverInfo":
+        """The same facts minus some capabilities (what this host cannot do)."""
+        return replace(self, capabilities=tuple(c for c in self.capabilities
+                                                if c not in capabilities))
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One volume (VDI) as storage sees it. ``parent`` is the uuid a differencing
+    volume reads through to; a volume other volumes name as parent is a hidden
+    base (xapi: managed=false)."""
+    uuid: str
+    location: str
+    virtual_size: int
+    physical_utilisation: int
+    parent: str | None = None
+    read_only: bool = False
+    format: str = "vhd"  # "vhd" | "raw" | "iso"
+    name: str = ""  # for iso: the file name, which becomes the VDI name
+
+
+@dataclass(frozen=True)
+class SrStat:
+    physical_size: int
+    physical_utilisation: int
+    virtual_allocation: int
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where a domain finds an attached volume on this host."""
+    kind: str  # "file" | "block"
+    path: str
+    format: str  # what the datapath must speak: "vhd" | "raw" | "iso"
+
+
+class VolumeReader(ABC):
+    """Reads a volume's virtual contents (through a chain, for VHD)."""
+    size: int
+
+    @abstractmethod
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def extents(self):
+        """(offset, length) ranges that may hold data; the rest reads as zeros."""
+        return [(0, self.size)]
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class VolumeWriter(ABC):
+    """Writes a volume's virtual contents."""
+
+    @abstractmethod
+    def write(self, offset: int, data: bytes) -> None: ...
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+Progress = Callable[[float], "bool | None"]
+
+
+class Driver(ABC):
+    """One SR on this host. Calls block: the agent runs them in worker threads,
+    holding ``SRLocks().hold(sr_uuid, op, info.exclusive)`` around each."""
+
+    info: ClassVar[DriverInfo]
+
+    def __init__(self, sr_uuid: str, device_config: dict, runner, state_dir: str):
+        self.sr_uuid = sr_uuid
+        self.device_config = dict(device_config)
+        self.runner = runner
+        self.state_dir = state_dir
+
+    @classmethod
+    def host_info(cls, runner=None) -> DriverInfo:
+        """The declared facts, minus what this host cannot do (LVM without dm)."""
+        return cls.info
+
+    def validate_config(self) -> None:
+        """Raise ConfigMissing for the first required key absent from device_config."""
+        for entry in self.info.configuration:
+            if entry.required and not self.device_config.get(entry.key):
+                raise ConfigMissing(entry.key, self.info.type, entry.error)
+
+    def config(self, key: str, default: str | None = None) -> str | None:
+        value = self.device_config.get(key)
+        return value if value not in (None, "") else default
+
+    # ---- SR operations -------------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, physical_size: int) -> None:
+        """Make new, empty storage for this SR (leaves it detached)."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Delete the SR's storage; SRNotEmpty while volumes remain. Works detached."""
+
+    @abstractmethod
+    def attach(self) -> None:
+        """Make the SR usable on this host (mount, check the VG...); idempotent."""
+
+    @abstractmethod
+    def detach(self) -> None:
+        """Undo attach; idempotent."""
+
+    @abstractmethod
+    def scan(self) -> list[Volume]:
+        """Every volume the storage holds now, bases included."""
+
+    @abstractmethod
+    def stat(self) -> SrStat:
+        """Sizes in bytes."""
+
+    def probe(self) -> list[dict]:
+        """What a device_config points at (existing SRs, exports...), as plain dicts."""
+        return []
+
+    # ---- volume operations ---------------------------------------------------------------
+
+    @abstractmethod
+    def vol_create(self, uuid: str, virtual_size: int) -> Volume: ...
+
+    @abstractmethod
+    def vol_destroy(self, uuid: str) -> None: ...
+
+    @abstractmethod
+    def vol_stat(self, uuid: str) -> Volume: ...
+
+    def vol_clone(self, uuid: str, new_uuid: str) -> Volume:
+        """A writable copy named new_uuid; the original keeps its uuid and contents."""
+        raise Unsupported("vol_clone", f"the {self.info.type} driver cannot clone")
+
+    def vol_snapshot(self, uuid: str, new_uuid: str) -> Volume:
+        """A point-in-time copy named new_uuid; the original keeps its uuid and contents."""
+        raise Unsupported("vol_snapshot", f"the {self.info.type} driver cannot snapshot")
+
+    def vol_resize(self, uuid: str, new_size: int) -> Volume:
+        raise Unsupported("vol_resize", f"the {self.info.type} driver cannot resize")
+
+    def vol_copy_to(self, uuid: str, dest_driver: "Driver", new_uuid: str,
+                    progress: Progress | None = None) -> Volume:
+        """Copy a volume's contents into a new volume of dest_driver (any SR type).
+
+        Reads through ``open_reader`` and writes through the destination's
+        ``open_writer``, skipping ranges that hold only zeros (the new volume
+        reads as zeros already). ``progress(fraction)`` returning False cancels;
+        a failed or cancelled copy destroys the half-made destination.
+        """
+        source = self.vol_stat(uuid)
+        dest = dest_driver.vol_create(new_uuid, source.virtual_size)
+        try:
+            with self.open_reader(uuid) as reader, dest_driver.open_writer(new_uuid) as writer:
+                _copy(reader, writer, progress)
+        except BaseException:
+            try:
+                dest_driver.vol_destroy(new_uuid)
+            except Exception:  # the original failure is what the caller needs
+                pass
+            raise
+        return dest_driver.vol_stat(dest.uuid)
+
+    # ---- datapath -------------------------------------------------------------------------
+
+    @abstractmethod
+    def vol_attach(self, uuid: str, writable: bool) -> Attachment: ...
+
+    @abstractmethod
+    def vol_detach(self, uuid: str) -> None: ...
+
+    def open_reader(self, uuid: str) -> VolumeReader:
+        raise Unsupported("open_reader", f"the {self.info.type} driver has no reader")
+
+    def open_writer(self, uuid: str) -> VolumeWriter:
+        raise Unsupported("open_writer", f"the {self.info.type} driver has no writer")
+
+
+def _copy(reader: VolumeReader, writer: VolumeWriter, progress: Progress | None):
+    done = 0
+    ranges = list(reader.extents())
+    todo = sum(length for _, length in ranges) or 1
+    for offset, length in ranges:
+        end = offset + length
+        while offset < end:
+            n = min(COPY_CHUNK, end - offset)
+            data = reader.read(offset, n)
+            if data != bytes(len(data)):
+                writer.write(offset, data)
+            offset += n
+            done += n
+            if progress is not None and progress(min(done / todo, 1.0)) is False:
+                raise Cancelled("vol_copy_to")
+    if progress is not None:
+        progress(1.0)

@@ -1,0 +1,1 @@
+"""The storage drivers shipped with sm and the small helpers they share."""
