@@ -256,8 +256,8 @@ def test_other_operation_in_progress(api):
 def test_register_next_sees_relations(env):
     env.ok("event.register", env.s, ["*"])
     vm = env.new_vm()
-    vdi = env.ok("VDI.create", env.s, {"SR": "OpaqueRef:NULL", "virtual_size": 1, "type": "user",
-                                        "sharable": False, "read_only": False, "other_config": {}})
+    with env.store.transaction():  # VDI.create needs storage: a record is enough here
+        vdi = env.store.create("VDI", {"virtual_size": 1, "type": "user", "managed": True})
     env.ok("event.next", env.s)
     env.ok("VBD.create", env.s, {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
                                   "type": "Disk", "empty": False, "other_config": {},
