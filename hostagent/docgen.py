@@ -15,7 +15,7 @@ import sys
 from typing import Dict, List
 
 from .datamodel import api as A
-from .datamodel.decl import MISSING, RO_RUNTIME, RW
+from .datamodel.decl import MISSING
 from .datamodel.error_table import ERRORS
 from .datamodel.types import VOID, Type
 

@@ -5,12 +5,12 @@ Each module exposes `HANDLERS`, a mapping from wire name to a function
 dispatcher, which refuses to start if a declared message has none.
 """
 
-from . import event, session, task, vm
+from . import event, pbd, session, sm, sr, task, vbd, vdi, vm
 
 
 def all_handlers():
     handlers = {}
-    for module in (session, task, event, vm):
+    for module in (session, task, event, vm, sr, sm, pbd, vdi, vbd):
         overlap = handlers.keys() & module.HANDLERS.keys()
         if overlap:
             raise LookupError(f"messages implemented twice: {sorted(overlap)}")

@@ -50,10 +50,10 @@ def _default_template(store, ref, rec):
 
 
 VM_EARLY = (
-    (_is_control_domain, lambda ref, rec, op: ApiError(
+    (_is_control_domain, lambda store, ref, rec, op: ApiError(
         "OPERATION_NOT_ALLOWED", f"{op} is not possible on a control domain")),
-    (_is_template, lambda ref, rec, op: ApiError("VM_IS_TEMPLATE", ref, op)),
-    (_is_snapshot, lambda ref, rec, op: ApiError("VM_IS_SNAPSHOT", ref, op)),
+    (_is_template, lambda store, ref, rec, op: ApiError("VM_IS_TEMPLATE", ref, op)),
+    (_is_snapshot, lambda store, ref, rec, op: ApiError("VM_IS_SNAPSHOT", ref, op)),
 )
 
 COPYING = frozenset({"clone", "copy", "export"})
@@ -76,7 +76,7 @@ VM = OpTable(
         _vm("start", _states(HALTED)),
         _vm("start_on", _states(HALTED)),
         _vm("provision", _states(HALTED),
-            refuse=[(lambda s, r, rec: not rec["is_a_template"], lambda r, rec, op: ApiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE"))]),
+            refuse=[(lambda s, r, rec: not rec["is_a_template"], lambda s, r, rec, op: ApiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE"))]),
         _vm("unpause", _states(PAUSED)),
         _vm("resume", _states(SUSPENDED)),
         _vm("resume_on", _states(SUSPENDED)),
@@ -96,10 +96,10 @@ VM = OpTable(
         _vm("export", _states(HALTED, SUSPENDED), overlap=COPYING),
         _vm("snapshot", ANY, overlap=SNAPSHOTTING),
         _vm("revert", ANY,
-            refuse=[(lambda s, r, rec: not rec["is_a_snapshot"], lambda r, rec, op: ApiError("ONLY_REVERT_SNAPSHOT"))]),
+            refuse=[(lambda s, r, rec: not rec["is_a_snapshot"], lambda s, r, rec, op: ApiError("ONLY_REVERT_SNAPSHOT"))]),
         _vm("power_state_reset", ANY),
         _vm("destroy", _states(HALTED, SUSPENDED),
-            refuse=[(_default_template, lambda r, rec, op: ApiError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", r))]),
+            refuse=[(_default_template, lambda s, r, rec, op: ApiError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", r))]),
     ),
     state_field="power_state",
     state_error=_vm_state_error,
@@ -114,12 +114,41 @@ def _vdi_attached(store, ref, rec):
     return any(vbds[v]["currently_attached"] for v in rec["VBDs"] if v in vbds)
 
 
-def _in_use(ref, rec, op):
+def _in_use(store, ref, rec, op):
     return ApiError("VDI_IN_USE", ref, op)
 
 
+def _sr_lacks(capability):
+    """The VDI's SR has a driver (an SM record of its type) that lacks `capability`."""
+    def pred(store, ref, rec):
+        sr = store.tables["SR"].get(rec["SR"])
+        if sr is None:
+            return False
+        for sm in store.tables["SM"].values():
+            if sm["type"] == sr["type"]:
+                return capability not in sm["features"] and capability not in sm["capabilities"]
+        return False
+    return pred
+
+
+def _not_supported(store, ref, rec, op):
+    return ApiError("SR_OPERATION_NOT_SUPPORTED", rec["SR"])
+
+
+# the driver capability each VDI operation needs (as xapi's check_sm_feature_error)
+VDI_CAPABILITY = {"clone": "VDI_CLONE", "snapshot": "VDI_SNAPSHOT", "resize": "VDI_RESIZE",
+                  "destroy": "VDI_DELETE"}
+
+
+def _vdi_refusals(name):
+    out = ((_vdi_attached, _in_use),) if name in ("destroy", "resize", "forget") else ()
+    if name in VDI_CAPABILITY:
+        out += ((_sr_lacks(VDI_CAPABILITY[name]), _not_supported),)
+    return out
+
+
 VDI = OpTable("VDI", tuple(
-    Op(name, f"VDI.{name}", refuse=((_vdi_attached, _in_use),) if name in ("destroy", "resize", "forget") else ())
+    Op(name, f"VDI.{name}", refuse=_vdi_refusals(name))
     for name in ("clone", "copy", "resize", "snapshot", "destroy", "forget", "update")),
     watch=(("VBD", "VDI"),))
 
@@ -133,8 +162,9 @@ def _vm_not_running(store, ref, rec):
     return vm is None or vm["power_state"] != RUNNING
 
 
-def _vm_power(ref, rec, op):
-    return ApiError("VM_BAD_POWER_STATE", rec["VM"], "running", "halted")
+def _vm_power(store, ref, rec, op):
+    vm = store.tables["VM"].get(rec["VM"])
+    return ApiError("VM_BAD_POWER_STATE", rec["VM"], "running", vm["power_state"].lower() if vm else "halted")
 
 
 def _not_cd(store, ref, rec):
@@ -143,27 +173,27 @@ def _not_cd(store, ref, rec):
 
 VBD = OpTable("VBD", (
     Op("insert", "VBD.insert", refuse=(
-        (_not_cd, lambda r, rec, op: ApiError("VBD_NOT_REMOVABLE_MEDIA", r)),
-        (lambda s, r, rec: not rec["empty"], lambda r, rec, op: ApiError("VBD_NOT_EMPTY", r)))),
+        (_not_cd, lambda s, r, rec, op: ApiError("VBD_NOT_REMOVABLE_MEDIA", r)),
+        (lambda s, r, rec: not rec["empty"], lambda s, r, rec, op: ApiError("VBD_NOT_EMPTY", r)))),
     Op("eject", "VBD.eject", refuse=(
-        (_not_cd, lambda r, rec, op: ApiError("VBD_NOT_REMOVABLE_MEDIA", r)),
-        (lambda s, r, rec: rec["empty"], lambda r, rec, op: ApiError("VBD_IS_EMPTY", r)))),
+        (_not_cd, lambda s, r, rec, op: ApiError("VBD_NOT_REMOVABLE_MEDIA", r)),
+        (lambda s, r, rec: rec["empty"], lambda s, r, rec, op: ApiError("VBD_IS_EMPTY", r)))),
     Op("plug", "VBD.plug", refuse=(
-        (_attached, lambda r, rec, op: ApiError("DEVICE_ALREADY_ATTACHED", r)),
+        (_attached, lambda s, r, rec, op: ApiError("DEVICE_ALREADY_ATTACHED", r)),
         (_vm_not_running, _vm_power))),
     Op("unplug", "VBD.unplug", refuse=(
-        (lambda s, r, rec: not rec["currently_attached"], lambda r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),
-        (lambda s, r, rec: not rec["unpluggable"], lambda r, rec, op: ApiError("VBD_NOT_UNPLUGGABLE", r)))),
+        (lambda s, r, rec: not rec["currently_attached"], lambda s, r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),
+        (lambda s, r, rec: not rec["unpluggable"], lambda s, r, rec, op: ApiError("VBD_NOT_UNPLUGGABLE", r)))),
     Op("unplug_force", "VBD.unplug_force", refuse=(
-        (lambda s, r, rec: not rec["currently_attached"], lambda r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),)),
+        (lambda s, r, rec: not rec["currently_attached"], lambda s, r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),)),
 ), watch=(("VM", "VBDs"),))
 
 VIF = OpTable("VIF", (
     Op("plug", "VIF.plug", refuse=(
-        (_attached, lambda r, rec, op: ApiError("DEVICE_ALREADY_ATTACHED", r)),
+        (_attached, lambda s, r, rec, op: ApiError("DEVICE_ALREADY_ATTACHED", r)),
         (_vm_not_running, _vm_power))),
     Op("unplug", "VIF.unplug", refuse=(
-        (lambda s, r, rec: not rec["currently_attached"], lambda r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),)),
+        (lambda s, r, rec: not rec["currently_attached"], lambda s, r, rec, op: ApiError("DEVICE_ALREADY_DETACHED", r)),)),
 ), watch=(("VM", "VIFs"),))
 
 
@@ -173,12 +203,21 @@ def _has_attached_pbd(store, ref, rec):
     return any(pbds[p]["currently_attached"] for p in rec["PBDs"] if p in pbds)
 
 
+def _has_managed_vdis(store, ref, rec):
+    vdis = store.tables["VDI"]
+    return any(vdis[v]["managed"] for v in rec["VDIs"] if v in vdis)
+
+
 SR = OpTable("SR", (
     Op("scan", "SR.scan"),
     Op("update", "SR.update"),
-    Op("destroy", "SR.destroy", refuse=((_has_attached_pbd, lambda r, rec, op: ApiError("SR_HAS_PBD", r)),)),
-    Op("forget", "SR.forget", refuse=((_has_attached_pbd, lambda r, rec, op: ApiError("SR_HAS_PBD", r)),)),
-), watch=(("PBD", "SR"),))
+    # as xapi: destroy needs a PBD (for the storage's address), none plugged, no managed VDIs
+    Op("destroy", "SR.destroy", refuse=(
+        (_has_attached_pbd, lambda s, r, rec, op: ApiError("SR_HAS_PBD", r)),
+        (lambda s, r, rec: not rec["PBDs"], lambda s, r, rec, op: ApiError("SR_HAS_NO_PBDS", r)),
+        (_has_managed_vdis, lambda s, r, rec, op: ApiError("SR_NOT_EMPTY")))),
+    Op("forget", "SR.forget", refuse=((_has_attached_pbd, lambda s, r, rec, op: ApiError("SR_HAS_PBD", r)),)),
+), watch=(("PBD", "SR"), ("VDI", "SR")))
 
 HOST = OpTable("host", (
     Op("evacuate", "host.evacuate"),

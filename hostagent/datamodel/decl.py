@@ -5,7 +5,7 @@ calls. Nothing here knows about the wire or the store; `api.py` assembles the
 declarations and derives the implicit messages from them.
 """
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 from .types import Type, VOID, zero

@@ -34,6 +34,9 @@ class Journal:
                              " data TEXT NOT NULL, PRIMARY KEY (cls, ref)) WITHOUT ROWID")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # multi-step storage work in flight (actions/intents.py): written before the work,
+            # removed after its records are durable, replayed at start-up
+            self._db.execute("CREATE TABLE IF NOT EXISTS intents (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
         except sqlite3.Error as e:
             raise JournalError(f"cannot open database {path}: {e}") from e
 
@@ -72,6 +75,28 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    def put_intent(self, key: str, data: str) -> None:
+        """Record (durably, at once) an operation about to change storage."""
+        self._exec("INSERT OR REPLACE INTO intents VALUES (?,?)", (key, data))
+
+    def remove_intent(self, key: str) -> None:
+        self._exec("DELETE FROM intents WHERE id=?", (key,))
+
+    def intents(self) -> List[Tuple[str, str]]:
+        """Every recorded intent as (id, data), oldest first."""
+        with self._lock:
+            try:
+                return self._db.execute("SELECT id, data FROM intents ORDER BY rowid").fetchall()
+            except sqlite3.Error as e:
+                raise JournalError(f"cannot read database {self.path}: {e}") from e
+
+    def _exec(self, sql: str, args: tuple) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, args)
+            except sqlite3.Error as e:
+                raise JournalError(f"cannot write database {self.path}: {e}") from e
 
     def close(self) -> None:
         with self._lock:

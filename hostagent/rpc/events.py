@@ -13,7 +13,7 @@ import bisect
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 from ..datamodel.errors import ApiError
 from ..db.store import Change, Store
@@ -47,8 +47,13 @@ class EventLimits:
     deletions: int = 50000  # deletions remembered for event.from
     coalesce: float = 0.05  # seconds event.from waits for more changes once woken
     # woken pollers spread their replies over a further [0, spread) seconds, so fifty of them
-    # do not answer (and come back) in one burst that other callers must queue behind
+    # do not answer (and come back) in one burst that other callers must queue behind; the
+    # window widens with the number woken together (`spread` per `crowd` pollers, at most
+    # `spread_max`), which bounds how often a crowd of pollers cycles while one poller alone
+    # still hears of a change within coalesce + spread
     spread: float = 0.1
+    crowd: int = 10
+    spread_max: float = 0.6
 
 
 class _Queue:
@@ -83,6 +88,7 @@ class EventHub:
         self.deleted = deque(maxlen=limits.deletions)  # (gen, key, added gen)
         self.queues: Dict[str, _Queue] = {}
         self.waiters = set()
+        self.woken_together = 0  # how many event.from waiters the last change woke
         self._batches = {}  # (subscriptions, token gen) -> batch, for the current generation
         store.listeners.append(self.on_changes)
 
@@ -115,6 +121,7 @@ class EventHub:
                             q.events.append(ev)
         if len(self.log) > 2 * len(self.mod) + 1000:
             self.log = sorted((g, k) for k, g in self.mod.items())
+        self.woken_together = len(self.waiters)
         self._wake(self.waiters)
         for q in self.queues.values():
             self._wake(q.waiters)
@@ -263,7 +270,9 @@ class EventHub:
             finally:
                 self.waiters.discard(w)
             if woken and coalesce > 0:  # let a burst of changes land in one reply
-                pause = coalesce + self.limits.spread * self.rand()
+                lim = self.limits
+                width = min(lim.spread_max, lim.spread * max(1.0, self.woken_together / lim.crowd))
+                pause = coalesce + width * self.rand()
                 await self.sleep(min(pause, max(0.0, deadline - self.clock())))
 
     def inject(self, cls_name: str, ref: str) -> str:

@@ -8,13 +8,13 @@ xapi's order (blocked_operations, state, concurrency, refusals), records it in
 `allowed_operations` inside every transaction that touches a guarded object.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, Iterable, Optional, Tuple
 
 from ..datamodel.errors import ApiError
 from ..db.store import Store
 
-# a refusal: (predicate(store, ref, rec) -> bool, error(ref, rec, op) -> ApiError);
+# a refusal: (predicate(store, ref, rec) -> bool, error(store, ref, rec, op) -> ApiError);
 # early refusals (checked before the state) also get the op name: predicate(store, ref, rec, op)
 Refusal = Tuple[Callable, Callable]
 
@@ -66,7 +66,7 @@ class OpLocks:
                 return ApiError("OPERATION_BLOCKED", ref, blocked[op.name])
         for pred, err in table.early:
             if pred(self.store, ref, rec, op.name):
-                return err(ref, rec, op.name)
+                return err(self.store, ref, rec, op.name)
         if op.states is not None and table.state_field:
             actual = rec[table.state_field]
             if actual not in op.states:
@@ -77,7 +77,7 @@ class OpLocks:
                 return ApiError("OTHER_OPERATION_IN_PROGRESS", table.cls, ref, running, task)
         for pred, err in op.refuse:
             if pred(self.store, ref, rec):
-                return err(ref, rec, op.name)
+                return err(self.store, ref, rec, op.name)
         return None
 
     def allowed(self, cls: str, ref: str) -> list:

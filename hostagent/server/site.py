@@ -10,7 +10,6 @@ import logging
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.web import resource, server
-from twisted.web.http import REQUEST_ENTITY_TOO_LARGE
 
 from ..rpc import jsonrpc, xmlrpc
 from ..rpc.dispatch import Origin, Reply

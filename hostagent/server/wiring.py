@@ -14,11 +14,13 @@ from typing import Callable, List
 from twisted.internet import endpoints, task
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.threads import deferToThread, deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers
+from ..actions import all_handlers, storage_boot
 from ..actions.bootstrap import ensure_host
+from ..actions.intents import IntentLog
 from ..actions.oprules import TABLES
 from ..backends import hostinfo
 from ..backends.storage import Storage
@@ -49,6 +51,24 @@ class Services:
     auth_failure_delay: float
     clock: Callable[[], float]
     storage: object = None  # backends.storage.Storage
+    intents: object = None  # actions.intents.IntentLog
+    shield: Callable = None  # shield(coroutine) -> awaitable that runs on if the caller leaves
+
+
+def shield(coro):
+    """Run a coroutine to its end even when its caller stops waiting (a client that hangs
+    up cancels its call): storage work must not stop between the storage and its records."""
+    work = Deferred.fromCoroutine(coro)
+    out = Deferred()
+
+    def done(result):
+        if not out.called:
+            (out.errback if isinstance(result, Failure) else out.callback)(result)
+        elif isinstance(result, Failure):
+            log.warning("work finished after its caller left, failing: %s", result.getErrorMessage())
+        return None
+    work.addBoth(done)
+    return out
 
 
 class Agent:
@@ -76,8 +96,10 @@ class Agent:
         self.encoder = XmlEncoder(self.api)
         # storage drivers block (files, LVM, mounts): their own worker pool
         self.storage_pool = ThreadPool(1, 4, name="storage")
-        self.storage = Storage(config.state_dir,
-                               lambda fn, *a: deferToThreadPool(reactor, self.storage_pool, fn, *a))
+        in_storage_pool = lambda fn, *a: deferToThreadPool(reactor, self.storage_pool, fn, *a)  # noqa: E731
+        self.storage = Storage(config.state_dir, in_storage_pool)
+        self.intents = IntentLog(self.journal.put_intent, self.journal.remove_intent,
+                                 self.journal.intents, deferToThread)
         services = Services(
             authenticate=lambda u, p: deferToThread(self.auth.check, u, p),
             change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
@@ -85,6 +107,8 @@ class Agent:
             auth_failure_delay=config.auth_failure_delay,
             clock=clock,
             storage=self.storage,
+            intents=self.intents,
+            shield=shield,
         )
         self.dispatcher = Dispatcher(self.api, self.store, self.sessions, all_handlers(), services,
                                      wait_durable=self.commit.wait, tasks=self.tasks, events=self.events,
@@ -120,6 +144,12 @@ class Agent:
         self.commit.start()
         self.storage_pool.start()
         # changes made while loading (first start, refreshed host facts) become durable first
+        await self.commit.wait(self.commit.issued)
+        # storage reconciled before any client can look: SRs re-attached, interrupted work
+        # settled, scans done, the local SR made on a first start
+        await storage_boot.start(self.store, self.dispatcher.services, self.config.state_dir,
+                                 self.commit.wait)
+        self.dispatcher.oplocks.reset()  # allowed operations follow this host's SM capabilities
         await self.commit.wait(self.commit.issued)
         for spec in self.config.listen:
             host, port = parse_hostport(spec)

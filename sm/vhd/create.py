@@ -5,8 +5,9 @@ readers need none of these constants):
 
     0       footer copy (512)
     512     dynamic header (1024)
-    1536    parent locator data: 3 slots of 4 KiB (MacX, W2ku, W2ru), differencing only
-    16384   BAT: max_table_entries entries, then room (a hole) up to the entries of
+    1536    parent locator data: 3 slots of 8 KiB (MacX, W2ku, W2ru: room for a PATH_MAX path
+            in UTF-16), differencing only
+    32768   BAT: max_table_entries entries, then room (a hole) up to the entries of
             `reserve_size` (default 2 TiB: 4 MiB for 2 MiB blocks), so growing never moves it
     ...     data blocks, each [padding][sector bitmap][block], data 4 KiB-aligned
     end     footer (512)
@@ -21,15 +22,16 @@ from . import image, meta
 from .errors import OutOfRangeError, VhdError
 
 LOCATOR_AREA = 1536
-LOCATOR_SLOT = 4096
-BAT_OFFSET = 16384
+LOCATOR_SLOT = 8192
+BAT_OFFSET = 32768
 DEFAULT_RESERVE_SIZE = 2 * 1024 ** 4
 
 
 def parent_fields(child_path, parent_path):
     """(parent name, [(platform code, data)]) a child at `child_path` records for its parent.
 
-    MacX: file:// URL, relative ("file://./name") when both files share a directory, else
+    The name: the parent's file name when both share a directory, else the relative path
+    (the file name if that is too long for the field). MacX: file:// URL, relative ("file://./name") when both files share a directory, else
     absolute; W2ku: the absolute path; W2ru: the path relative to the child's directory."""
     child_dir = os.path.dirname(os.path.abspath(child_path))
     parent_abs = os.path.abspath(parent_path)
@@ -37,6 +39,8 @@ def parent_fields(child_path, parent_path):
     rel = ("./" + os.path.basename(parent_abs)) if same_dir else os.path.relpath(parent_abs,
                                                                                  child_dir)
     name = os.path.basename(parent_abs) if same_dir else rel
+    if len(name.encode("utf-16-be")) > 512:          # the field's size: a cut path misleads
+        name = os.path.basename(parent_abs)
     payloads = [(fmt.PLATFORM_MACX, fmt.encode_locator(fmt.PLATFORM_MACX,
                                                        rel if same_dir else parent_abs)),
                 (fmt.PLATFORM_W2KU, fmt.encode_locator(fmt.PLATFORM_W2KU, parent_abs)),

@@ -16,13 +16,11 @@ import sys
 
 from . import format as fmt
 from . import meta
-from .errors import (CorruptError, NotDifferencingError, OutOfRangeError, ParentMismatchError,
-                     ParentMissingError, ReadOnlyError, VhdError)
+from .errors import CorruptError, NotDifferencingError, OutOfRangeError, ReadOnlyError
 from .format import SECTOR, UNALLOCATED
 
 ALIGN = 4096
 _PARTIAL_BITMAPS = 8192               # partly-set bitmaps kept in memory per image
-_LOCATOR_PREFERENCE = (fmt.PLATFORM_MACX, fmt.PLATFORM_W2RU, fmt.PLATFORM_W2KU)
 assert array.array("I").itemsize == 4
 
 
@@ -48,6 +46,10 @@ def _round_up(n, to):
 
 
 class Image:
+    """An open VHD (use `open`). Attributes: path, writable, footer (format.Footer), header
+    (format.Header, None for a fixed disk); properties virtual_size, block_size, type_name,
+    uuid, is_differencing, parent_path, physical_size. A context manager."""
+
     def __init__(self, path, fd, writable):
         self.path = os.fspath(path)
         self.writable = writable
@@ -143,48 +145,15 @@ class Image:
 
     def parent_candidates(self):
         """Paths the parent locators and the parent name point at, in order of preference."""
-        if not self.is_differencing:
-            return []
-        base = os.path.dirname(os.path.abspath(self.path))
-        found = []
-        for code in _LOCATOR_PREFERENCE:
-            for loc in self.header.locators:
-                if (loc.code != code or not loc.used or loc.length > 65536
-                        or loc.offset + loc.length > self._footer_pos):
-                    continue
-                raw = os.pread(self._fd, loc.length, loc.offset)
-                name = fmt.decode_locator(code, raw) if len(raw) == loc.length else None
-                if name:
-                    found.append(os.path.normpath(os.path.join(base, name)))
-        if self.header.parent_name:
-            found.append(os.path.normpath(os.path.join(base, self.header.parent_name)))
-        return list(dict.fromkeys(found))
+        return meta.parent_candidates(self) if self.is_differencing else []
 
     @property
     def parent_path(self):
-        """The file holding this image's parent (None unless differencing).
-
-        The first candidate whose unique id is the one recorded here; ParentMismatchError if
-        candidates exist but none has it, ParentMissingError if none exists."""
-        if not self.is_differencing:
-            return None
-        if self._parent_path is None:
-            candidates = self.parent_candidates()
-            existing = [p for p in candidates if os.path.isfile(p)]
-            for p in existing:
-                try:
-                    with open(p) as img:
-                        if img.footer.unique_id == self.header.parent_unique_id:
-                            self._parent_path = p
-                            break
-                except (OSError, VhdError):
-                    continue
-            else:
-                if existing:
-                    raise ParentMismatchError(
-                        f"{self.path}: no parent with unique id {self.header.parent_uuid} "
-                        f"among {existing}")
-                raise ParentMissingError(f"{self.path}: parent not found (tried {candidates})")
+        """The file holding this image's parent (None unless differencing): the first
+        candidate with the unique id recorded here. ParentMismatchError if candidates exist
+        but none has it, ParentMissingError if none exists."""
+        if self.is_differencing and self._parent_path is None:
+            self._parent_path = meta.locate_parent(self, open)
         return self._parent_path
 
     def parent(self):
@@ -253,8 +222,9 @@ class Image:
             entry = self._bat[i]
             if entry == UNALLOCATED and not self.is_differencing:
                 return bytes(length)
-            if entry != UNALLOCATED and self._bm.all_set(
-                    self._bitmap(i, entry), bo // SECTOR, _round_up(bo + length, SECTOR) // SECTOR):
+            s0, s1 = bo // SECTOR, _round_up(bo + length, SECTOR) // SECTOR
+            if entry != UNALLOCATED and (
+                    self._full[i] or self._bm.all_set(self._bitmap(i, entry), s0, s1)):
                 return self._pread(length, self._data_offset(i, entry) + bo, "data")
         buf = bytearray(length)
         self._readinto(memoryview(buf), offset, True)
@@ -396,7 +366,6 @@ class Image:
     def resize(self, new_size):
         """Grow the virtual size (rounded up to a sector); never shrinks (see meta.grow)."""
         meta.grow(self, new_size)
-
 
     # -- lifetime -----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Metadata changes of an open, writable Image: growing, re-parenting, appending structures.
+"""Metadata of an open Image: growing, re-parenting, appending structures, finding the parent.
 
 Functions over sm.vhd.image.Image (which they treat as a friend: they use its
 private state). Order of writes: new data first, the structure that points at
@@ -6,14 +6,17 @@ it (header, footer) last, so a crash leaves the old, consistent description.
 """
 
 import array
+import os
 import sys
 
 from . import format as fmt
-from .errors import NotDifferencingError, OutOfRangeError, ReadOnlyError, ResizeError
+from .errors import (NotDifferencingError, OutOfRangeError, ParentMismatchError,
+                     ParentMissingError, ReadOnlyError, ResizeError, VhdError)
 from .format import SECTOR, UNALLOCATED
 
 ALIGN = 4096
 MAX_RESERVED_ENTRIES = 1 << 20        # BAT room kept for growth: 4 MiB, 2 TiB of 2 MiB blocks
+LOCATOR_PREFERENCE = (fmt.PLATFORM_MACX, fmt.PLATFORM_W2RU, fmt.PLATFORM_W2KU)
 
 
 def _round_up(n, to):
@@ -139,3 +142,40 @@ def store_parent(img, parent_id, timestamp, name, payloads):
     if img._parent is not None:
         img._parent.close()
         img._parent = None
+
+
+def parent_candidates(img):
+    """Paths a differencing image's locators (MacX, then W2ru, then W2ku) and parent name
+    point at, relative ones taken from the image's directory; no duplicates."""
+    base = os.path.dirname(os.path.abspath(img.path))
+    found = []
+    for code in LOCATOR_PREFERENCE:
+        for loc in img.header.locators:
+            if (loc.code != code or not loc.used or loc.length > 65536
+                    or loc.offset + loc.length > img._footer_pos):
+                continue
+            raw = os.pread(img._fd, loc.length, loc.offset)
+            name = fmt.decode_locator(code, raw) if len(raw) == loc.length else None
+            if name:
+                found.append(os.path.normpath(os.path.join(base, name)))
+    if img.header.parent_name:
+        found.append(os.path.normpath(os.path.join(base, img.header.parent_name)))
+    return list(dict.fromkeys(found))
+
+
+def locate_parent(img, opener):
+    """The first existing candidate whose footer has the unique id `img` records for its
+    parent (each opened read-only with `opener`)."""
+    candidates = parent_candidates(img)
+    existing = [p for p in candidates if os.path.isfile(p)]
+    for p in existing:
+        try:
+            with opener(p) as parent:
+                if parent.footer.unique_id == img.header.parent_unique_id:
+                    return p
+        except (OSError, VhdError):
+            continue
+    if existing:
+        raise ParentMismatchError(f"{img.path}: no parent with unique id "
+                                  f"{img.header.parent_uuid} among {existing}")
+    raise ParentMissingError(f"{img.path}: parent not found (tried {candidates})")

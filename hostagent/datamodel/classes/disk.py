@@ -1,6 +1,7 @@
 """VDI, VBD, VBD_metrics: virtual disks and their attachment to VMs."""
 
-from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, DEPRECATED, REMOVED, cls, field
+from ..decl import (RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, DEPRECATED, REMOVED, cls, field,
+                    message, param)
 from ..enums import ON_BOOT, VBD_MODE, VBD_OPERATIONS, VBD_TYPE, VDI_OPERATIONS, VDI_TYPE
 from ..types import BOOL, DATETIME, FLOAT, INT, STRING, MapOf, Ref, SetOf, EPOCH, NULL_REF
 
@@ -51,6 +52,48 @@ VDI = cls(
         field("is_tools_iso", BOOL, RO, False),
         field("cbt_enabled", BOOL, RO, False, doc="Whether changed-block tracking is on."),
     ],
+    messages=[
+        message("resize", [param("vdi", Ref("VDI")), param("size", INT)],
+                errors=["VDI_IN_USE", "SR_FULL"],
+                doc="Grow the disk to size bytes (shrinking is refused by the driver)."),
+        message("clone", [param("vdi", Ref("VDI")), param("driver_params", SMAP, {})], Ref("VDI"),
+                doc="Make a writable copy of the disk in its SR (copy-on-write where the driver "
+                    "can); the original keeps its uuid and contents."),
+        message("snapshot", [param("vdi", Ref("VDI")), param("driver_params", SMAP, {})], Ref("VDI"),
+                doc="Make a point-in-time copy of the disk in its SR, marked as a snapshot of it."),
+        message("copy",
+                [param("vdi", Ref("VDI")), param("sr", Ref("SR")),
+                 param("base_vdi", Ref("VDI"), NULL_REF), param("into_vdi", Ref("VDI"), NULL_REF)],
+                Ref("VDI"), ["VDI_READONLY", "VDI_TOO_SMALL", "VDI_NOT_SPARSE"],
+                "Copy the disk's contents into a new VDI in sr (any SR type), reporting progress on "
+                "the task; cancellable."),
+        message("introduce",
+                [param("uuid", STRING), param("name_label", STRING), param("name_description", STRING),
+                 param("SR", Ref("SR")), param("type", VDI_TYPE), param("sharable", BOOL),
+                 param("read_only", BOOL), param("other_config", SMAP), param("location", STRING),
+                 param("xenstore_data", SMAP), param("sm_config", SMAP), param("managed", BOOL),
+                 param("virtual_size", INT), param("physical_utilisation", INT),
+                 param("metadata_of_pool", Ref("pool")), param("is_a_snapshot", BOOL),
+                 param("snapshot_time", DATETIME), param("snapshot_of", Ref("VDI"))],
+                Ref("VDI"), ["SR_OPERATION_NOT_SUPPORTED"],
+                "Record a volume that exists in the SR at location (sizes are read from storage)."),
+        message("forget", [param("vdi", Ref("VDI"))],
+                doc="Drop the VDI's record (and its VBDs); the volume stays, and a scan finds it again."),
+        message("update", [param("vdi", Ref("VDI"))], errors=["SR_OPERATION_NOT_SUPPORTED"],
+                doc="Refresh the VDI's sizes from storage."),
+        message("set_name_label", [param("self", Ref("VDI")), param("value", STRING)],
+                doc="Rename the VDI."),
+        message("set_name_description", [param("self", Ref("VDI")), param("value", STRING)],
+                doc="Change the VDI's description."),
+        message("set_read_only", [param("self", Ref("VDI")), param("value", BOOL)],
+                doc="Mark the VDI read-only (new VBDs must then be RO) or writable."),
+        message("set_sharable", [param("self", Ref("VDI")), param("value", BOOL)],
+                doc="Allow or forbid attaching the VDI to several running VMs at once."),
+        message("set_on_boot", [param("self", Ref("VDI")), param("value", ON_BOOT)],
+                errors=["SR_OPERATION_NOT_SUPPORTED"],
+                doc="Choose whether the guest's writes survive a reboot; needs a driver with "
+                    "VDI_RESET_ON_BOOT."),
+    ],
 )
 
 
@@ -82,6 +125,23 @@ VBD = cls(
         field("qos_algorithm_params", SMAP, RW),
         field("qos_supported_algorithms", SetOf(STRING), RO),
         field("metrics", Ref("VBD_metrics"), RO, NULL_REF, lifecycle=REMOVED),
+    ],
+    messages=[
+        message("insert", [param("vbd", Ref("VBD")), param("vdi", Ref("VDI"))],
+                errors=["VBD_NOT_REMOVABLE_MEDIA", "VBD_NOT_EMPTY"],
+                doc="Put an ISO VDI into an empty CD drive."),
+        message("eject", [param("vbd", Ref("VBD"))],
+                errors=["VBD_NOT_REMOVABLE_MEDIA", "VBD_IS_EMPTY"],
+                doc="Take the disc out of a CD drive, leaving it empty."),
+        message("plug", [param("self", Ref("VBD"))],
+                errors=["DEVICE_ALREADY_ATTACHED", "VM_BAD_POWER_STATE"],
+                doc="Hot-plug the device into its running VM."),
+        message("unplug", [param("self", Ref("VBD"))],
+                errors=["DEVICE_DETACH_REJECTED", "DEVICE_ALREADY_DETACHED"],
+                doc="Hot-unplug the device from its running VM."),
+        message("set_mode", [param("self", Ref("VBD")), param("value", VBD_MODE)],
+                errors=["VM_BAD_POWER_STATE"],
+                doc="Change RO/RW access; the VM must be halted."),
     ],
 )
 

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "77a36bbeda5794fe327e0c9ca6b5d1f7f3b028d21d374cac60ae579d0d6a94f1"
+EXPECTED_FINGERPRINT = "cfac55854431817c5d3e94a83c12bb9a5d22595b7ad1fea50a212018df9f0888"
 
 
 def _walk(t):

@@ -1,0 +1,159 @@
+"""The storage API on an `lvm` SR built by SR.create on a loop device (as root).
+
+Works with or without device-mapper in the kernel: without it the driver runs
+LVM with activation disabled and its SM record leaves out VDI_CLONE and
+VDI_SNAPSHOT (a raw LV is copied in full, which needs the LV activated), so
+the agent refuses those with SR_OPERATION_NOT_SUPPORTED; with it they work.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import uuid as uuidlib
+
+import pytest
+
+from sm.drivers.lvmsr import dm_available
+
+from .storage_util import MiB, NULL, failure, login, vdi_record
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for losetup and LVM"),
+    pytest.mark.skipif(not all(shutil.which(t) for t in ("losetup", "truncate", "lvm", "dmsetup")),
+                       reason="needs losetup, truncate and lvm2"),
+]
+
+EXTENT = 4 * MiB  # vgcreate's default extent size
+ENV = {**os.environ, "LVM_SUPPRESS_FD_WARNINGS": "1"}
+
+
+def lvm(*argv, check=True):
+    config = [] if dm_available() else ["--config", "global{activation=0}"]
+    return subprocess.run([argv[0], *config, *argv[1:]], capture_output=True, text=True, env=ENV,
+                          check=check)
+
+
+def report(tool, *argv):
+    out = lvm(tool, "--reportformat", "json", "--units", "b", "--nosuffix", *argv, check=False)
+    if out.returncode != 0:
+        return []
+    key = tool[:-1]
+    return [row for part in json.loads(out.stdout)["report"] for row in part.get(key, [])]
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    image = tmp_path / "pv.img"
+    subprocess.run(["truncate", "-s", "128M", str(image)], check=True)
+    try:
+        device = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"no loop device available: {exc.stderr.strip()}")
+    try:
+        yield device
+    finally:
+        for row in report("pvs", "-o", "vg_name", device):
+            if row.get("vg_name"):
+                lvm("vgremove", "--force", row["vg_name"], check=False)
+        lvm("pvremove", "--yes", "--force", device, check=False)
+        subprocess.run(["losetup", "-d", device], capture_output=True)
+        image.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def x(agent):
+    s = login(agent)
+    yield s.xenapi
+    s.xenapi.session.logout()
+
+
+def test_lvm_sr_life_cycle(x, loop_device):
+    host = x.host.get_all()[0]
+    sr = x.SR.create(host, {"device": loop_device}, "0", "lvm-sr", "on a loop device", "lvm", "",
+                     False, {})
+    rec = x.SR.get_record(sr)
+    vg = "VG_XenStorage-" + rec["uuid"]
+    [vg_row] = report("vgs", "-o", "vg_name,vg_size,vg_free", vg)
+    assert rec["type"] == "lvm" and rec["content_type"] == "user"
+    assert int(rec["physical_size"]) == int(vg_row["vg_size"])
+    assert int(rec["physical_utilisation"]) == 0 and rec["VDIs"] == []
+    [pbd] = rec["PBDs"]
+    assert x.PBD.get_currently_attached(pbd) is True
+
+    # create: one LV per VDI, whole extents
+    vdi = x.VDI.create(vdi_record(sr, 10 * MiB, "lv disk"))
+    vrec = x.VDI.get_record(vdi)
+    lv = "LV-" + vrec["uuid"]
+    assert [r["lv_name"] for r in report("lvs", "-o", "lv_name", vg)] == [lv]
+    assert vrec["virtual_size"] == str(10 * MiB) and vrec["physical_utilisation"] == str(12 * MiB)
+    assert vrec["location"] == vrec["uuid"] and vrec["managed"] is True
+    assert x.SR.get_physical_utilisation(sr) == str(12 * MiB)
+    assert x.SR.get_virtual_allocation(sr) == str(10 * MiB)
+
+    # thick: more than the free space is SR_FULL [requested, free]
+    free = int(rec["physical_size"]) - 12 * MiB
+    assert failure(x.VDI.create, vdi_record(sr, free + EXTENT)) == \
+        ["SR_FULL", str(free + EXTENT), str(free)]
+    assert failure(x.VDI.resize, vdi, str(12 * MiB + free + EXTENT)) == \
+        ["SR_FULL", str(12 * MiB + free + EXTENT), str(10 * MiB + free)]
+
+    x.VDI.resize(vdi, str(20 * MiB))
+    assert x.VDI.get_virtual_size(vdi) == str(20 * MiB)
+    [row] = report("lvs", "-o", "lv_size,lv_tags", f"{vg}/{lv}")
+    assert row == {"lv_size": str(20 * MiB), "lv_tags": f"vsize={20 * MiB}"}
+    assert x.SR.get_physical_utilisation(sr) == str(20 * MiB)
+
+    sm = next(r for r in x.SM.get_all_records().values() if r["type"] == "lvm")
+    if "VDI_CLONE" in sm["capabilities"]:
+        clone = x.VDI.clone(vdi, {})
+        assert x.VDI.get_virtual_size(clone) == str(20 * MiB)
+        snap = x.VDI.snapshot(vdi, {})
+        assert x.VDI.get_is_a_snapshot(snap) is True and x.VDI.get_snapshot_of(snap) == vdi
+        x.VDI.destroy(clone)
+        x.VDI.destroy(snap)
+    else:
+        assert not dm_available()
+        assert "VDI_SNAPSHOT" not in sm["capabilities"]
+        allowed = x.VDI.get_allowed_operations(vdi)
+        assert "clone" not in allowed and "snapshot" not in allowed and "resize" in allowed
+        assert failure(x.VDI.clone, vdi, {}) == ["SR_OPERATION_NOT_SUPPORTED", sr]
+        assert failure(x.VDI.snapshot, vdi, {}) == ["SR_OPERATION_NOT_SUPPORTED", sr]
+    assert [r["lv_name"] for r in report("lvs", "-o", "lv_name", vg)] == [lv]
+
+    # scan: an LV made and one removed behind the agent's back
+    extra = str(uuidlib.uuid4())
+    lvm("lvcreate", "--activate", "n", "--zero", "n", "--size", f"{8 * MiB}B", "--name",
+        "LV-" + extra, "--addtag", f"vsize={6 * MiB}", vg)
+    lvm("lvremove", "--force", f"{vg}/{lv}")
+    x.SR.scan(sr)
+    assert vdi not in x.VDI.get_all()
+    new = x.VDI.get_by_uuid(extra)
+    assert x.VDI.get_virtual_size(new) == str(6 * MiB) and x.VDI.get_SR(new) == sr
+    assert x.SR.get_VDIs(sr) == [new]
+    assert x.SR.get_physical_utilisation(sr) == str(8 * MiB)
+
+    x.VDI.destroy(new)
+    assert report("lvs", "-o", "lv_name", vg) == []
+    assert x.SR.get_VDIs(sr) == []
+    assert failure(x.SR.destroy, sr) == ["SR_HAS_PBD", sr]
+    x.PBD.unplug(pbd)
+    x.SR.destroy(sr)
+    assert report("vgs", "-o", "vg_name", vg) == []
+    assert sr not in x.SR.get_all() and pbd not in x.PBD.get_all()
+
+
+def test_lvm_bad_device(x, tmp_path):
+    host = x.host.get_all()[0]
+    before = x.SR.get_all_records()
+    not_block = tmp_path / "plain-file"
+    not_block.write_bytes(b"")
+    err = failure(x.SR.create, host, {"device": str(not_block)}, "0", "bad", "", "lvm", "", False,
+                  {})
+    assert err[0] == "SR_BACKEND_FAILURE_91" and "not a block device" in err[2]
+    assert failure(x.SR.create, host, {}, "0", "bad", "", "lvm", "", False, {})[0] == \
+        "SR_BACKEND_FAILURE_90"
+    assert x.SR.get_all_records() == before
+    assert NULL not in before
