@@ -46,14 +46,14 @@ class EventLimits:
     queue: int = 5000  # events a register/next session may have waiting
     deletions: int = 50000  # deletions remembered for event.from
     coalesce: float = 0.05  # seconds event.from waits for more changes once woken
-    # woken pollers spread their replies over a further [0, spread) seconds, so fifty of them
-    # do not answer (and come back) in one burst that other callers must queue behind; the
-    # window widens with the number woken together (`spread` per `crowd` pollers, at most
-    # `spread_max`), which bounds how often a crowd of pollers cycles while one poller alone
-    # still hears of a change within coalesce + spread
-    spread: float = 0.1
+    # a session's successive event.from answers are at least coalesce + [0, spread) seconds
+    # apart, so a burst of changes arrives in one reply and pollers that are answered together
+    # come back spread out; the spread widens with the number of calls in progress (`spread`
+    # per `crowd` of them, at most `spread_max`), bounding how often a crowd of pollers cycles,
+    # while a lone poller still hears of a change within coalesce + spread
+    spread: float = 0.2
     crowd: int = 10
-    spread_max: float = 0.6
+    spread_max: float = 1.0
 
 
 class _Queue:
@@ -88,7 +88,8 @@ class EventHub:
         self.deleted = deque(maxlen=limits.deletions)  # (gen, key, added gen)
         self.queues: Dict[str, _Queue] = {}
         self.waiters = set()
-        self.woken_together = 0  # how many event.from waiters the last change woke
+        self.inflight = 0  # event.from calls in progress
+        self.answered: Dict[str, float] = {}  # session -> when event.from last answered it
         self._batches = {}  # (subscriptions, token gen) -> batch, for the current generation
         store.listeners.append(self.on_changes)
 
@@ -121,7 +122,6 @@ class EventHub:
                             q.events.append(ev)
         if len(self.log) > 2 * len(self.mod) + 1000:
             self.log = sorted((g, k) for k, g in self.mod.items())
-        self.woken_together = len(self.waiters)
         self._wake(self.waiters)
         for q in self.queues.values():
             self._wake(q.waiters)
@@ -131,6 +131,7 @@ class EventHub:
             w.fire()
 
     def session_gone(self, session: str) -> None:
+        self.answered.pop(session, None)
         q = self.queues.pop(session, None)
         if q:
             self._wake(q.waiters)
@@ -246,34 +247,52 @@ class EventHub:
         subs = self.parse_subs(classes)
         since = self.parse_token(token)
         deadline = self.clock() + max(0.0, timeout)
-        coalesce = 0.0 if all(name == "task" for name, _ in subs) else self.limits.coalesce
-        while True:
-            if not alive():
-                raise ApiError("SESSION_INVALID", session)
-            key = (frozenset(subs), since)
-            batch = self._batches.get(key)
-            if batch is not None:  # pollers in step share one batch (and its encoding)
-                return batch
-            events = self.collect(subs, since)
-            remaining = deadline - self.clock()
-            if events or remaining <= 0:
-                batch = SharedValue(events=events, valid_ref_counts=self.counts(subs), token=self.token())
-                if events:
-                    if len(self._batches) > 1000:
-                        self._batches.clear()
-                    self._batches[key] = batch
-                return batch
-            w = self.make_waiter()
-            self.waiters.add(w)
-            try:
-                woken = await w.wait(remaining)
-            finally:
-                self.waiters.discard(w)
-            if woken and coalesce > 0:  # let a burst of changes land in one reply
-                lim = self.limits
-                width = min(lim.spread_max, lim.spread * max(1.0, self.woken_together / lim.crowd))
-                pause = coalesce + width * self.rand()
-                await self.sleep(min(pause, max(0.0, deadline - self.clock())))
+        only_tasks = all(name == "task" for name, _ in subs)
+        self.inflight += 1
+        try:
+            while True:
+                if not alive():
+                    raise ApiError("SESSION_INVALID", session)
+                remaining = deadline - self.clock()
+                key = (frozenset(subs), since)
+                batch = self._batches.get(key)
+                events = None if batch is not None else self.collect(subs, since)
+                if batch is not None or events:
+                    # pace each session: a poller that was answered a moment ago waits out
+                    # a gap (wider when many poll) so that fast changes come in batches
+                    # instead of letting every poller spin once per change
+                    pause = 0.0 if only_tasks else self._gap() - (self.clock() - self.answered.get(session, 0.0))
+                    if pause > 0 and remaining > 0:
+                        await self.sleep(min(pause, remaining))
+                        self.answered[session] = 0.0  # the gap is served; answer next time round
+                        continue
+                    if batch is None:
+                        batch = SharedValue(events=events, valid_ref_counts=self.counts(subs), token=self.token())
+                        if len(self._batches) > 1000:
+                            self._batches.clear()
+                        self._batches[key] = batch
+                    self.answered[session] = self.clock()
+                    return batch
+                if remaining <= 0:
+                    self.answered[session] = self.clock()
+                    return {"events": [], "valid_ref_counts": self.counts(subs), "token": self.token()}
+                w = self.make_waiter()
+                self.waiters.add(w)
+                try:
+                    woken = await w.wait(remaining)
+                finally:
+                    self.waiters.discard(w)
+                if woken and not only_tasks:
+                    self.answered[session] = self.clock()  # gather the burst that woke us: serve a gap
+        finally:
+            self.inflight -= 1
+
+    def _gap(self) -> float:
+        """Seconds a session waits between two answers: 50 ms, plus a spread that grows with
+        the number of pollers so that a crowd of them does not answer in one burst."""
+        lim = self.limits
+        width = min(lim.spread_max, lim.spread * max(1.0, self.inflight / lim.crowd))
+        return lim.coalesce + width * self.rand()
 
     def inject(self, cls_name: str, ref: str) -> str:
         cls = self.classes.get(cls_name.lower())

@@ -4,7 +4,9 @@ Layout decisions for what this module writes (readers do not depend on them):
 a new block goes where the footer was, its sector bitmap placed so that the
 block's data starts 4 KiB-aligned; the bitmap and data go out in one
 pwritev, then the footer at the new end, then the block's BAT entry in place
-(a crash in between leaks the block's space but never exposes it). The BAT
+(a process dying in between leaks the block's space but never exposes it; there
+is no fsync between them, so after a power loss only what flush() made durable
+counts). The BAT
 lives in memory; allocated bitmaps are cached (a bitmap with every sector set,
 the normal case, costs one byte per block). An Image is not thread-safe.
 """
