@@ -6,6 +6,7 @@ commits from many calls; it returns only after the commit is on disk
 (`synchronous=FULL` by default). Blocking: call it from a worker thread.
 """
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ class Journal:
     def __init__(self, path: str, synchronous: str = "FULL"):
         self.path = path
         self._lock = threading.Lock()
+        self._owner = _claim(path + ".lock")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
@@ -101,3 +103,23 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        os.close(self._owner)  # releases the claim on the state
+
+
+def _claim(lock_path: str) -> int:
+    """One agent per database: hold an exclusive lock for as long as the journal is open.
+
+    The kernel drops it when the process dies, so a killed agent never blocks its restart."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        finally:
+            os.close(fd)
+        raise JournalError(f"another hostagent (pid {holder}) is using {os.path.dirname(lock_path) or '.'}; "
+                           "stop it first, or give this one its own --state-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

@@ -7,6 +7,7 @@ import sys
 from twisted.internet.defer import Deferred
 from twisted.logger import STDLibLogObserver, globalLogBeginner
 
+from ..db.journal import JournalError
 from .wiring import Agent
 
 log = logging.getLogger("hostagent")
@@ -19,7 +20,11 @@ def serve(config) -> int:
     from twisted.internet import reactor
 
     status = {"code": 0}
-    agent = Agent(config, reactor)
+    try:
+        agent = Agent(config, reactor)
+    except JournalError as e:
+        log.error("cannot start: %s", e)
+        return 1
 
     async def start():
         await agent.start()

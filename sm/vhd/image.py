@@ -351,15 +351,22 @@ class Image:
         data = block + self._bm.size
         new_footer = data + self.block_size
         head = bytes(pad) + self._bm.to_bytes(bm)
-        if bo == 0 and len(mv) == self.block_size:
-            self._pwrite([head, mv, self._footer_raw], start)
-        else:
-            if bo == 0:
-                self._pwrite([head, mv], start)
+        try:
+            if bo == 0 and len(mv) == self.block_size:
+                self._pwrite([head, mv, self._footer_raw], start)
             else:
-                self._pwrite([head], start)
-                self._pwrite([mv], data + bo)
-            self._pwrite([self._footer_raw], new_footer)
+                if bo == 0:
+                    self._pwrite([head, mv], start)
+                else:
+                    self._pwrite([head], start)
+                    self._pwrite([mv], data + bo)
+                self._pwrite([self._footer_raw], new_footer)
+        except OSError:
+            # (a full disk, say): the new block overwrote the footer; put the file back as it
+            # was, footer last, so the image still opens, then let the caller see the error
+            os.ftruncate(self._fd, start)
+            self._pwrite([self._footer_raw], start)
+            raise
         self._footer_pos = new_footer
         self._bat[i] = block // SECTOR
         self._pwrite([struct.pack(">I", block // SECTOR)], self.header.table_offset + 4 * i)

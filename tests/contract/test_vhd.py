@@ -604,3 +604,32 @@ def test_set_parent_appends_locators_that_do_not_fit(tmp_path):
         assert img.read(0, 8192) == b"p" * 4096 + b"c" * 4096
     # the relative path is over the 256 characters of the name field: the file name instead
     assert vhd.info(tmp_path / "c.vhd")["parent_name"] == "p.vhd"
+
+
+def test_full_disk_keeps_the_image_openable(tmp_path):
+    """A write that runs out of space leaves a VHD that opens, with every earlier block intact."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        path = str(mnt / "d.vhd")
+        vhd.create_dynamic(path, 64 << 20, reserve_size=64 << 20)
+        written = []
+        block = 2 << 20
+        with vhd.open(path, writable=True) as img:
+            with pytest.raises(OSError):
+                for i in range(32):
+                    data = bytes([i + 1]) * block
+                    img.write(i * block, data)
+                    written.append(i)
+        assert 0 < len(written) < 32
+        with vhd.open(path) as img:
+            for i in written:
+                assert img.read(i * block, block) == bytes([i + 1]) * block
+            assert img.read(len(written) * block, block) == bytes(block)
+    finally:
+        subprocess.run(["umount", str(mnt)])
