@@ -218,13 +218,13 @@ def _class(api: A.Api, c: A.Cls) -> List[str]:
             for f in api.public_fields(c.name)]
     out += _table(("Field", "Type", "Qualifier", "Default", "Lifecycle", "Description"), rows)
     entries = api.messages_of(c.name)
-    implicit = [e for e in entries if e.implicit is not None]
+    implicit = [e for e in entries if e.message is None]
     if implicit:
         out += ["", "**Implicit messages**", ""]
         out += _table(("Message", "Parameters", "Result", "Errors", "Async", "Description"),
                       _implicit_rows(c, implicit))
     declared = {m.name: i for i, m in enumerate(c.messages)}
-    explicit = sorted((e for e in entries if e.implicit is None), key=lambda e: declared.get(e.name, 0))
+    explicit = sorted((e for e in entries if e.message is not None), key=lambda e: declared.get(e.name, 0))
     if explicit:
         out += ["", "**Messages**", ""]
         out += _table(("Message", "Parameters", "Result", "Errors", "Async", "Description"),

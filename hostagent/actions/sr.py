@@ -163,16 +163,6 @@ def get_supported_types(ctx):
     return ctx.services.storage.types()
 
 
-def _setter(name):
-    def set_field(ctx, sr, value):
-        ctx.need("SR", sr)
-        with ctx.store.transaction():
-            ctx.store.set("SR", sr, name, value)
-        return ""
-    set_field.__name__ = f"set_{name}"
-    return set_field
-
-
 def set_shared(ctx, sr, value):
     rec = ctx.need("SR", sr)
     if not value and len(rec["PBDs"]) > 1:
@@ -191,8 +181,5 @@ HANDLERS = {
     "SR.update": update,
     "SR.probe": probe,
     "SR.get_supported_types": get_supported_types,
-    "SR.set_name_label": _setter("name_label"),
-    "SR.set_name_description": _setter("name_description"),
     "SR.set_shared": set_shared,
-    "SR.set_physical_size": _setter("physical_size"),
 }

@@ -267,16 +267,6 @@ async def update(ctx, vdi):
     return ""
 
 
-def _setter(name):
-    def set_field(ctx, self, value):
-        ctx.need("VDI", self)
-        with ctx.store.transaction():
-            ctx.store.set("VDI", self, name, value)
-        return ""
-    set_field.__name__ = f"set_{name}"
-    return set_field
-
-
 def set_on_boot(ctx, self, value):
     """Needs a driver with VDI_RESET_ON_BOOT (as xapi); none of ours has it yet."""
     rec = ctx.need("VDI", self)
@@ -297,9 +287,5 @@ HANDLERS = {
     "VDI.introduce": introduce,
     "VDI.forget": forget,
     "VDI.update": update,
-    "VDI.set_name_label": _setter("name_label"),
-    "VDI.set_name_description": _setter("name_description"),
-    "VDI.set_read_only": _setter("read_only"),
-    "VDI.set_sharable": _setter("sharable"),
     "VDI.set_on_boot": set_on_boot,
 }

@@ -127,7 +127,10 @@ def _derive(c: Cls):
             add(f"add_{f.name}", [self_p, Param("value", f.type.elem)], T.VOID, ADD, f)
             add(f"remove_{f.name}", [self_p, Param("value", f.type.elem)], T.VOID, REMOVE, f)
     for m in c.messages:
-        out[m.name] = Entry(c.name, m.name, m.params, m.result, m.session, m.async_, None, None, m,
+        # an explicit message that only writes a field (xapi's setters of RO/constructor
+        # fields, such as SR.set_name_label) is served like a derived setter
+        kind, fld = (SET, c.field(m.sets)) if m.sets else (None, None)
+        out[m.name] = Entry(c.name, m.name, m.params, m.result, m.session, m.async_, kind, fld, m,
                             m.errors)
     return out.values()
 
@@ -156,6 +159,8 @@ def validate(api: Api) -> None:
             for e in m.errors:
                 if e not in ERRORS:
                     problems.append(f"{c.name}.{m.name}: unknown error {e}")
+            if m.sets and (c.field(m.sets) is None or [p.type for p in m.params][1:] != [c.field(m.sets).type]):
+                problems.append(f"{c.name}.{m.name}: not a setter of a field {m.sets!r}")
     for r in api.relations:
         (oc, of), (mc, mf) = r.one, r.many
         one = api.classes.get(oc) and api.classes[oc].field(of)

@@ -75,6 +75,7 @@ class Message:
     session: bool = True  # takes a session as first argument
     async_: bool = True  # has an Async.* form
     lifecycle: str = PUBLISHED
+    sets: Optional[str] = None  # a plain setter of this (RO/constructor) field: no action needed
     # "side-effecting" messages need an implementation in actions/; pure reads
     # may too. Everything that is declared must be implemented.
 
@@ -124,8 +125,8 @@ def param(name, type, default=MISSING, doc=""):
 
 
 def message(name, params=(), result=VOID, errors=(), doc="", session=True, async_=True,
-            lifecycle=PUBLISHED):
-    return Message(name, tuple(params), result, tuple(errors), doc, session, async_, lifecycle)
+            lifecycle=PUBLISHED, sets=None):
+    return Message(name, tuple(params), result, tuple(errors), doc, session, async_, lifecycle, sets)
 
 
 def cls(name, doc, fields, messages=(), constructor=False, get_all=True, by_name_label=False,

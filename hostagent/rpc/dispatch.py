@@ -120,7 +120,8 @@ class Dispatcher:
             prev = self.aliases.get(alias)
             if prev is None or len(api.entries[prev].cls) < len(e.cls):
                 self.aliases[alias] = wire
-        missing = [w for w, e in api.entries.items() if e.message is not None and w not in self.handlers]
+        missing = [w for w, e in api.entries.items()
+                   if e.message is not None and e.implicit is None and w not in self.handlers]
         if missing:
             raise LookupError("declared messages without an implementation: " + ", ".join(sorted(missing)))
 

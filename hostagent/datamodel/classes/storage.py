@@ -69,14 +69,14 @@ SR = cls(
         message("get_supported_types", [], SetOf(STRING),
                 doc="The SR types this host has drivers for.", async_=False),
         message("set_name_label", [param("sr", Ref("SR")), param("value", STRING)],
-                doc="Rename the SR."),
+                doc="Rename the SR.", sets="name_label"),
         message("set_name_description", [param("sr", Ref("SR")), param("value", STRING)],
-                doc="Change the SR's description."),
+                doc="Change the SR's description.", sets="name_description"),
         message("set_shared", [param("sr", Ref("SR")), param("value", BOOL)],
                 errors=["SR_HAS_MULTIPLE_PBDS"],
                 doc="Mark the SR as shared by the pool's hosts, or not (only with at most one PBD)."),
         message("set_physical_size", [param("self", Ref("SR")), param("value", INT)],
-                doc="Record the SR's capacity in bytes (the next scan or update replaces it)."),
+                doc="Record the SR's capacity in bytes (the next scan or update replaces it).", sets="physical_size"),
     ],
 )
 

@@ -232,7 +232,7 @@ def test_real_model_follows_the_rules():
             assert f"get_{f.name}" in ns
             setters = {f"set_{f.name}", f"add_to_{f.name}", f"remove_from_{f.name}",
                        f"add_{f.name}", f"remove_{f.name}"}
-            derived = {e.name for e in api.messages_of(c.name) if e.implicit}
+            derived = {e.name for e in api.messages_of(c.name) if e.implicit and e.message is None}
             if f.qualifier != RW:
                 assert not setters & derived, f"{c.name}.{f.name} is read-only"
             elif f.type.kind == "map":
@@ -255,3 +255,25 @@ def test_relations_in_the_real_model_pair_ref_with_ref_set():
         many = api.classes[r.many[0]].field(r.many[1])
         assert one.type == T.Ref(r.many[0])
         assert many.type in (T.SetOf(T.Ref(r.one[0])), T.Ref(r.one[0]))
+
+
+def test_declared_plain_setter_is_served_generically_and_checked():
+    from hostagent.datamodel.api import SET
+    from hostagent.datamodel.decl import message, param
+    good = cls("Disk", "a disk", [field("uuid", T.STRING), field("name_label", T.STRING, RO_CONSTRUCTOR, "")],
+               messages=[message("set_name_label", [param("self", T.Ref("Disk")), param("value", T.STRING)],
+                                 doc="rename", sets="name_label")])
+    api = Api((good,), ())
+    validate(api)
+    e = api.entries["Disk.set_name_label"]
+    assert e.implicit == SET and e.field.name == "name_label" and e.message is not None
+    wrong_type = cls("Disk", "a disk", [field("uuid", T.STRING), field("name_label", T.STRING, RO_CONSTRUCTOR, "")],
+                     messages=[message("set_name_label", [param("self", T.Ref("Disk")), param("value", T.INT)],
+                                       sets="name_label")])
+    with pytest.raises(ModelError):
+        validate(Api((wrong_type,), ()))
+    no_field = cls("Disk", "a disk", [field("uuid", T.STRING)],
+                   messages=[message("set_size", [param("self", T.Ref("Disk")), param("value", T.INT)],
+                                     sets="size")])
+    with pytest.raises(ModelError):
+        validate(Api((no_field,), ()))
