@@ -23,7 +23,17 @@ from hostagent.datamodel.decl import (DEPRECATED, MISSING, PROTOTYPED, PUBLISHED
                                       Message)
 from hostagent.datamodel.types import EPOCH, NULL_REF, AnyRecord, Enum
 
-SCHEMA_PATH = os.environ.get("HOSTAGENT_XAPI_SCHEMA", "/work/shared/reference/xapi-schema.json")
+def _default_schema() -> str:
+    """shared/ beside the repository (as CI lays it out), else the developers' usual place."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    for path in (os.path.join(os.path.dirname(repo), "shared", "reference", "xapi-schema.json"),
+                 "/work/shared/reference/xapi-schema.json"):
+        if os.path.exists(path):
+            return path
+    return path
+
+
+SCHEMA_PATH = os.environ.get("HOSTAGENT_XAPI_SCHEMA") or _default_schema()
 
 # The classes we have chosen to model, in documentation order. Adding a class to
 # CLASSES without adding it here (or the reverse) fails test_scope: deliberate.
