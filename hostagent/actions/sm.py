@@ -1,8 +1,8 @@
 """SM: one read-only record per storage driver, made from the drivers' declared facts.
 
 `sync_sm_records` runs at every start: the records then say what this host's
-drivers can do now (an LVM driver without device-mapper loses VDI_CLONE and
-VDI_SNAPSHOT), one record per SR type, stale ones removed.
+drivers can do now (an LVM driver without device-mapper loses VDI_ATTACH), one
+record per SR type, stale ones removed.
 """
 
 SM_FIELDS = ("name_label", "name_description", "type", "vendor", "copyright", "version",

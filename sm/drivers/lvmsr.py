@@ -4,23 +4,27 @@ The VG is ``VG_XenStorage-<sr uuid>`` and each volume ``LV-<uuid>`` (xapi's
 names), tagged ``vsize=<bytes>`` with the size the caller asked for (LVs round
 up to whole extents). Every report is read as JSON, never by column.
 
-Device-mapper: every volume operation here (create, resize, destroy, scan,
-stat, tags) edits LVM metadata only and works without it; when the kernel
-lacks device-mapper each command runs with ``global{activation=0}`` and
-creates LVs inactive. Whatever needs the LV's data as a block device needs
-activation: vol_attach (``/dev/<vg>/<lv>``), open_reader/open_writer, hence
-vol_copy_to, and clone/snapshot, which for raw LVs are full copies. Without
-device-mapper those raise Unsupported and the capabilities are not declared.
+Device-mapper: volume create, resize, destroy, scan, stat and tags edit LVM
+metadata only and work without it; when the kernel lacks device-mapper each
+command runs with ``global{activation=0}`` and creates LVs inactive. The LVs'
+data is then read and written on the physical volumes themselves, at the
+offsets of the LV's extents (``sm.drivers.lvextents``): open_reader/open_writer
+(hence vol_copy_to from and to LVM), clone and snapshot (full copies), and the
+zeroing of new or grown space. Only vol_attach, which hands out the
+``/dev/<vg>/<lv>`` block device, needs activation; without device-mapper it
+raises Unsupported and VDI_ATTACH is not declared. With device-mapper the data
+path goes through the activated LV, as the datapath itself does.
 """
 
 import json
 import os
 import stat
 
-from sm.driver import Attachment, ConfigKey, Driver, DriverInfo, SrStat, Volume, VolumeReader, \
-    VolumeWriter
+from sm.driver import COPY_CHUNK, Attachment, ConfigKey, Driver, DriverInfo, SrStat, Volume, \
+    VolumeReader, VolumeWriter
 from sm.drivers.attachments import AttachmentBook
 from sm.drivers.filesr import COPYRIGHT, VENDOR
+from sm.drivers.lvextents import SEGMENT_FIELDS, ExtentIO, copy_range, extent_map, pv_names
 from sm.drivers.vhddir import UUID_RE, check_uuid
 from sm.errors import (BackendFailure, ConfigInvalid, SRFull, SRNotEmpty, Unsupported,
                        VolumeExists, VolumeInUse, VolumeNotFound)
@@ -31,8 +35,8 @@ LV_PREFIX = "LV-"
 VSIZE_TAG = "vsize="
 NO_ACTIVATION = ["--config", "global{activation=0}"]
 DM_CONTROL = "/dev/mapper/control"
-# Capabilities that need LVs activated as block devices.
-NEEDS_ACTIVATION = ("VDI_ATTACH", "VDI_CLONE", "VDI_SNAPSHOT")
+# Capabilities that need LVs activated as block devices (the rest use the PVs).
+NEEDS_ACTIVATION = ("VDI_ATTACH",)
 NO_DM = "the host kernel lacks device-mapper, so LVs cannot be activated"
 
 
@@ -109,8 +113,9 @@ class LvmDriver(Driver):
         argv = [tool] + ([] if self.activation else NO_ACTIVATION) + list(args)
         return self.runner.run(argv, error=error, ok_codes=ok_codes)
 
-    def report(self, tool: str, fields: str, *args, error: str, ok_codes=(0,)) -> list[dict]:
-        """Rows of an lvs/vgs/pvs JSON report."""
+    def report(self, tool: str, fields: str, *args, error: str, ok_codes=(0,),
+               key: str | None = None) -> list[dict]:
+        """Rows of an lvs/vgs/pvs JSON report (``key="seg"`` for ``lvs --segments``)."""
         result = self.lvm(tool, "--reportformat", "json", "--units", "b", "--nosuffix",
                           "-o", fields, *args, error=error, ok_codes=ok_codes)
         if result.rc != 0:
@@ -119,7 +124,7 @@ class LvmDriver(Driver):
             report = json.loads(result.stdout)["report"]
         except (ValueError, KeyError) as exc:
             raise BackendFailure(error, f"{tool}: unreadable report: {exc}") from exc
-        key = tool[:-1]  # lvs -> lv, vgs -> vg, pvs -> pv
+        key = key or tool[:-1]  # lvs -> lv, vgs -> vg, pvs -> pv
         return [row for part in report for row in part.get(key, [])]
 
     def vg_facts(self, error: str = "SRUnavailable") -> dict:
@@ -228,7 +233,23 @@ class LvmDriver(Driver):
                  "--addtag", f"{VSIZE_TAG}{virtual_size}", self.vg, error="LVMCreate")
         if self.activation:
             self._deactivate(uuid)  # active only while attached
+        else:
+            self._zero_tail(uuid, 0, "vol_create")
         return self.vol_stat(uuid)
+
+    def _zero_tail(self, uuid: str, start: int, operation: str) -> None:
+        """Without activation nothing zeroes an LV's extents, which still hold what an
+        earlier LV left there: zero them from ``start`` (a new volume, or the space a
+        resize reveals, reads as zeros; vol_copy_to skips ranges of zeros). A new LV
+        that cannot be zeroed is removed again."""
+        try:
+            with self._extents(uuid, 0, True, operation) as lv:
+                lv.zero(start, lv.capacity - start)
+        except BaseException:
+            if operation == "vol_create":
+                self.lvm("lvremove", "--force", self.lv_path(uuid), error="LVMDelete",
+                         ok_codes=range(256))
+            raise
 
     def vol_destroy(self, uuid: str) -> None:
         self.vol_stat(uuid)
@@ -250,17 +271,41 @@ class LvmDriver(Driver):
                 raise SRFull(new_size, volume.physical_utilisation + vg["vg_free"])
             self.lvm("lvextend", "--size", f"{new_size}B", self.lv_path(uuid),
                      error="LVMResize")
+        if not self.activation:
+            self._zero_tail(uuid, volume.virtual_size, "vol_resize")
         self.lvm("lvchange", "--deltag", f"{VSIZE_TAG}{volume.virtual_size}",
                  "--addtag", f"{VSIZE_TAG}{new_size}", self.lv_path(uuid), error="LVMResize")
         return self.vol_stat(uuid)
 
     def _copy(self, uuid: str, new_uuid: str, operation: str) -> Volume:
-        if not self.activation:
-            raise Unsupported(operation, f"a raw LV is copied in full, and {NO_DM}")
+        """A full copy of the LV's extents into a new LV of the same size (raw LVs share
+        nothing); the original is only read. Without activation the data is copied on
+        the PVs, with it through the activated LVs."""
+        check_uuid(new_uuid)
+        volumes = {v.uuid: v for v in self.scan()}
+        source = volumes.get(uuid)
+        if source is None:
+            raise VolumeNotFound(uuid, self.sr_uuid)
+        if new_uuid in volumes:
+            raise VolumeExists(new_uuid)
         current = self.book.get(uuid)
         if current is not None and current[0] == "rw":
             raise VolumeInUse(uuid, operation)  # a copy of a disk being written is torn
-        return self.vol_copy_to(uuid, self, new_uuid)
+        free = self.vg_facts()["vg_free"]
+        if source.physical_utilisation > free:
+            raise SRFull(source.virtual_size, free)
+        with self.open_reader(uuid, operation) as reader:  # refuses unmappable LVs first
+            self.lvm("lvcreate", "--activate", "n", "--zero", "n",
+                     "--size", f"{source.physical_utilisation}B", "--name", LV_PREFIX + new_uuid,
+                     "--addtag", f"{VSIZE_TAG}{source.virtual_size}", self.vg, error="LVMCreate")
+            try:
+                with self.open_writer(new_uuid, operation) as writer:
+                    copy_range(reader, writer, source.physical_utilisation, COPY_CHUNK)
+            except BaseException:
+                self.lvm("lvremove", "--force", self.lv_path(new_uuid), error="LVMDelete",
+                         ok_codes=range(256))
+                raise
+        return self.vol_stat(new_uuid)
 
     def vol_clone(self, uuid: str, new_uuid: str) -> Volume:
         return self._copy(uuid, new_uuid, "vol_clone")
@@ -268,7 +313,19 @@ class LvmDriver(Driver):
     def vol_snapshot(self, uuid: str, new_uuid: str) -> Volume:
         return self._copy(uuid, new_uuid, "vol_snapshot")
 
-    # ---- datapath: everything below needs activation ----------------------------------------
+    # ---- datapath ----------------------------------------------------------------------------
+
+    def _extents(self, uuid: str, size: int, writable: bool, operation: str) -> ExtentIO:
+        """The LV's extents opened on its PVs, where ``lvs --segments`` and ``pvs`` put
+        them (see sm.drivers.lvextents)."""
+        segments = self.report("lvs", SEGMENT_FIELDS, "--segments", self.lv_path(uuid),
+                               key="seg", error="LVMNoVolume", ok_codes=(0, 5))
+        if not segments:
+            raise VolumeNotFound(uuid, self.sr_uuid)
+        pvs = self.report("pvs", "pv_name,pe_start", *pv_names(segments), error="PVSfailed")
+        pe_starts = {row["pv_name"]: int(row["pe_start"]) for row in pvs}
+        pieces = extent_map(LV_PREFIX + uuid, operation, segments, pe_starts)
+        return ExtentIO(self.lv_path(uuid), pieces, size, writable)
 
     def device_path(self, uuid: str) -> str:
         return f"/dev/{self.lv_path(uuid)}"
@@ -294,14 +351,18 @@ class LvmDriver(Driver):
         self.book.remove(uuid)
         self._deactivate(uuid)
 
-    def open_reader(self, uuid: str) -> VolumeReader:
+    def open_reader(self, uuid: str, operation: str = "open_reader") -> VolumeReader:
         volume = self.vol_stat(uuid)
-        self._activate(uuid, "open_reader")
+        if not self.activation:
+            return self._extents(uuid, volume.virtual_size, False, operation)
+        self._activate(uuid, operation)
         return _BlockIO(self, uuid, volume.virtual_size, "rb")
 
-    def open_writer(self, uuid: str) -> VolumeWriter:
+    def open_writer(self, uuid: str, operation: str = "open_writer") -> VolumeWriter:
         volume = self.vol_stat(uuid)
-        self._activate(uuid, "open_writer")
+        if not self.activation:
+            return self._extents(uuid, volume.virtual_size, True, operation)
+        self._activate(uuid, operation)
         return _BlockIO(self, uuid, volume.virtual_size, "r+b")
 
 

@@ -1,9 +1,10 @@
 """The storage API on an `lvm` SR built by SR.create on a loop device (as root).
 
 Works with or without device-mapper in the kernel: without it the driver runs
-LVM with activation disabled and its SM record leaves out VDI_CLONE and
-VDI_SNAPSHOT (a raw LV is copied in full, which needs the LV activated), so
-the agent refuses those with SR_OPERATION_NOT_SUPPORTED; with it they work.
+LVM with activation disabled and reads and writes the LVs' data on the physical
+volume at the extents' offsets, so clone, snapshot (full copies) and VDI.copy to
+and from the SR work either way; only VDI_ATTACH needs device-mapper. Data is
+written into an LV and read back with the sm driver from the test process.
 """
 
 import json
@@ -14,9 +15,10 @@ import uuid as uuidlib
 
 import pytest
 
-from sm.drivers.lvmsr import dm_available
+from sm.drivers.lvmsr import LvmDriver, dm_available
+from sm.runner import Runner
 
-from .storage_util import MiB, NULL, failure, login, vdi_record
+from .storage_util import MiB, NULL, failure, login, read_pyvhdi, vdi_record, vhd_path
 
 pytestmark = [
     pytest.mark.root,
@@ -106,21 +108,23 @@ def test_lvm_sr_life_cycle(x, loop_device):
     assert row == {"lv_size": str(20 * MiB), "lv_tags": f"vsize={20 * MiB}"}
     assert x.SR.get_physical_utilisation(sr) == str(20 * MiB)
 
+    # clone and snapshot: full copies, with or without device-mapper
     sm = next(r for r in x.SM.get_all_records().values() if r["type"] == "lvm")
-    if "VDI_CLONE" in sm["capabilities"]:
-        clone = x.VDI.clone(vdi, {})
-        assert x.VDI.get_virtual_size(clone) == str(20 * MiB)
-        snap = x.VDI.snapshot(vdi, {})
-        assert x.VDI.get_is_a_snapshot(snap) is True and x.VDI.get_snapshot_of(snap) == vdi
-        x.VDI.destroy(clone)
-        x.VDI.destroy(snap)
-    else:
-        assert not dm_available()
-        assert "VDI_SNAPSHOT" not in sm["capabilities"]
-        allowed = x.VDI.get_allowed_operations(vdi)
-        assert "clone" not in allowed and "snapshot" not in allowed and "resize" in allowed
-        assert failure(x.VDI.clone, vdi, {}) == ["SR_OPERATION_NOT_SUPPORTED", sr]
-        assert failure(x.VDI.snapshot, vdi, {}) == ["SR_OPERATION_NOT_SUPPORTED", sr]
+    assert {"VDI_CLONE", "VDI_SNAPSHOT"} <= set(sm["capabilities"])
+    assert ("VDI_ATTACH" in sm["capabilities"]) == dm_available()
+    allowed = x.VDI.get_allowed_operations(vdi)
+    assert {"clone", "snapshot", "copy", "resize"} <= set(allowed)
+    clone = x.VDI.clone(vdi, {})
+    assert x.VDI.get_virtual_size(clone) == str(20 * MiB)
+    assert x.VDI.get_is_a_snapshot(clone) is False and x.VDI.get_SR(clone) == sr
+    snap = x.VDI.snapshot(vdi, {})
+    assert x.VDI.get_is_a_snapshot(snap) is True and x.VDI.get_snapshot_of(snap) == vdi
+    assert x.VDI.get_snapshots(vdi) == [snap]
+    copies = {"LV-" + x.VDI.get_uuid(v) for v in (clone, snap)}
+    assert {r["lv_name"] for r in report("lvs", "-o", "lv_name", vg)} == {lv} | copies
+    assert x.SR.get_physical_utilisation(sr) == str(60 * MiB)
+    x.VDI.destroy(clone)
+    x.VDI.destroy(snap)
     assert [r["lv_name"] for r in report("lvs", "-o", "lv_name", vg)] == [lv]
 
     # scan: an LV made and one removed behind the agent's back
@@ -157,3 +161,50 @@ def test_lvm_bad_device(x, tmp_path):
         "SR_BACKEND_FAILURE_90"
     assert x.SR.get_all_records() == before
     assert NULL not in before
+
+
+def test_lvm_data_survives_clone_snapshot_and_copies(x, agent, loop_device, tmp_path):
+    """Data written into an LV (by the sm driver, from here) is in the clone, the
+    snapshot, a copy on the file SR "Local storage" and a copy back on the lvm SR."""
+    host = x.host.get_all()[0]
+    sr = x.SR.create(host, {"device": loop_device}, "0", "lvm-data", "", "lvm", "", False, {})
+    sr_uuid = x.SR.get_uuid(sr)
+    size = 9 * MiB + 512
+    vdi = x.VDI.create(vdi_record(sr, size, "data"))
+    lvm_sr = LvmDriver(sr_uuid, {"device": loop_device}, Runner(), str(tmp_path / "st"))
+    model = bytearray(size)
+    writes = [(0, b"boot sector"), (4 * MiB - 3, b"across extents"),
+              (5 * MiB, os.urandom(MiB)), (size - 4, b"tail")]
+    with lvm_sr.open_writer(x.VDI.get_uuid(vdi)) as writer:
+        for offset, data in writes:
+            writer.write(offset, data)
+            model[offset:offset + len(data)] = data
+
+    def lv_data(ref):
+        with lvm_sr.open_reader(x.VDI.get_uuid(ref)) as reader:
+            assert reader.size == size
+            return reader.read(0, size)
+
+    clone = x.VDI.clone(vdi, {})
+    snap = x.VDI.snapshot(vdi, {})
+    assert x.VDI.get_is_a_snapshot(snap) is True and x.VDI.get_snapshot_of(snap) == vdi
+    assert lv_data(clone) == lv_data(snap) == lv_data(vdi) == bytes(model)
+    with lvm_sr.open_writer(x.VDI.get_uuid(vdi)) as writer:  # the copies keep their data
+        writer.write(0, b"BOOT SECTOR")
+    assert lv_data(clone) == lv_data(snap) == bytes(model)
+    assert lv_data(vdi)[:11] == b"BOOT SECTOR"
+
+    [local] = x.SR.get_by_name_label("Local storage")
+    there = x.VDI.copy(snap, local, NULL, NULL)
+    assert x.VDI.get_SR(there) == local and x.VDI.get_virtual_size(there) == str(size)
+    path = vhd_path(agent.state_dir, x.SR.get_uuid(local), x.VDI.get_uuid(there))
+    assert read_pyvhdi(path, size) == bytes(model)
+    back = x.VDI.copy(there, sr, NULL, NULL)
+    assert x.VDI.get_SR(back) == sr and x.VDI.get_virtual_size(back) == str(size)
+    assert lv_data(back) == bytes(model)
+
+    for ref in (back, there, clone, snap, vdi):
+        x.VDI.destroy(ref)
+    [pbd] = x.SR.get_PBDs(sr)
+    x.PBD.unplug(pbd)
+    x.SR.destroy(sr)

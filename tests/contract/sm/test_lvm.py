@@ -480,8 +480,37 @@ def recorded(dm: bool) -> RecordingRunner:
     return runner
 
 
-def test_without_device_mapper_every_command_disables_activation(tmp_path):
+class _FakeExtents:
+    """Stands in for ExtentIO (no real PV behind /dev/fake0): records what it is asked."""
+    opened: list = []
+
+    def __init__(self, lv, pieces, size, writable):
+        self.lv, self.pieces, self.size, self.writable = lv, pieces, size, writable
+        self.capacity = sum(p.length for p in pieces)
+        self.zeroed = []
+        _FakeExtents.opened.append(self)
+
+    def zero(self, offset, length):
+        self.zeroed.append((offset, length))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_without_device_mapper_every_command_disables_activation(tmp_path, monkeypatch):
     runner = recorded(dm=False)
+    segments = {"report": [{"seg": [
+        {"lv_name": LV_PREFIX + VOL, "vg_extent_size": str(EXTENT), "segtype": "linear",
+         "stripes": "1", "seg_start_pe": "0", "seg_size_pe": "2",
+         "seg_pe_ranges": "/dev/fake0:5-6"}]}]}
+    runner.when_json(["lvs", *NO_DM, *REPORT, "-o", SEGMENT_FIELDS], segments)
+    runner.when_json(["pvs", *NO_DM, *REPORT, "-o", "pv_name,pe_start"],
+                     {"report": [{"pv": [{"pv_name": "/dev/fake0", "pe_start": str(MiB)}]}]})
+    monkeypatch.setattr(lvmsr, "ExtentIO", _FakeExtents)
+    _FakeExtents.opened = []
     driver = _Lvm(SR_UUID, {"device": "/dev/fake0"}, runner, str(tmp_path))
     volume = driver.vol_create(VOL, 6 * MiB)
     assert (volume.virtual_size, volume.physical_utilisation) == (6 * MiB, 8 * MiB)
@@ -491,6 +520,42 @@ def test_without_device_mapper_every_command_disables_activation(tmp_path):
             "--name", LV_PREFIX + VOL, "--addtag", f"vsize={6 * MiB}", VG] in runner.calls
     assert runner.commands("lvchange") == []
     assert ["lvs", *NO_DM, *REPORT, "-o", "lv_name,lv_size,lv_tags", VG] in runner.calls
+    # The new LV's extents are zeroed on its PV, found by lvs --segments and pvs.
+    assert ["lvs", *NO_DM, *REPORT, "-o", SEGMENT_FIELDS, "--segments",
+            f"{VG}/{LV_PREFIX}{VOL}"] in runner.calls
+    assert ["pvs", *NO_DM, *REPORT, "-o", "pv_name,pe_start", "/dev/fake0"] in runner.calls
+    [io] = _FakeExtents.opened
+    assert io.pieces == [Piece(0, 2 * EXTENT, "/dev/fake0", MiB + 5 * EXTENT)]
+    assert io.writable and io.zeroed == [(0, 2 * EXTENT)]
+
+
+def seg(start, size, ranges, segtype="linear", stripes="1"):
+    return {"lv_name": "LV-x", "vg_extent_size": str(EXTENT), "segtype": segtype,
+            "stripes": stripes, "seg_start_pe": str(start), "seg_size_pe": str(size),
+            "seg_pe_ranges": ranges}
+
+
+def test_extent_map_places_each_segment_on_its_pv():
+    rows = [seg(3, 4, "/dev/b:0-3"), seg(0, 3, "/dev/a:10-12", "striped")]  # any order
+    pieces = extent_map("LV-x", "vol_clone", rows, {"/dev/a": MiB, "/dev/b": 192 * 1024})
+    assert pieces == [Piece(0, 3 * EXTENT, "/dev/a", MiB + 10 * EXTENT),
+                      Piece(3 * EXTENT, 4 * EXTENT, "/dev/b", 192 * 1024)]
+
+
+@pytest.mark.parametrize("rows, error, words", [
+    ([seg(0, 2, "/dev/a:0-0 /dev/b:0-0", "striped", "2")], "38", "striped with 2 stripe(s)"),
+    ([seg(0, 2, "LV-x_mimage_0:0-1 LV-x_mimage_1:0-1", "mirror", "2")], "38", "mirror"),
+    ([seg(0, 2, "", "thin", "0")], "38", "thin"),
+    ([seg(0, 2, "/dev/a:0-1"), seg(3, 1, "/dev/a:5-5")], "100", "does not follow extent 2"),
+    ([seg(0, 2, "/dev/a:0-2")], "100", "does not follow"),
+    ([seg(0, 2, "/dev/c:0-1")], "100", "not reported by pvs"),
+    ([], "100", "no segments"),
+])
+def test_extent_map_refuses_what_it_cannot_place(rows, error, words):
+    with pytest.raises(BackendFailure) as info:
+        extent_map("LV-x", "vol_clone", rows, {"/dev/a": MiB, "/dev/b": MiB})
+    assert info.value.code == f"SR_BACKEND_FAILURE_{error}"
+    assert words in info.value.params[1]
 
 
 def test_with_device_mapper_lvs_are_active_only_while_attached(tmp_path):

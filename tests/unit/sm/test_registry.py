@@ -51,7 +51,7 @@ class _DmPresent(LvmDriver):
     dm_control = "/"  # exists everywhere; dmsetup's answer decides
 
 
-def test_lvm_declares_clone_snapshot_attach_only_with_device_mapper():
+def test_lvm_declares_attach_only_with_device_mapper():
     works = RecordingRunner().when(["dmsetup", "version"], stdout="Driver version: 4.48.0\n")
     fails = RecordingRunner().when(["dmsetup", "version"], rc=1,
                                    stderr="/dev/mapper/control: open failed: No such device\n")
