@@ -43,7 +43,10 @@ VOLUME_INTENTS = ("vdi_create", "vdi_clone", "vdi_snapshot", "vdi_copy")
 
 
 class BootContext:
-    """What the storage actions use of a call's context, for work done at start-up."""
+    """What the storage actions use of a call's context, for work done at start-up.
+
+    Start-up work runs in no task: nobody watches its progress or can cancel it, so those
+    calls do nothing here."""
 
     task = None
 

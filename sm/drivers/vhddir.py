@@ -11,6 +11,7 @@ never rolls back another host's work in progress. Bases are the volumes other
 volumes name as parent; when a base loses its last child it is deleted too.
 """
 
+from abc import abstractmethod
 import json
 import os
 import re
@@ -289,8 +290,9 @@ class VhdDriver(Driver):
     the directory becomes available (``sr_path``, ``_is_attached``,
     ``_attach_storage``, ``_detach_storage``)."""
 
+    @abstractmethod
     def sr_path(self) -> str:
-        raise NotImplementedError
+        """The directory holding this SR's VHD files."""
 
     def _is_attached(self) -> bool:
         return os.path.isdir(self.sr_path())
