@@ -17,7 +17,7 @@ from typing import Dict, List
 from .datamodel import api as A
 from .datamodel.decl import MISSING
 from .datamodel.error_table import ERRORS
-from .datamodel.types import VOID, Type
+from .datamodel.types import VOID, Type, walk
 
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "api.md")
 
@@ -146,19 +146,6 @@ def _row(*cells) -> str:
 
 def _table(header, rows) -> List[str]:
     return [_row(*header), _row(*["---"] * len(header)), *rows]
-
-
-def _walk(t: Type):
-    """`t` and every type inside it."""
-    yield t
-    if t.kind == "set":
-        yield from _walk(t.elem)
-    elif t.kind == "map":
-        yield from _walk(t.key)
-        yield from _walk(t.value)
-    elif t.kind == "struct":
-        for _, m in t.members:
-            yield from _walk(m)
 
 
 def _all_types(api: A.Api):
@@ -307,7 +294,7 @@ def _yes(flag: bool) -> str:
 def _types(api: A.Api) -> List[str]:
     enums, structs = {}, {}
     for t in _all_types(api):
-        for inner in _walk(t):
+        for inner in walk(t):
             if inner.kind == "enum":
                 enums.setdefault(inner.name, inner)
             elif inner.kind == "struct":

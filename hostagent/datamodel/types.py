@@ -130,6 +130,19 @@ class AnyRecord(Type):
         return "<class> record"
 
 
+def walk(t: Type):
+    """`t` and every type inside it (set elements, map keys and values, struct members)."""
+    yield t
+    if t.kind == "set":
+        yield from walk(t.elem)
+    elif t.kind == "map":
+        yield from walk(t.key)
+        yield from walk(t.value)
+    elif t.kind == "struct":
+        for _, m in t.members:
+            yield from walk(m)
+
+
 def zero(t: Type):
     """The value a field of type `t` takes when nothing else is said."""
     k = t.kind
