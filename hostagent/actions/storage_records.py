@@ -9,6 +9,7 @@ a record whose uuid had to differ (the same file copied into two SRs behind
 our back) still names its volume.
 """
 
+import contextlib
 import functools
 import logging
 import uuid as uuidlib
@@ -231,6 +232,24 @@ async def rescan(ctx, sr: str, drv, exclude_intent: str = None, values=None) -> 
         out = sync_vdis(ctx.store, sr, volumes, skip, values)
         set_sizes(ctx.store, sr, stat)
     return out
+
+
+@contextlib.asynccontextmanager
+async def making_volume(ctx, op: str, drv, **intent):
+    """The uuid for a volume about to be made, and its intent's key.
+
+    The intent is durable before the driver runs, so a crash is rolled back at the next
+    start; a failure here discards the volume at once; the intent ends either way."""
+    new = str(uuidlib.uuid4())
+    intents = ctx.services.intents
+    key = await intents.begin(op, drv.sr_uuid, [new], **intent)
+    try:
+        yield new, key
+    except BaseException:
+        await discard(ctx, drv, [new])
+        raise
+    finally:
+        await intents.end(key)
 
 
 async def discard(ctx, drv, uuids) -> None:

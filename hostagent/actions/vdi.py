@@ -12,7 +12,6 @@ capabilities) are in the operation-locking table, oprules.VDI.
 
 import logging
 import re
-import uuid as uuidlib
 
 from ..backends.storage import Progress
 from ..datamodel.errors import ApiError
@@ -53,10 +52,8 @@ async def create(ctx, args):
     drv = R.plugged_driver(ctx, sr)
     size = args.get("virtual_size", 0)
     R.check_space(ctx, sr, await _stat(ctx, drv), size)
-    storage, intents = ctx.services.storage, ctx.services.intents
-    new = str(uuidlib.uuid4())
-    key = await intents.begin("vdi_create", drv.sr_uuid, [new])
-    try:
+    storage = ctx.services.storage
+    async with R.making_volume(ctx, "vdi_create", drv) as (new, _):
         with translated(ctx):
             vol = await storage.call(drv, "vol_create", new, size)
             stat = await storage.call(drv, "stat")
@@ -65,11 +62,6 @@ async def create(ctx, args):
             ref = R.create_vdi(ctx.store, sr, vol, **{k: args[k] for k in API_FIELDS if k in args})
             R.set_sizes(ctx.store, sr, stat)
         await R.durable(ctx)
-    except BaseException:
-        await R.discard(ctx, drv, [new])
-        raise
-    finally:
-        await intents.end(key)
     return ref
 
 
@@ -125,13 +117,11 @@ async def _branch(ctx, vdi: str, op: str, snapshot: bool) -> str:
     rec = _managed(ctx, vdi)
     sr = rec["SR"]
     drv = R.plugged_driver(ctx, sr)
-    storage, intents = ctx.services.storage, ctx.services.intents
-    new = str(uuidlib.uuid4())
+    storage = ctx.services.storage
     values = _inherited(rec)
     if snapshot:
         values.update(is_a_snapshot=True, snapshot_of=vdi, snapshot_time=R.now(ctx))
-    key = await intents.begin(f"vdi_{op}", drv.sr_uuid, [new], of=rec["uuid"])
-    try:
+    async with R.making_volume(ctx, f"vdi_{op}", drv, of=rec["uuid"]) as (new, key):
         with translated(ctx):
             vol = await storage.call(drv, f"vol_{op}", R.volume_of(ctx.store, vdi), new)
         if not ctx.store.exists("VDI", vdi):
@@ -145,11 +135,6 @@ async def _branch(ctx, vdi: str, op: str, snapshot: bool) -> str:
             with ctx.store.transaction():
                 ref = R.create_vdi(ctx.store, sr, vol, **values)
         await R.durable(ctx)
-    except BaseException:
-        await R.discard(ctx, drv, [new])
-        raise
-    finally:
-        await intents.end(key)
     return ref
 
 
@@ -175,10 +160,8 @@ async def copy(ctx, vdi, sr, base_vdi, into_vdi):
     R.require_capability(ctx, sr, "VDI_CREATE")
     dest = R.plugged_driver(ctx, sr)
     R.check_space(ctx, sr, await _stat(ctx, dest), rec["virtual_size"])
-    storage, intents = ctx.services.storage, ctx.services.intents
-    new = str(uuidlib.uuid4())
-    key = await intents.begin("vdi_copy", dest.sr_uuid, [new], of=rec["uuid"])
-    try:
+    storage = ctx.services.storage
+    async with R.making_volume(ctx, "vdi_copy", dest, of=rec["uuid"]) as (new, _):
         vol = await _copy_volume(ctx, source, R.volume_of(ctx.store, vdi), dest, new)
         with translated(ctx):
             stat = await storage.call(dest, "stat")
@@ -187,11 +170,6 @@ async def copy(ctx, vdi, sr, base_vdi, into_vdi):
             ref = R.create_vdi(ctx.store, sr, vol, **_inherited(rec), read_only=False)
             R.set_sizes(ctx.store, sr, stat)
         await R.durable(ctx)
-    except BaseException:
-        await R.discard(ctx, dest, [new])
-        raise
-    finally:
-        await intents.end(key)
     return ref
 
 
