@@ -25,6 +25,7 @@ import pytest
 from sm import vhd
 
 from .agent import AgentProcess
+from tests.support import wait_for
 from .storage_util import MiB, NULL, apply, login, read_pyvhdi, vdi_record, vhd_path, write
 
 pytest.importorskip("pyvhdi", reason="pyvhdi (libvhdi-python) is in setup.cfg's test extra")
@@ -54,15 +55,6 @@ def intents(state_dir):
 def local_sr(x):
     sr = x.pool.get_default_SR(x.pool.get_all()[0])
     return sr, x.SR.get_uuid(sr)
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def vhd_files(directory):
@@ -104,7 +96,7 @@ def test_kill_during_clone_or_snapshot_rolls_back(agents, op):
     before = vhd_files(directory)
     getattr(x.Async.VDI, op)(vdi, {})
     # the driver's work is done when the base and the new leaf are there; then the hook holds
-    wait_for(lambda: len(vhd_files(directory)) == len(before) + 2, what="the branch's files")
+    wait_for(lambda: len(vhd_files(directory)) == len(before) + 2, 20.0, pause=0.01, what="the branch's files")
     [(_, pending)] = intents(agent.state_dir)
     agent.kill()
     pending = json.loads(pending)
@@ -137,7 +129,7 @@ def test_kill_during_copy_rolls_back(agents, tmp_path):
                         "", False, {})
     other_dir = os.path.join(location, x.SR.get_uuid(other))
     task = x.Async.VDI.copy(vdi, other, NULL, NULL)
-    wait_for(lambda: vhd_files(other_dir), what="the copy's new file")
+    wait_for(lambda: vhd_files(other_dir), 20.0, pause=0.01, what="the copy's new file")
     assert x.task.get_status(task) == "pending"
     agent.kill()
     [partial] = vhd_files(other_dir)
@@ -167,9 +159,9 @@ def test_a_client_hanging_up_mid_clone_does_not_stop_it(agents):
     body = xmlrpc.client.dumps((session._session, vdi, {}), "VDI.clone").encode()
     conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=10)
     conn.request("POST", "/", body, {"Content-Type": "text/xml"})
-    wait_for(lambda: intents(agent.state_dir), what="the clone's intent")
+    wait_for(lambda: intents(agent.state_dir), 20.0, pause=0.01, what="the clone's intent")
     conn.close()  # hang up while the driver call is held by the hook
-    wait_for(lambda: not intents(agent.state_dir), what="the clone to finish")
+    wait_for(lambda: not intents(agent.state_dir), 20.0, pause=0.01, what="the clone to finish")
     [clone] = [v for v in set(x.VDI.get_all()) - before if x.VDI.get_managed(v)]
     assert x.VDI.get_name_label(clone) == "precious"
     assert_consistent(x, agent.state_dir, sr, directory)

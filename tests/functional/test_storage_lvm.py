@@ -19,6 +19,7 @@ from sm.drivers.lvmsr import LvmDriver, dm_available
 from sm.runner import Runner
 
 from .storage_util import MiB, NULL, failure, login, read_pyvhdi, vdi_record, vhd_path
+from tests.support import attach_loop, detach_loop
 
 pytestmark = [
     pytest.mark.root,
@@ -48,12 +49,7 @@ def report(tool, *argv):
 @pytest.fixture
 def loop_device(tmp_path):
     image = tmp_path / "pv.img"
-    subprocess.run(["truncate", "-s", "128M", str(image)], check=True)
-    try:
-        device = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"no loop device available: {exc.stderr.strip()}")
+    device = attach_loop(image)
     try:
         yield device
     finally:
@@ -61,8 +57,7 @@ def loop_device(tmp_path):
             if row.get("vg_name"):
                 lvm("vgremove", "--force", row["vg_name"], check=False)
         lvm("pvremove", "--yes", "--force", device, check=False)
-        subprocess.run(["losetup", "-d", device], capture_output=True)
-        image.unlink(missing_ok=True)
+        detach_loop(device, image)
 
 
 @pytest.fixture(scope="module")

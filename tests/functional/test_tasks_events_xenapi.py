@@ -28,6 +28,7 @@ import pytest
 import XenAPI
 
 from .agent import AgentProcess
+from tests.support import wait_for
 
 NULL = "OpaqueRef:NULL"
 GiB = 1 << 30
@@ -115,17 +116,6 @@ def progress_loop(x, task, deadline_s=10.0, pause=0.02):
         assert time.monotonic() < deadline, f"task still pending after {deadline_s} s (progress {seen[-5:]})"
         time.sleep(pause)
     return seen
-
-
-def wait_for(predicate, timeout, what, pause=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(pause)
 
 
 def error_lines(agent, since=0):

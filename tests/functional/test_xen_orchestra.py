@@ -24,6 +24,7 @@ import xmlrpc.client
 
 import pytest
 import XenAPI
+from tests.support import wait_for
 
 # 4.7.6 is the newest xen-api on the registry. It declares node >= 18, and its HTTP client
 # (undici 6) needs 18.17: Debian 12's nodejs (18.19) and this machine's 20 both qualify.
@@ -179,17 +180,6 @@ def object_counts(agent, x):
         if n and cls != "session":
             counts[cls] = n
     return counts
-
-
-def wait_for(predicate, timeout, what, pause=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(pause)
 
 
 # --------------------------------------------------------------------------- the test

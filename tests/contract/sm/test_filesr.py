@@ -21,6 +21,7 @@ from sm.drivers.vhddir import host_id
 from sm.errors import (BackendFailure, Cancelled, SRFull, SRNotEmpty, Unsupported,
                        VolumeExists, VolumeInUse, VolumeNotFound, VolumeReadOnly)
 from sm.runner import Runner
+from tests.support import attach_loop, detach_loop
 
 pyvhdi = pytest.importorskip("pyvhdi", reason="libvhdi-python is the independent VHD reader")
 
@@ -359,12 +360,7 @@ def test_iso_location_errors(tmp_path):
 @pytest.fixture
 def loop_device(tmp_path):
     image = tmp_path / "ext.img"
-    subprocess.run(["truncate", "-s", "128M", str(image)], check=True)
-    try:
-        device = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"no loop device available: {exc.stderr.strip()}")
+    device = attach_loop(image)
     try:
         yield device
     finally:
@@ -372,8 +368,7 @@ def loop_device(tmp_path):
                                  capture_output=True, text=True).stdout.split()
         for target in mounted:
             subprocess.run(["umount", target])
-        subprocess.run(["losetup", "-d", device])
-        image.unlink()
+        detach_loop(device, image)
 
 
 @pytest.mark.root

@@ -24,6 +24,7 @@ from sm.drivers.lvmsr import LV_PREFIX, NEEDS_ACTIVATION, VG_PREFIX, LvmDriver, 
 from sm.errors import (BackendFailure, SRFull, SRNotEmpty, Unsupported, VolumeExists,
                        VolumeInUse, VolumeNotFound)
 from sm.runner import RecordingRunner, Runner
+from tests.support import attach_loop, detach_loop
 
 REAL_LVM = [
     pytest.mark.root,
@@ -77,13 +78,7 @@ def loops(tmp_path):
         devices = []
         for size in sizes:
             image = tmp_path / f"pv{len(made)}.img"
-            subprocess.run(["truncate", "-s", size, str(image)], check=True)
-            try:
-                device = subprocess.run(["losetup", "-f", "--show", str(image)],
-                                        capture_output=True, text=True,
-                                        check=True).stdout.strip()
-            except subprocess.CalledProcessError as exc:
-                pytest.skip(f"no loop device available: {exc.stderr.strip()}")
+            device = attach_loop(image, size)
             made.append((device, image))
             devices.append(device)
         return devices
@@ -97,8 +92,7 @@ def loops(tmp_path):
                                capture_output=True)
         subprocess.run(["pvremove", *lvm_config(), "--yes", "--force", device],
                        capture_output=True)
-        subprocess.run(["losetup", "-d", device], capture_output=True)
-        image.unlink(missing_ok=True)
+        detach_loop(device, image)
 
 
 @pytest.fixture
