@@ -3,6 +3,7 @@
 import pytest
 
 from .agent import AgentProcess
+from .events_support import login, logout
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +19,16 @@ def fresh_agent(tmp_path):
     a = AgentProcess(str(tmp_path / "state"))
     yield a
     a.cleanup()
+
+
+@pytest.fixture(scope="module")
+def s(agent):
+    """A XenAPI session (with call timeouts) on the module's agent."""
+    session = login(agent)
+    yield session
+    logout(session)
+
+
+@pytest.fixture(scope="module")
+def x(s):
+    return s.xenapi
