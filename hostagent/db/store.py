@@ -11,6 +11,7 @@ rolls every change back, so no half-written object is ever visible.
 
 import copy
 import json
+from collections import deque
 import uuid as uuidlib
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, List, Optional
@@ -55,7 +56,8 @@ class Change:
 
 class Store:
     def __init__(self, api: Api, submit: Optional[Callable] = None):
-        """`submit(rows)` makes a batch durable and returns an awaitable (or None)."""
+        """`submit(rows)` hands a batch to the journal and returns its ticket (or None); it
+        raises, and the transaction is undone, when the journal accepts no more."""
         self.api = api
         self.tables: Dict[str, Dict[str, dict]] = {c: {} for c in api.classes if api.classes[c].stored}
         self.private: Dict[str, Dict[str, dict]] = {c: {} for c in self.tables}
@@ -63,7 +65,11 @@ class Store:
         self._submit = submit
         self._txn: Optional["_Txn"] = None
         self.commits = 0  # number of batches handed to the journal
-        self.last_durable = None  # awaitable of the newest batch
+        self.last_durable = None  # journal ticket of the newest batch
+        # objects whose newest change is not durable yet: (cls, ref) -> ticket; a read of
+        # one waits for that ticket before it is answered (see `unsettled`)
+        self.pending: Dict[tuple, object] = {}
+        self._pending_batches = deque()  # (ticket, keys) in commit order
         self.listeners: List[Callable[[List[Change]], None]] = []
         # run inside every successful transaction before it commits, with the
         # touched keys: derived fields (allowed_operations) are set here
@@ -124,7 +130,11 @@ class Store:
                 raise
         self._txn = None
         if txn.touched:
-            self._commit(txn)
+            try:
+                self._commit(txn)
+            except BaseException:  # the journal refused the batch: nothing happened
+                self._undo(txn)
+                raise
 
     def create(self, cls: str, values: dict, ref: str = None, private: dict = None) -> str:
         """Add an object; fields not in `values` take their declared initial values."""
@@ -255,11 +265,36 @@ class Store:
             changes.append(Change("mod" if existed else "add", cls, ref, rec))
         if not rows:
             return
-        self.commits += 1
         if self._submit is not None:
-            self.last_durable = self._submit(rows)
+            ticket = self._submit(rows)  # raises, changing nothing, if the journal has stopped
+            self.last_durable = ticket
+            if ticket is not None:
+                keys = [(cls, ref) for cls, ref, _ in rows]
+                for key in keys:
+                    self.pending[key] = ticket
+                self._pending_batches.append((ticket, keys))
+        self.commits += 1
         for listener in self.listeners:
             listener(changes)
+
+    # ------------------------------------------------------------ durability
+    def settled(self, upto) -> None:
+        """The journal made every batch up to ticket `upto` durable."""
+        batches = self._pending_batches
+        while batches and batches[0][0] <= upto:
+            ticket, keys = batches.popleft()
+            for key in keys:
+                if self.pending.get(key) == ticket:
+                    del self.pending[key]
+
+    def unsettled(self, cls: Optional[str] = None, ref: Optional[str] = None):
+        """The ticket a read must wait for before it is answered, or None: the newest batch
+        that touched (cls, ref), or with no object named, the newest batch of all."""
+        if not self.pending:
+            return None
+        if cls is None:
+            return self.last_durable
+        return self.pending.get((cls, ref))
 
     # ---------------------------------------------------------------- loading
     def load_row(self, cls: str, ref: str, data: str) -> None:

@@ -3,15 +3,26 @@
 Batches queue while one write runs in the journal's own thread; the next
 write takes all of them in one transaction. `wait(ticket)` gives a fresh
 Deferred that fires once that batch (and all before it) is durable.
+
+A write that fails stops the journal for good: the failed batches and every
+later one stay unwritten (the disk keeps a prefix of what was acknowledged,
+never a later batch over a lost one), waiters get `JournalFailed`, and
+`submit` refuses new batches. `on_failure` hears of it once, so the agent
+can stop and let its supervisor restart it from the durable state.
 """
 
 import logging
+from typing import Callable, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 log = logging.getLogger("hostagent.journal")
+
+
+class JournalFailed(Exception):
+    """The journal cannot be written: no change can be acknowledged any more."""
 
 
 class GroupCommit:
@@ -25,6 +36,8 @@ class GroupCommit:
         self.failed = None  # the error that stopped the journal, if any
         self.waiters = []  # (ticket, Deferred)
         self.busy = False
+        self.on_durable: List[Callable[[int], None]] = []  # told the highest durable ticket
+        self.on_failure: List[Callable[[Exception], None]] = []
 
     def start(self):
         self.pool.start()
@@ -32,17 +45,24 @@ class GroupCommit:
     def stop(self):
         self.pool.stop()
 
+    def check(self) -> None:
+        """Raise JournalFailed if the journal has stopped (before changing anything)."""
+        if self.failed is not None:
+            raise JournalFailed(f"the database cannot be written ({self.failed}); "
+                                "the agent accepts no more changes until it is restarted")
+
     def submit(self, rows) -> int:
+        self.check()
         self.issued += 1
         self.pending.append(rows)
         self._kick()
         return self.issued
 
     def wait(self, ticket) -> Deferred:
-        if self.failed is not None:
-            return _failed(self.failed)
         if ticket is None or ticket <= self.done:
             return succeed(None)
+        if self.failed is not None:
+            return _failed(self._refusal())
         d = Deferred()
         self.waiters.append((ticket, d))
         return d
@@ -50,8 +70,18 @@ class GroupCommit:
     def idle(self) -> bool:
         return not self.busy and not self.pending
 
+    def durable(self, ticket) -> bool:
+        return ticket is None or ticket <= self.done
+
+    def _refusal(self) -> Exception:
+        try:
+            self.check()
+        except JournalFailed as e:
+            return e
+        raise AssertionError("journal has not failed")
+
     def _kick(self):
-        if self.busy or not self.pending:
+        if self.busy or not self.pending or self.failed is not None:
             return
         batches, self.pending = self.pending, []
         upto = self.issued
@@ -64,6 +94,8 @@ class GroupCommit:
         self.done = upto
         ready = [d for t, d in self.waiters if t <= upto]
         self.waiters = [(t, d) for t, d in self.waiters if t > upto]
+        for hook in self.on_durable:
+            hook(upto)
         for d in ready:
             d.callback(None)
         self._kick()
@@ -71,10 +103,16 @@ class GroupCommit:
     def _error(self, failure):
         self.busy = False
         self.failed = failure.value
-        log.critical("the database cannot be written; refusing further changes: %s", failure.value)
+        lost = self.issued - self.done
+        log.critical("the database cannot be written (%s); %d unacknowledged batch(es) dropped, "
+                     "refusing every further change", failure.value, lost)
+        self.pending = []  # never written after a lost batch: the disk stays a prefix
         waiters, self.waiters = self.waiters, []
+        refusal = self._refusal()
         for _, d in waiters:
-            d.errback(failure.value)
+            d.errback(refusal)
+        for hook in self.on_failure:
+            hook(refusal)
 
 
 def _failed(exc) -> Deferred:
