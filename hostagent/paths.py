@@ -5,6 +5,7 @@ from typing import Mapping, Optional
 
 USERS_FILE = "users.json"            # local user database, in the state dir
 ROOT_PASSWORD_FILE = "root-password"  # generated root password, in the state dir
+HOST_UUID_FILE = "host-uuid"          # names this host's record in the database
 SYSTEM_STATE_DIR = "/var/lib/hostagent"
 
 

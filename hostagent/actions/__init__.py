@@ -5,12 +5,12 @@ Each module exposes `HANDLERS`, a mapping from wire name to a function
 dispatcher, which refuses to start if a declared message has none.
 """
 
-from . import event, pbd, session, sm, sr, task, vbd, vdi, vm
+from . import event, pbd, session, sm, sr, task, vbd, vdi, vif, vm
 
 
 def all_handlers():
     handlers = {}
-    for module in (session, task, event, vm, sr, sm, pbd, vdi, vbd):
+    for module in (session, task, event, vm, sr, sm, pbd, vdi, vbd, vif):
         overlap = handlers.keys() & module.HANDLERS.keys()
         if overlap:
             raise LookupError(f"messages implemented twice: {sorted(overlap)}")

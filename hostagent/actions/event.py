@@ -6,29 +6,29 @@ def _alive(ctx):
 
 
 def register(ctx, classes):
-    ctx.dispatcher.events.register(ctx.session, classes)
+    ctx.events.register(ctx.session, classes)
     return ""
 
 
 def unregister(ctx, classes):
-    ctx.dispatcher.events.unregister(ctx.session, classes)
+    ctx.events.unregister(ctx.session, classes)
     return ""
 
 
 async def next_(ctx):
-    return await ctx.dispatcher.events.next(ctx.session, _alive(ctx))
+    return await ctx.events.next(ctx.session, _alive(ctx))
 
 
 async def from_(ctx, classes, token, timeout):
-    return await ctx.dispatcher.events.from_(ctx.session, classes, token, timeout, _alive(ctx))
+    return await ctx.events.from_(ctx.session, classes, token, timeout, _alive(ctx))
 
 
 def get_current_id(ctx):
-    return ctx.dispatcher.events.gen + 1
+    return ctx.events.gen + 1
 
 
 def inject(ctx, cls, ref):
-    return ctx.dispatcher.events.inject(cls, ref)
+    return ctx.events.inject(cls, ref)
 
 
 HANDLERS = {

@@ -208,16 +208,62 @@ def _has_managed_vdis(store, ref, rec):
     return any(vdis[v]["managed"] for v in rec["VDIs"] if v in vdis)
 
 
+def _sr_unplugged(store, ref, rec):
+    return not _has_attached_pbd(store, ref, rec)
+
+
+def _no_pbds(store, ref, rec, op):
+    return ApiError("SR_HAS_NO_PBDS", ref)
+
+
+# storage operations that no SR message guards: what they need of the SR's driver and its
+# PBDs, and the message that performs them (listed only while implemented)
+SR_WORK = (
+    ("vdi_create", "VDI.create", "VDI_CREATE", True),
+    ("vdi_destroy", "VDI.destroy", "VDI_DELETE", True),
+    ("vdi_resize", "VDI.resize", "VDI_RESIZE", True),
+    ("vdi_clone", "VDI.clone", "VDI_CLONE", True),
+    ("vdi_snapshot", "VDI.snapshot", "VDI_SNAPSHOT", True),
+    ("vdi_introduce", "VDI.introduce", "VDI_INTRODUCE", True),
+    ("pbd_create", "PBD.create", None, False),
+    ("pbd_destroy", "PBD.destroy", None, False),
+)
+
+
+def _sr_work(store, ref, rec, implemented):
+    """SR allowed_operations beyond its own messages: VDI work while a PBD is plugged and
+    the driver can do it (as xapi's SM feature checks), plug while a PBD is unplugged,
+    unplug while one is plugged."""
+    caps = None
+    for sm in store.tables["SM"].values():
+        if sm["type"] == rec["type"]:
+            caps = set(sm["features"]) | set(sm["capabilities"])
+    plugged = _has_attached_pbd(store, ref, rec)
+    pbds = store.tables["PBD"]
+    out = []
+    for op, message, capability, needs_plug in SR_WORK:
+        if not implemented(message) or (needs_plug and not plugged):
+            continue
+        if capability and caps is not None and capability not in caps:
+            continue
+        out.append(op)
+    if implemented("PBD.plug") and any(not pbds[p]["currently_attached"] for p in rec["PBDs"] if p in pbds):
+        out.append("plug")
+    if implemented("PBD.unplug") and plugged:
+        out.append("unplug")
+    return out
+
+
 SR = OpTable("SR", (
-    Op("scan", "SR.scan"),
-    Op("update", "SR.update"),
+    Op("scan", "SR.scan", refuse=((_sr_unplugged, _no_pbds),)),
+    Op("update", "SR.update", refuse=((_sr_unplugged, _no_pbds),)),
     # as xapi: destroy needs a PBD (for the storage's address), none plugged, no managed VDIs
     Op("destroy", "SR.destroy", refuse=(
         (_has_attached_pbd, lambda s, r, rec, op: ApiError("SR_HAS_PBD", r)),
         (lambda s, r, rec: not rec["PBDs"], lambda s, r, rec, op: ApiError("SR_HAS_NO_PBDS", r)),
         (_has_managed_vdis, lambda s, r, rec, op: ApiError("SR_NOT_EMPTY")))),
     Op("forget", "SR.forget", refuse=((_has_attached_pbd, lambda s, r, rec, op: ApiError("SR_HAS_PBD", r)),)),
-), watch=(("PBD", "SR"), ("VDI", "SR")))
+), watch=(("PBD", "SR"), ("VDI", "SR")), extra_allowed=_sr_work)
 
 HOST = OpTable("host", (
     Op("evacuate", "host.evacuate"),
@@ -235,7 +281,7 @@ POOL = OpTable("pool", (
 NETWORK = OpTable("network", (Op("attaching", "network.attach"),))
 
 
-def _task_cancellable(store, ref, rec):
+def _task_cancellable(store, ref, rec, implemented):
     priv = store.private["task"].get(ref, {})
     return ["cancel"] if rec["status"] == "pending" and priv.get("cancellable") else []
 

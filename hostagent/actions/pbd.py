@@ -44,6 +44,7 @@ def destroy(ctx, self):
 @R.to_completion
 async def plug(ctx, self):
     rec = ctx.need("PBD", self)
+    R.require_this_host(ctx, rec["host"], "PBD.plug")
     if rec["currently_attached"]:
         return ""
     await attach(ctx, self)
@@ -56,7 +57,7 @@ async def attach(ctx, pbd: str, scan: bool = True) -> None:
     sr = rec["SR"]
     drv = R.driver_for(ctx, sr, rec["device_config"])
     with translated(ctx):
-        await ctx.services.storage.call(drv, "attach")
+        await ctx.ports.storage.call(drv, "attach")
     if not ctx.store.exists("PBD", pbd):
         return
     with ctx.store.transaction():
@@ -71,6 +72,7 @@ async def attach(ctx, pbd: str, scan: bool = True) -> None:
 @R.to_completion
 async def unplug(ctx, self):
     rec = ctx.need("PBD", self)
+    R.require_this_host(ctx, rec["host"], "PBD.unplug")
     if not rec["currently_attached"]:
         return ""
     sr = rec["SR"]
@@ -79,7 +81,7 @@ async def unplug(ctx, self):
         raise ApiError("VDI_IN_USE", in_use[0], "unplug")
     drv = R.driver_for(ctx, sr, rec["device_config"])
     with translated(ctx):
-        await ctx.services.storage.call(drv, "detach")
+        await ctx.ports.storage.call(drv, "detach")
     if ctx.store.exists("PBD", self):
         with ctx.store.transaction():
             ctx.store.set("PBD", self, "currently_attached", False)

@@ -10,10 +10,10 @@ log = logging.getLogger("hostagent.session")
 
 async def _authenticate(ctx, uname: str, pwd: str) -> None:
     try:
-        await ctx.services.authenticate(uname, pwd)
+        await ctx.ports.authenticate(uname, pwd)
     except AuthError as e:
         log.warning("failed login for %r from %s", uname, ctx.origin.peer or ctx.origin.transport)
-        await ctx.services.sleep(ctx.services.auth_failure_delay)
+        await ctx.sleep(ctx.ports.auth_failure_delay)
         raise ApiError("SESSION_AUTHENTICATION_FAILED", uname, e.reason) from None
 
 
@@ -23,7 +23,7 @@ async def _login(ctx, uname, pwd, originator, local_only):
     else:
         await _authenticate(ctx, uname, pwd)
         user = uname
-    ref = ctx.dispatcher.sessions.create(
+    ref = ctx.sessions.create(
         user, originator or ctx.origin.originator,
         superuser=ctx.origin.local_root or user == "root", local_only=local_only)
     log.info("session %s opened for %s (%s)", ref.split(":")[-1][:8], user,
@@ -40,12 +40,12 @@ async def slave_local_login_with_password(ctx, uname, pwd):
 
 
 def logout(ctx):
-    ctx.dispatcher.sessions.destroy(ctx.session, "logout")
+    ctx.sessions.destroy(ctx.session, "logout")
     return ""
 
 
 def local_logout(ctx):
-    ctx.dispatcher.sessions.destroy(ctx.session, "local logout")
+    ctx.sessions.destroy(ctx.session, "local logout")
     return ""
 
 
@@ -55,7 +55,7 @@ async def change_password(ctx, old_pwd, new_pwd):
         raise ApiError("USER_IS_NOT_LOCAL_SUPERUSER", rec["auth_user_name"])
     user = rec["auth_user_name"] or "root"
     try:
-        await ctx.services.change_password(user, old_pwd, new_pwd)
+        await ctx.ports.change_password(user, old_pwd, new_pwd)
     except AuthError as e:
         raise ApiError("SESSION_AUTHENTICATION_FAILED", user, e.reason) from None
     log.info("password changed for %s", user)

@@ -24,8 +24,9 @@ log = logging.getLogger("hostagent.sr")
 async def create(ctx, host, device_config, physical_size, name_label, name_description, sr_type,
                  content_type, shared, sm_config):
     ctx.need("host", host)
+    R.require_this_host(ctx, host, "SR.create")
     R.check_device_config(device_config)
-    storage, intents = ctx.services.storage, ctx.services.intents
+    storage, intents = ctx.ports.storage, ctx.ports.intents
     sr_uuid = str(uuidlib.uuid4())
     with translated(ctx):
         drv = storage.driver(sr_type, sr_uuid, device_config)
@@ -51,7 +52,7 @@ async def create(ctx, host, device_config, physical_size, name_label, name_descr
                                      "currently_attached": True, "other_config": {}})
             R.sync_vdis(ctx.store, sr, volumes)
             R.set_sizes(ctx.store, sr, stat)
-        await R.durable(ctx)
+        await ctx.durable()
     finally:
         await intents.end(key)
     log.info("SR %s (%s) created: %s", sr_uuid, sr_type, name_label)
@@ -107,12 +108,12 @@ async def destroy(ctx, sr):
     rec = ctx.need("SR", sr)
     if rec["other_config"].get("indestructible") == "true":
         raise ApiError("SR_INDESTRUCTIBLE", sr)
-    _, pbd = R.local_pbd(ctx.store, sr)
+    _, pbd = R.local_pbd(ctx, sr)
     if pbd is None:
         raise ApiError("SR_HAS_NO_PBDS", sr)
     drv = R.driver_for(ctx, sr, pbd["device_config"])
     with translated(ctx):
-        await ctx.services.storage.call(drv, "destroy")
+        await ctx.ports.storage.call(drv, "destroy")
     if ctx.store.exists("SR", sr):
         with ctx.store.transaction():
             _drop_records(ctx.store, sr)
@@ -139,7 +140,8 @@ async def update(ctx, sr):
 
 async def probe(ctx, host, device_config, sr_type, sm_config):
     ctx.need("host", host)
-    storage = ctx.services.storage
+    R.require_this_host(ctx, host, "SR.probe")
+    storage = ctx.ports.storage
     with translated(ctx):
         drv = storage.driver(sr_type, str(uuidlib.uuid4()), device_config)
         found = await storage.call(drv, "probe")
@@ -160,7 +162,7 @@ def probe_xml(found) -> str:
 
 
 def get_supported_types(ctx):
-    return ctx.services.storage.types()
+    return ctx.ports.storage.types()
 
 
 def set_shared(ctx, sr, value):

@@ -24,12 +24,10 @@ listener opens, in this order:
 
 import logging
 import os
-from types import SimpleNamespace
 
 from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
-from ..rpc import implicit
 from . import sr as sr_actions
 from . import storage_records as R
 from .sm import sync_sm_records
@@ -42,38 +40,9 @@ LOCAL_SR_KEYS = {"i18n-key": "local-storage", "i18n-original-value-name_label": 
 VOLUME_INTENTS = ("vdi_create", "vdi_clone", "vdi_snapshot", "vdi_copy")
 
 
-class BootContext:
-    """What the storage actions use of a call's context, for work done at start-up.
-
-    Start-up work runs in no task: nobody watches its progress or can cancel it, so those
-    calls do nothing here."""
-
-    task = None
-
-    def __init__(self, store, services, wait_durable=None):
-        self.store = store
-        self.services = services
-        self.dispatcher = SimpleNamespace(wait_durable=wait_durable)
-
-    def need(self, cls: str, ref) -> dict:
-        return implicit.need(self.store, cls, ref)
-
-    def progress(self, fraction: float) -> None:
-        pass
-
-    def cancellable(self, yes: bool = True) -> None:
-        pass
-
-    def checkpoint(self) -> None:
-        pass
-
-    def sleep(self, seconds: float):
-        return self.services.sleep(seconds)
-
-
-async def start(store, services, state_dir: str, wait_durable=None) -> None:
-    ctx = BootContext(store, services, wait_durable)
-    sync_sm_records(store, services.storage.sm_records())
+async def start(ctx, state_dir: str) -> None:
+    """`ctx` is the runtime's internal context (no call, no task)."""
+    sync_sm_records(ctx.store, ctx.ports.storage.sm_records())
     attached = await _reattach(ctx)
     await settle_intents(ctx)
     for sr, drv in attached:
@@ -86,14 +55,14 @@ async def start(store, services, state_dir: str, wait_durable=None) -> None:
 
 async def _reattach(ctx):
     """[(SR ref, driver)] of this host's PBDs recorded as attached, attached again."""
-    store, host = ctx.store, R.this_host(ctx.store)
+    store, host = ctx.store, ctx.host
     out = []
     for pbd, rec in list(store.all("PBD").items()):
         if rec["host"] != host or not rec["currently_attached"]:
             continue
         try:
             drv = R.driver_for(ctx, rec["SR"], rec["device_config"])
-            await ctx.services.storage.call(drv, "attach")
+            await ctx.ports.storage.call(drv, "attach")
         except (ApiError, StorageError) as e:
             log.error("cannot re-attach SR %s: %s", store.get("SR", rec["SR"])["uuid"], e)
             with store.transaction():
@@ -104,7 +73,7 @@ async def _reattach(ctx):
 
 
 async def settle_intents(ctx) -> None:
-    intents = ctx.services.intents
+    intents = ctx.ports.intents
     for key, intent in intents.recorded():
         try:
             done = await _settle(ctx, intent)
@@ -117,7 +86,7 @@ async def settle_intents(ctx) -> None:
 
 async def _settle(ctx, intent: dict) -> bool:
     """Roll back (or finish) one interrupted operation; False to keep it for later."""
-    op, storage = intent.get("op"), ctx.services.storage
+    op, storage = intent.get("op"), ctx.ports.storage
     if op == "sr_create":
         if ctx.store.by_uuid("SR", intent["sr"]) is None:
             log.warning("rolling back the interrupted creation of SR %s", intent["sr"])
@@ -134,7 +103,7 @@ async def _settle(ctx, intent: dict) -> bool:
     sr = ctx.store.by_uuid("SR", intent["sr"])
     if sr is None:
         return True  # the SR was forgotten: its storage is no longer ours to clean
-    _, pbd = R.local_pbd(ctx.store, sr)
+    _, pbd = R.local_pbd(ctx, sr)
     if pbd is None or not pbd["currently_attached"]:
         log.warning("SR %s is not attached: interrupted %s kept for later", intent["sr"], op)
         return False
@@ -164,7 +133,7 @@ async def ensure_local_storage(ctx, state_dir: str) -> None:
     if sr is None and pool["default_SR"] == NULL_REF:
         location = os.path.join(state_dir, LOCAL_SR_DIR)
         os.makedirs(location, mode=0o700, exist_ok=True)
-        sr = await sr_actions.create(ctx, R.this_host(store), {"location": location}, 0,
+        sr = await sr_actions.create(ctx, ctx.host, {"location": location}, 0,
                                      LOCAL_SR_NAME, "", "file", "user", False, {})
         log.info("created the local storage SR at %s", location)
     with store.transaction():
@@ -174,4 +143,4 @@ async def ensure_local_storage(ctx, state_dir: str) -> None:
             if pool["default_SR"] == NULL_REF:
                 store.set("pool", pool_ref, "default_SR", sr)
         store.set_private("pool", pool_ref, local_storage=True)
-    await R.durable(ctx)
+    await ctx.durable()

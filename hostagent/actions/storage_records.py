@@ -27,16 +27,19 @@ VHD_PARENT = "vhd-parent"
 
 
 # ------------------------------------------------------------------ hosts, PBDs, drivers
-def this_host(store) -> str:
-    """This host's ref: the pool's master (a lone host is its own master)."""
-    pool = next(iter(store.all("pool").values()))
-    return pool["master"]
+def require_this_host(ctx, host: str, work: str) -> None:
+    """Work bound to `host` runs only on that host's agent. Until pools forward it, another
+    host's work is refused: HOST_OFFLINE [host], as xapi answers when it cannot reach one."""
+    if host != ctx.host:
+        ctx.need("host", host)
+        log.warning("refusing %s for host %s: this agent is host %s", work, host, ctx.host)
+        raise ApiError("HOST_OFFLINE", host)
 
 
-def local_pbd(store, sr: str):
+def local_pbd(ctx, sr: str):
     """(ref, record) of the SR's PBD for this host, or (None, None)."""
-    host = this_host(store)
-    for ref in store.get("SR", sr)["PBDs"]:
+    host = ctx.host
+    for ref in ctx.store.get("SR", sr)["PBDs"]:
         rec = store.all("PBD").get(ref)
         if rec is not None and rec["host"] == host:
             return ref, rec
@@ -46,7 +49,7 @@ def local_pbd(store, sr: str):
 def require_plugged(ctx, sr: str):
     """This host's PBD of the SR, which must be plugged (SR_HAS_NO_PBDS, as xapi)."""
     ctx.need("SR", sr)
-    ref, pbd = local_pbd(ctx.store, sr)
+    ref, pbd = local_pbd(ctx, sr)
     if pbd is None or not pbd["currently_attached"]:
         raise ApiError("SR_HAS_NO_PBDS", sr)
     return ref, pbd
@@ -55,7 +58,7 @@ def require_plugged(ctx, sr: str):
 def driver_for(ctx, sr: str, device_config: dict):
     rec = ctx.store.get("SR", sr)
     with translated(ctx):
-        return ctx.services.storage.driver(rec["type"], rec["uuid"], device_config)
+        return ctx.ports.storage.driver(rec["type"], rec["uuid"], device_config)
 
 
 def plugged_driver(ctx, sr: str):
@@ -101,31 +104,18 @@ def check_space(ctx, sr: str, stat, requested: int, current: int = 0) -> None:
         raise ApiError("SR_FULL", requested, maximum)
 
 
-def shielded(ctx, coro):
-    """The coroutine, run to its end even if the client hangs up mid-call: storage work
+def to_completion(handler):
+    """A storage handler run to its end even if the client hangs up mid-call: storage work
     that has started finishes with its records (or rolls back) instead of stopping between
     a volume and its record."""
-    shield = getattr(ctx.services, "shield", None)
-    return shield(coro) if shield is not None else coro
-
-
-def to_completion(handler):
-    """A storage handler run through `shielded`."""
     @functools.wraps(handler)
     async def run(ctx, *args, **kwargs):
-        return await shielded(ctx, handler(ctx, *args, **kwargs))
+        return await ctx.shielded(handler(ctx, *args, **kwargs))
     return run
 
 
-async def durable(ctx) -> None:
-    """Wait until every committed change so far is on disk."""
-    wait = ctx.dispatcher.wait_durable
-    if wait is not None and ctx.store.last_durable is not None:
-        await wait(ctx.store.last_durable)
-
-
 def now(ctx) -> str:
-    return now_text(ctx.services.clock())
+    return now_text(ctx.clock())
 
 
 # ------------------------------------------------------------------------------- VDIs
@@ -221,13 +211,13 @@ async def rescan(ctx, sr: str, drv, exclude_intent: str = None, values=None) -> 
     """Scan the SR and bring its records and sizes in step (one transaction); the
     volumes of operation `exclude_intent` are synced too, new ones getting `values`.
     Returns volume uuid -> VDI ref."""
-    storage = ctx.services.storage
+    storage = ctx.ports.storage
     with translated(ctx):
         volumes = await storage.call(drv, "scan")
         stat = await storage.call(drv, "stat")
     if not ctx.store.exists("SR", sr):
         return {}
-    skip = ctx.services.intents.in_flight(drv.sr_uuid, exclude=exclude_intent)
+    skip = ctx.ports.intents.in_flight(drv.sr_uuid, exclude=exclude_intent)
     with ctx.store.transaction():
         out = sync_vdis(ctx.store, sr, volumes, skip, values)
         set_sizes(ctx.store, sr, stat)
@@ -241,7 +231,7 @@ async def making_volume(ctx, op: str, drv, **intent):
     The intent is durable before the driver runs, so a crash is rolled back at the next
     start; a failure here discards the volume at once; the intent ends either way."""
     new = str(uuidlib.uuid4())
-    intents = ctx.services.intents
+    intents = ctx.ports.intents
     key = await intents.begin(op, drv.sr_uuid, [new], **intent)
     try:
         yield new, key
@@ -261,7 +251,7 @@ async def discard(ctx, drv, uuids) -> None:
         if uuid in recorded:
             continue
         try:
-            await ctx.services.storage.call(drv, "vol_destroy", uuid)
+            await ctx.ports.storage.call(drv, "vol_destroy", uuid)
         except StorageError as e:
             if e.code != "VDI_MISSING":
                 log.warning("cannot remove volume %s of a failed operation: %s", uuid, e)
@@ -269,7 +259,7 @@ async def discard(ctx, drv, uuids) -> None:
 
 async def update_sizes(ctx, sr: str, drv) -> None:
     with translated(ctx):
-        stat = await ctx.services.storage.call(drv, "stat")
+        stat = await ctx.ports.storage.call(drv, "stat")
     if ctx.store.exists("SR", sr):
         with ctx.store.transaction():
             set_sizes(ctx.store, sr, stat)

@@ -7,24 +7,24 @@ TERMINAL = ("success", "failure", "cancelled")
 
 
 def create(ctx, label, description):
-    return ctx.dispatcher.tasks.create(label, description, ctx.session)
+    return ctx.tasks.create(label, description, ctx.session)
 
 
 def destroy(ctx, self):
     ctx.need("task", self)
-    ctx.dispatcher.tasks.destroy(self)
+    ctx.tasks.destroy(self)
     return ""
 
 
 def cancel(ctx, task):
     ctx.need("task", task)
-    ctx.dispatcher.tasks.request_cancel(task)
+    ctx.tasks.request_cancel(task)
     return ""
 
 
 def _own(ctx, ref):
     ctx.need("task", ref)
-    if ctx.dispatcher.tasks.owner(ref) != ctx.session:
+    if ctx.tasks.owner(ref) != ctx.session:
         raise ApiError("RBAC_PERMISSION_DENIED", ctx.entry.wire,
                        "only the session that owns a task may set its fields")
 
@@ -34,14 +34,14 @@ def set_status(ctx, self, value):
     with ctx.store.transaction():
         ctx.store.set("task", self, "status", value)
         if value in TERMINAL:
-            ctx.store.set("task", self, "finished", now_text(ctx.services.clock()))
-            ctx.store.set_private("task", self, finished_at=ctx.services.clock(), cancellable=False)
+            ctx.store.set("task", self, "finished", now_text(ctx.clock()))
+            ctx.store.set_private("task", self, finished_at=ctx.clock(), cancellable=False)
     return ""
 
 
 def set_progress(ctx, self, value):
     _own(ctx, self)
-    ctx.dispatcher.tasks.set_progress(self, value)
+    ctx.tasks.set_progress(self, value)
     return ""
 
 

@@ -39,7 +39,7 @@ def _managed(ctx, vdi: str) -> dict:
 
 async def _stat(ctx, drv):
     with translated(ctx):
-        return await ctx.services.storage.call(drv, "stat")
+        return await ctx.ports.storage.call(drv, "stat")
 
 
 # ---------------------------------------------------------------------------- create
@@ -52,7 +52,7 @@ async def create(ctx, args):
     drv = R.plugged_driver(ctx, sr)
     size = args.get("virtual_size", 0)
     R.check_space(ctx, sr, await _stat(ctx, drv), size)
-    storage = ctx.services.storage
+    storage = ctx.ports.storage
     async with R.making_volume(ctx, "vdi_create", drv) as (new, _):
         with translated(ctx):
             vol = await storage.call(drv, "vol_create", new, size)
@@ -61,7 +61,7 @@ async def create(ctx, args):
         with ctx.store.transaction():
             ref = R.create_vdi(ctx.store, sr, vol, **{k: args[k] for k in API_FIELDS if k in args})
             R.set_sizes(ctx.store, sr, stat)
-        await R.durable(ctx)
+        await ctx.durable()
     return ref
 
 
@@ -71,7 +71,7 @@ async def destroy(ctx, self):
     sr = rec["SR"]
     drv = R.plugged_driver(ctx, sr)
     with translated(ctx):
-        await ctx.services.storage.call(drv, "vol_destroy", R.volume_of(ctx.store, self))
+        await ctx.ports.storage.call(drv, "vol_destroy", R.volume_of(ctx.store, self))
     if ctx.store.exists("VDI", self):
         with ctx.store.transaction():
             R.delete_vdi(ctx.store, self)
@@ -90,7 +90,7 @@ async def resize(ctx, vdi, size):
     sr = rec["SR"]
     drv = R.plugged_driver(ctx, sr)
     R.check_space(ctx, sr, await _stat(ctx, drv), size, current=rec["virtual_size"])
-    storage, intents = ctx.services.storage, ctx.services.intents
+    storage, intents = ctx.ports.storage, ctx.ports.intents
     key = await intents.begin("vdi_resize", drv.sr_uuid, [], vdi=rec["uuid"])
     try:
         with translated(ctx):
@@ -101,7 +101,7 @@ async def resize(ctx, vdi, size):
                 R.update_vdi(ctx.store, vdi, vol, base=False)
             if ctx.store.exists("SR", sr):
                 R.set_sizes(ctx.store, sr, stat)
-        await R.durable(ctx)
+        await ctx.durable()
     finally:
         await intents.end(key)
     return ""
@@ -117,7 +117,7 @@ async def _branch(ctx, vdi: str, op: str, snapshot: bool) -> str:
     rec = _managed(ctx, vdi)
     sr = rec["SR"]
     drv = R.plugged_driver(ctx, sr)
-    storage = ctx.services.storage
+    storage = ctx.ports.storage
     values = _inherited(rec)
     if snapshot:
         values.update(is_a_snapshot=True, snapshot_of=vdi, snapshot_time=R.now(ctx))
@@ -134,7 +134,7 @@ async def _branch(ctx, vdi: str, op: str, snapshot: bool) -> str:
         if ref is None:  # the scan failed: record the new volume from what the driver said
             with ctx.store.transaction():
                 ref = R.create_vdi(ctx.store, sr, vol, **values)
-        await R.durable(ctx)
+        await ctx.durable()
     return ref
 
 
@@ -160,7 +160,7 @@ async def copy(ctx, vdi, sr, base_vdi, into_vdi):
     R.require_capability(ctx, sr, "VDI_CREATE")
     dest = R.plugged_driver(ctx, sr)
     R.check_space(ctx, sr, await _stat(ctx, dest), rec["virtual_size"])
-    storage = ctx.services.storage
+    storage = ctx.ports.storage
     async with R.making_volume(ctx, "vdi_copy", dest, of=rec["uuid"]) as (new, _):
         vol = await _copy_volume(ctx, source, R.volume_of(ctx.store, vdi), dest, new)
         with translated(ctx):
@@ -169,7 +169,7 @@ async def copy(ctx, vdi, sr, base_vdi, into_vdi):
         with ctx.store.transaction():
             ref = R.create_vdi(ctx.store, sr, vol, **_inherited(rec), read_only=False)
             R.set_sizes(ctx.store, sr, stat)
-        await R.durable(ctx)
+        await ctx.durable()
     return ref
 
 
@@ -179,7 +179,7 @@ async def _copy_volume(ctx, source, volume: str, dest, new: str):
     watch = Progress()
     ctx.cancellable(True)
     try:
-        job = ctx.services.storage.begin(source, "vol_copy_to", volume, dest, new, watch)
+        job = ctx.ports.storage.begin(source, "vol_copy_to", volume, dest, new, watch)
         reported = 0.0
         while not job.done:
             await ctx.sleep(POLL)
@@ -208,7 +208,7 @@ async def introduce(ctx, uuid, name_label, name_description, sr, vdi_type, shara
                                   "metadata_of_pool": metadata_of_pool})
     drv = R.plugged_driver(ctx, sr)
     with translated(ctx):
-        volumes = await ctx.services.storage.call(drv, "scan")
+        volumes = await ctx.ports.storage.call(drv, "scan")
     vol = next((v for v in volumes if v.location == location or (not location and v.uuid == uuid)),
                None)
     if vol is None:
@@ -238,7 +238,7 @@ async def update(ctx, vdi):
     rec = ctx.need("VDI", vdi)
     drv = R.plugged_driver(ctx, rec["SR"])
     with translated(ctx):
-        vol = await ctx.services.storage.call(drv, "vol_stat", R.volume_of(ctx.store, vdi))
+        vol = await ctx.ports.storage.call(drv, "vol_stat", R.volume_of(ctx.store, vdi))
     if ctx.store.exists("VDI", vdi):
         with ctx.store.transaction():
             R.update_vdi(ctx.store, vdi, vol, base=not rec["managed"])

@@ -1,6 +1,9 @@
-"""Facts about the machine the agent runs on: CPUs, memory, names.
+"""Facts about the machine the agent runs on, as this kernel sees them: CPU
+descriptions, memory, the host name.
 
-Reads /proc and the resolver; used once at start-up.
+Reads /proc; used at start-up. On a Xen dom0 these are dom0's (its vCPUs, its
+memory): the host's own figures come from the hypervisor port, and
+`actions/bootstrap.py` lays them over these.
 """
 
 import os
@@ -29,7 +32,8 @@ class HostFacts:
     memory_total: int  # bytes
     memory_free: int  # bytes
     sockets: int = 1
-    extra: Dict[str, str] = field(default_factory=dict)
+    capabilities: List[str] = field(default_factory=list)  # xapi's "hvm-3.0-x86_64" style
+    versions: Dict[str, str] = field(default_factory=dict)  # software_version entries
 
 
 def _int(text: str, default: int = 0) -> int:
@@ -79,14 +83,9 @@ def _read(path: str) -> str:
         return ""
 
 
-def probe(address: str = "") -> HostFacts:
-    """Read this machine's facts; `address` overrides the management address."""
+def probe(address: str) -> HostFacts:
+    """Read this machine's facts; `address` is the management address to publish."""
     hostname = socket.gethostname()
-    if not address or address in ("0.0.0.0", "::"):
-        try:
-            address = socket.gethostbyname(hostname)
-        except OSError:
-            address = "127.0.0.1"
     cpuinfo = _read("/proc/cpuinfo")
     cpus = parse_cpuinfo(cpuinfo) or [Cpu(number=i) for i in range(os.cpu_count() or 1)]
     sockets = len({line for line in cpuinfo.splitlines() if line.startswith("physical id")}) or 1

@@ -17,7 +17,9 @@ class ApiError(Exception):
             names = ERRORS["SR_BACKEND_FAILURE"]  # SR_BACKEND_FAILURE_<n>: a storage driver's own code
         if names is None:
             raise KeyError(f"unknown XenAPI error code {code}")
-        if len(params) != len(names):
+        if len(names) == 1 and len(params) == 1 and isinstance(params[0], (list, tuple)) and params[0]:
+            params = tuple(params[0])  # a list-valued parameter: one wire parameter per item, as xapi
+        elif len(params) != len(names):
             raise TypeError(f"{code} takes {len(names)} parameters {names}, got {len(params)}")
         self.code = code
         self.params = tuple(_text(p) for p in params)

@@ -11,13 +11,13 @@ import asyncio
 import inspect
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from ..datamodel.api import Api, Entry
 from ..datamodel.errors import ApiError
 from ..datamodel.types import Ref, SetOf, STRING, Type, VOID
-from ..db.store import NotFound, Store, new_ref
+from ..db.store import NotFound, new_ref
 from . import implicit
 from .coerce import Coercer
 from .oplocks import OpLocks
@@ -54,65 +54,26 @@ class Reply:
         return self.error is None
 
 
-@dataclass
-class Context:
-    """What an action sees of its call."""
-
-    dispatcher: "Dispatcher"
-    entry: Entry
-    session: Optional[str]
-    origin: Origin
-    services: Any
-    task: Optional[str] = None  # the task of an Async call
-    store: Store = field(init=False)
-
-    def __post_init__(self):
-        self.store = self.dispatcher.store
-
-    def need(self, cls: str, ref) -> dict:
-        return implicit.need(self.store, cls, ref)
-
-    def progress(self, fraction: float) -> None:
-        """Report progress (0..1) on the call's task, if it has one."""
-        if self.task:
-            self.dispatcher.tasks.set_progress(self.task, fraction)
-
-    def cancellable(self, yes: bool = True) -> None:
-        """Declare that this operation stops at checkpoints when cancelled."""
-        if self.task:
-            self.dispatcher.tasks.set_cancellable(self.task, yes)
-
-    def sleep(self, seconds: float):
-        """An awaitable pause on the agent's clock."""
-        return self.services.sleep(seconds)
-
-    def checkpoint(self) -> None:
-        """Raise TASK_CANCELLED if someone cancelled this call's task."""
-        if self.task and self.dispatcher.tasks.cancel_requested(self.task):
-            raise ApiError("TASK_CANCELLED", self.task)
-
-
 class Dispatcher:
-    def __init__(self, api: Api, store: Store, sessions: SessionManager,
-                 handlers: Dict[str, Callable], services: Any = None,
-                 wait_durable: Callable[[Any], Any] = None, tasks=None, events=None,
-                 oplock_tables=(), spawn: Callable = None, fragment: Callable = None,
-                 cancelled: tuple = ()):
-        """`spawn(coroutine)` runs Async work in the background; `fragment(value, type)`
+    def __init__(self, api: Api, runtime, handlers: Dict[str, Callable], oplock_tables=(),
+                 spawn: Callable = None, fragment: Callable = None, cancelled: tuple = ()):
+        """`runtime` holds the store, sessions, tasks, events, `wait_durable(ticket)`,
+        `shield(coroutine)` and `context(entry, session, origin, task)` (actions.context);
+        `spawn(coroutine)` runs Async work in the background; `fragment(value, type)`
         encodes a task result as an XML-RPC value; `cancelled` are the exception types
         that mean the caller went away (they pass through, unreported)."""
         self.api = api
-        self.store = store
-        self.sessions = sessions
+        self.runtime = runtime
+        self.store = runtime.store
+        self.sessions = runtime.sessions
+        self.tasks = runtime.tasks
+        self.events = runtime.events
+        self.wait_durable = runtime.wait_durable
         self.handlers = dict(handlers)
-        self.services = services
-        self.wait_durable = wait_durable
-        self.tasks = tasks
-        self.events = events
         self.spawn = spawn
         self.fragment = fragment
         self.cancelled = tuple(cancelled) + (asyncio.CancelledError,)
-        self.oplocks = OpLocks(store, oplock_tables, self.implemented) if oplock_tables else None
+        self.oplocks = OpLocks(self.store, oplock_tables, self.implemented) if oplock_tables else None
         self.coerce = Coercer(api)
         self.aliases = {}
         for wire, e in api.entries.items():
@@ -124,6 +85,10 @@ class Dispatcher:
                    if e.message is not None and e.implicit is None and w not in self.handlers]
         if missing:
             raise LookupError("declared messages without an implementation: " + ", ".join(sorted(missing)))
+        unknown = [w for w in self.handlers if w not in api.entries]
+        if unknown:
+            raise LookupError("implementations of messages the datamodel does not declare: "
+                              + ", ".join(sorted(unknown)))
 
     # ------------------------------------------------------------------ entry
     def call(self, method: str, params: list, origin: Origin = Origin()):
@@ -179,10 +144,7 @@ class Dispatcher:
             return self._start_async(entry, handler, args, session, origin, guard)
         commits = self.store.commits
         if guard is not None and inspect.iscoroutinefunction(handler):
-            key = new_ref()  # a long synchronous call holds its lock under a call id
-            self.oplocks.begin(*guard, key)
-            return self._await(entry, self._guarded(entry, handler, args, session, origin, None, guard, key),
-                               commits)
+            return self._start_sync(entry, handler, args, session, origin, guard, commits)
         if guard is not None:
             table, op, ref = guard
             if not self.store.exists(table.cls, ref):
@@ -195,12 +157,51 @@ class Dispatcher:
             return self._await(entry, result, commits)
         if self.store.commits != commits and self.wait_durable is not None:
             return self._await(entry, _ready(result), commits)
+        if self.store.pending and self.wait_durable is not None:
+            ticket = self._unsettled(entry, args)
+            if ticket is not None:  # what the answer reports is not on disk yet
+                return self._settle(entry, result, ticket)
+        return Reply(result, entry.result)
+
+    def _unsettled(self, entry, args):
+        """The journal ticket a read must wait for: the newest change of the object it
+        names, or, for a read of many objects, the newest change of all."""
+        first = entry.params[0].type if entry.params else None
+        if first is not None and first.kind == "ref" and first.cls == entry.cls and args:
+            return self.store.unsettled(entry.cls, args[0])
+        return self.store.unsettled()
+
+    async def _settle(self, entry, result, ticket):
+        await self.wait_durable(ticket)
         return Reply(result, entry.result)
 
     def _invoke(self, entry, handler, args, session, origin, task):
         if handler is None:
             return implicit.run(self.store, entry, args)
-        return handler(Context(self, entry, session, origin, self.services, task), *args)
+        return handler(self.runtime.context(entry, session, origin, task), *args)
+
+    def _start_sync(self, entry, handler, args, session, origin, guard, commits):
+        """A long synchronous call on a guarded object: as in xapi it runs under a task of
+        its own, whose ref keys its operation lock; the work (and so the lock) lasts until
+        it ends, even if the client hangs up, and the task goes with it."""
+        task = self.tasks.create(entry.wire, "", session) if self.tasks else new_ref()
+        try:
+            self.oplocks.begin(*guard, task)
+        except BaseException:
+            if self.tasks:
+                self.tasks.discard(task)
+            raise
+        work = self._sync_work(entry, handler, args, session, origin, guard, task)
+        shield = self.runtime.shield
+        return self._await(entry, shield(work) if shield is not None else work, commits)
+
+    async def _sync_work(self, entry, handler, args, session, origin, guard, task):
+        try:
+            return await self._guarded(entry, handler, args, session, origin,
+                                       task if self.tasks else None, guard, task)
+        finally:
+            if self.tasks:
+                self.tasks.discard(task)
 
     async def _guarded(self, entry, handler, args, session, origin, task, guard, key):
         try:
@@ -240,7 +241,7 @@ class Dispatcher:
 
     async def _await(self, entry, result, commits, result_type=None):
         value = await result
-        if self.store.commits != commits and self.wait_durable is not None:
+        if self.wait_durable is not None and (self.store.commits != commits or self.store.pending):
             await self.wait_durable(self.store.last_durable)
         return Reply(value, result_type or entry.result)
 

@@ -39,7 +39,8 @@ class OpTable:
     early: Tuple[Refusal, ...] = ()  # refusals checked before the state (e.g. templates)
     # (other class, its ref or ref-set field): a change to such an object recomputes those it names
     watch: Tuple[Tuple[str, str], ...] = ()
-    extra_allowed: Callable = None  # (store, ref, rec) -> extra allowed ops not tied to messages
+    # (store, ref, rec, implemented) -> allowed ops not guarded by a message on this object
+    extra_allowed: Callable = None
 
 
 class OpLocks:
@@ -86,7 +87,7 @@ class OpLocks:
         out = [op.name for op in table.ops
                if op.message and self.implemented(op.message) and self.problem(table, op, ref, rec) is None]
         if table.extra_allowed:
-            out += [x for x in table.extra_allowed(self.store, ref, rec) if x not in out]
+            out += [x for x in table.extra_allowed(self.store, ref, rec, self.implemented) if x not in out]
         return out
 
     # ---------------------------------------------------------------- locking

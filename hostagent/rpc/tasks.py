@@ -19,6 +19,8 @@ from .coerce import now_text
 
 log = logging.getLogger("hostagent.tasks")
 
+RESTARTED = "the agent restarted while this task was pending; its work did not finish"
+
 
 @dataclass(frozen=True)
 class TaskLimits:
@@ -106,6 +108,24 @@ class TaskManager:
                 self.store.set_private("task", ref, destroy_when_done=True)
             else:
                 self._delete(ref)
+
+    def discard(self, ref: str) -> None:
+        """Delete a task whatever its state (the internal task of a synchronous call)."""
+        if self.store.exists("task", ref):
+            with self.store.transaction():
+                self._delete(ref)
+
+    def fail_interrupted(self) -> int:
+        """At start-up: a task still pending belonged to work that died with the agent.
+        It fails with INTERNAL_ERROR saying so (xapi keeps no tasks across a restart; ours
+        stay so that a client polling one learns how it ended). Returns how many."""
+        stale = [ref for ref, rec in self.store.all("task").items()
+                 if rec["status"] in ("pending", "cancelling")]
+        for ref in stale:
+            self.fail(ref, ["INTERNAL_ERROR", RESTARTED])
+            log.warning("task %s failed: %s", self.store.get("task", ref)["name_label"]
+                        if self.store.exists("task", ref) else ref, RESTARTED)
+        return len(stale)
 
     def _delete(self, ref: str) -> None:
         session = self.store.private["task"][ref].get("session")

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+import uuid as uuidlib
 from typing import Callable, List
 
 from twisted.internet import endpoints, task
@@ -18,41 +18,37 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers, storage_boot
-from ..actions.bootstrap import ensure_host
+from ..actions import all_handlers, domains, storage_boot
+from ..actions.bootstrap import ensure_host, machine
+from ..actions.context import Ports, Runtime
+from ..actions.host_facts import HostMonitor
 from ..actions.intents import IntentLog
 from ..actions.oprules import TABLES
-from ..backends import hostinfo
+from ..actions.reconcile import Reconcilers
+from ..backends import hostinfo, netlink
+from ..backends.auth import AuthError
+from ..backends.hypervisor import Hypervisor, HypervisorError
 from ..backends.storage import Storage
 from ..config import Config, parse_hostport
 from ..datamodel.api import build_api
-from ..db.journal import Journal
+from ..db.journal import Journal, JournalError
 from ..db.store import Store
-from ..paths import ROOT_PASSWORD_FILE, USERS_FILE
+from ..paths import HOST_UUID_FILE, ROOT_PASSWORD_FILE, USERS_FILE
 from ..rpc.dispatch import Dispatcher
 from ..rpc.events import EventHub, EventLimits
 from ..rpc.sessions import SessionManager
 from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
+from .feed import Feed
 from .site import ApiSite
 from .waiters import Waiter
 
 log = logging.getLogger("hostagent")
 
 
-@dataclass
-class Services:
-    """What actions may use besides the store (ports and timing)."""
-
-    authenticate: Callable
-    change_password: Callable
-    sleep: Callable
-    auth_failure_delay: float
-    clock: Callable[[], float]
-    storage: object = None  # backends.storage.Storage
-    intents: object = None  # actions.intents.IntentLog
-    shield: Callable = None  # shield(coroutine) -> awaitable that runs on if the caller leaves
+# seconds between two samples of the hypervisor's figures (host memory, CPU use)
+SAMPLE_INTERVAL = 5.0
 
 
 def shield(coro):
@@ -81,11 +77,19 @@ class Agent:
         self.journal = Journal(os.path.join(config.state_dir, "state.db"))
         self.commit = GroupCommit(reactor, self.journal)
         self.store = Store(self.api, submit=self.commit.submit)
-        for cls, ref, data in self.journal.load():
-            self.store.load_row(cls, ref, data)
+        self.commit.on_durable.append(self.store.settled)
+        self.store.load(self.journal.load())  # objects, generation counter, remembered deletions
         self.generated_password = None  # set by _auth() on a first start
-        self.facts = hostinfo.probe(config.address)
-        self.host_ref = ensure_host(self.store, self.facts, __version__, clock)
+        # reports from adapters' threads (libvirt events, samples) become work on the reactor
+        self.reconcilers = None
+        self.feed = Feed(reactor, self._reconcile)
+        # libvirt: one connection, its calls serialised in a pool of their own
+        self.hypervisor = Hypervisor(config.libvirt_uri, on_event=self.feed.put)
+        self.hypervisor.start_events()
+        self.libvirt_pool = ThreadPool(1, 1, name="libvirt")
+        self.facts = machine(hostinfo.probe(config.address or netlink.management_address()),
+                             self._node_facts())
+        self.host_ref = ensure_host(self.store, self.facts, __version__, clock, self._host_uuid())
         self.auth = self._auth()
         self.sessions = SessionManager(self.store, clock, lambda: self.host_ref)
         self.tasks = TaskManager(self.store, clock, lambda: self.host_ref)
@@ -100,21 +104,24 @@ class Agent:
         self.storage = Storage(config.state_dir, in_storage_pool)
         self.intents = IntentLog(self.journal.put_intent, self.journal.remove_intent,
                                  self.journal.intents, deferToThread)
-        services = Services(
-            authenticate=lambda u, p: deferToThread(self.auth.check, u, p),
-            change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
-            sleep=sleep,
-            auth_failure_delay=config.auth_failure_delay,
-            clock=clock,
+        ports = Ports(
             storage=self.storage,
             intents=self.intents,
-            shield=shield,
+            authenticate=lambda u, p: deferToThread(self.auth.check, u, p),
+            change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
+            auth_failure_delay=config.auth_failure_delay,
+            hypervisor=self.hypervisor,
         )
-        self.dispatcher = Dispatcher(self.api, self.store, self.sessions, all_handlers(), services,
-                                     wait_durable=self.commit.wait, tasks=self.tasks, events=self.events,
-                                     oplock_tables=TABLES, spawn=self._spawn, fragment=self.encoder.fragment,
+        self.runtime = Runtime(store=self.store, sessions=self.sessions, tasks=self.tasks, events=self.events,
+                               ports=ports, host=self.host_ref, clock=clock, sleep=sleep, shield=shield,
+                               wait_durable=self.commit.wait)
+        self.dispatcher = Dispatcher(self.api, self.runtime, all_handlers(), oplock_tables=TABLES,
+                                     spawn=self._spawn, fragment=self.encoder.fragment,
                                      cancelled=(CancelledError,))
-        self.dispatcher.oplocks.reset()
+        self.monitor = HostMonitor()
+        self.reconcilers = self._reconcilers(config.state_dir)
+        self._sampler = task.LoopingCall(self.sample)
+        self._sampler.clock = reactor
         self.ports: List = []
         self.urls: List[str] = []
         self._gc = task.LoopingCall(self.collect)
@@ -124,6 +131,66 @@ class Agent:
         """Periodic clean-up: idle sessions, old tasks."""
         self.sessions.expire_idle()
         self.tasks.collect()
+
+    def _reconcilers(self, state_dir: str) -> Reconcilers:
+        """What start-up settles, in order, and which reports the adapters send."""
+        r = Reconcilers(self.runtime)
+        r.at_start("tasks that died with the last run fail", lambda ctx: ctx.tasks.fail_interrupted())
+        r.at_start("storage", lambda ctx: storage_boot.start(ctx, state_dir))
+        # allowed operations follow this host's SM capabilities; no operation survives a restart
+        r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
+        r.on("domain", domains.lifecycle)
+        r.on("host_sample", self.monitor.apply)
+        r.on("connection", lambda ctx, v: log.warning("libvirt %s: connection %s", self.config.libvirt_uri, v[0]))
+        return r
+
+    async def _reconcile(self, kind, value):
+        if self.reconcilers is not None:
+            await self.reconcilers.apply(kind, value)
+
+    def _node_facts(self):
+        """The hypervisor's view of the machine, or None (with a warning) when libvirt cannot
+        be reached now; the periodic sample fills the figures in once it can."""
+        try:
+            return self.hypervisor.node_facts()
+        except HypervisorError as e:
+            log.warning("hypervisor facts unavailable, using /proc for now: %s", e)
+            return None
+
+    def _host_uuid(self) -> str:
+        """This host's uuid, kept in the state dir; made on the first start (or taken from
+        the pool's master for a state dir from before hosts were named)."""
+        path = os.path.join(self.config.state_dir, HOST_UUID_FILE)
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+            return str(uuidlib.UUID(value))
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            raise JournalError(f"{path} does not hold a host uuid; restore it or remove it") from None
+        pools = self.store.all("pool")
+        value = (self.store.get("host", next(iter(pools.values()))["master"])["uuid"] if pools
+                 else str(uuidlib.uuid4()))
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return value
+
+    def sample(self):
+        """Sample the hypervisor's figures off the reactor and report them."""
+        d = deferToThreadPool(self.reactor, self.libvirt_pool, self.hypervisor.sample)
+
+        def report(sample):
+            return self.feed.put_here("host_sample", sample)
+
+        def unavailable(failure):
+            failure.trap(HypervisorError)
+            log.info("cannot sample the hypervisor: %s", failure.getErrorMessage())
+        return d.addCallbacks(report, unavailable)
 
     def _spawn(self, coro):
         def crashed(failure):
@@ -143,13 +210,12 @@ class Agent:
     async def start(self):
         self.commit.start()
         self.storage_pool.start()
+        self.libvirt_pool.start()
         # changes made while loading (first start, refreshed host facts) become durable first
         await self.commit.wait(self.commit.issued)
-        # storage reconciled before any client can look: SRs re-attached, interrupted work
-        # settled, scans done, the local SR made on a first start
-        await storage_boot.start(self.store, self.dispatcher.services, self.config.state_dir,
-                                 self.commit.wait)
-        self.dispatcher.oplocks.reset()  # allowed operations follow this host's SM capabilities
+        # reconciled before any client can look: tasks of the last run settled, SRs
+        # re-attached, interrupted storage work settled, scans done, locks reset
+        await self.reconcilers.start()
         await self.commit.wait(self.commit.issued)
         for spec in self.config.listen:
             host, port = parse_hostport(spec)
@@ -172,26 +238,50 @@ class Agent:
             self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix")))
             self.urls.append(f"unix:{path}")
         self._gc.start(30.0, now=False)
+        self._sampler.start(SAMPLE_INTERVAL, now=True)
 
     async def stop(self):
-        if self._gc.running:
-            self._gc.stop()
+        for loop in (self._gc, self._sampler):
+            if loop.running:
+                loop.stop()
         for p in self.ports:
             await p.stopListening()
         self.ports = []
         await self.commit.wait(self.commit.issued)
         self.commit.stop()
         self.storage_pool.stop()
+        self.libvirt_pool.stop()
+        self.hypervisor.close()
         self.journal.close()
 
+    def _password_file_works(self) -> bool:
+        """Whether the generated root password file still holds root's password."""
+        try:
+            with open(self.password_file) as f:
+                self.auth.check("root", f.read().strip())
+            return True
+        except (OSError, AuthError):
+            return False
+
     def banner(self, out=sys.stdout) -> None:
+        """Where the agent listens and how to log in. Never a secret: under systemd this
+        lands in the journal; a generated password is only ever in its 0600 file."""
         for url in self.urls:
             print(f"hostagent listening on {url}", file=out)
         if self.config.auth == "local":
+            change = f"hostagent passwd USER --state-dir {self.config.state_dir}"
             if self.generated_password:
-                print(f"Generated a password for root: {self.generated_password}", file=out)
-            print(f"Log in as root with the password in {self.password_file} "
-                  f"(change it with: hostagent passwd root --state-dir {self.config.state_dir})", file=out)
+                print(f"Generated a password for root, kept in {self.password_file} (readable by root "
+                      "only)", file=out)
+            users = self.auth.users()
+            if "root" in users and self._password_file_works():
+                print(f"Log in as root with the password in {self.password_file} "
+                      f"(change it with: {change.replace('USER', 'root')})", file=out)
+            elif users:
+                print(f"Log in as a local user ({', '.join(users)}); set passwords with: {change}",
+                      file=out)
+            else:
+                print(f"Log in: no local user exists yet; make one with: {change}", file=out)
         else:
             print("Log in with a dom0 account (PAM)", file=out)
         out.flush()

@@ -7,35 +7,16 @@ import pytest
 
 from hostagent.actions import all_handlers
 from hostagent.actions.bootstrap import ensure_host
-from hostagent.backends.auth import AuthenticationFailed
 from hostagent.backends.hostinfo import Cpu, HostFacts
 from hostagent.datamodel.api import build_api
 from hostagent.db.store import Store
 from hostagent.rpc.dispatch import Dispatcher, Origin
 from hostagent.rpc.sessions import SessionManager
 
+from .runtime import make_runtime
+
 FACTS = HostFacts("h1", "192.0.2.1", [Cpu(0, "GenuineIntel", 2000), Cpu(1, "GenuineIntel", 2000)],
                   8 << 30, 4 << 30)
-
-
-class Services:
-    auth_failure_delay = 0.0
-
-    def __init__(self):
-        self.users = {"root": "secret"}
-
-    async def authenticate(self, user, pwd):
-        if self.users.get(user) != pwd:
-            raise AuthenticationFailed()
-
-    async def change_password(self, user, old, new):
-        await self.authenticate(user, old)
-        self.users[user] = new
-
-    async def sleep(self, seconds):
-        return None
-
-    clock = staticmethod(lambda: 0.0)
 
 
 class Clock:
@@ -57,7 +38,7 @@ def env(api):
     clock = Clock()
     host = ensure_host(store, FACTS, "test", clock)
     sessions = SessionManager(store, clock, lambda: host)
-    d = Dispatcher(api, store, sessions, all_handlers(), Services())
+    d = Dispatcher(api, make_runtime(store, sessions, host, clock), all_handlers())
     return d, clock
 
 
@@ -239,5 +220,15 @@ def test_list_methods_without_session(env):
 
 def test_missing_implementation_refused(api):
     store = Store(api)
-    with pytest.raises(LookupError):
-        Dispatcher(api, store, SessionManager(store, lambda: 0.0, lambda: ""), {})
+    rt = make_runtime(store, SessionManager(store, lambda: 0.0, lambda: ""), "", lambda: 0.0)
+    with pytest.raises(LookupError, match="without an implementation"):
+        Dispatcher(api, rt, {})
+
+
+def test_misspelled_override_refused(api):
+    """An override of a message the datamodel does not declare (a typo of an implicit
+    message's name) fails at start, as a missing implementation does."""
+    store = Store(api)
+    rt = make_runtime(store, SessionManager(store, lambda: 0.0, lambda: ""), "", lambda: 0.0)
+    with pytest.raises(LookupError, match="VM.get_nmae_label"):
+        Dispatcher(api, rt, {**all_handlers(), "VM.get_nmae_label": lambda ctx, vm: ""})

@@ -13,7 +13,6 @@ import pytest
 
 from hostagent.actions import all_handlers
 from hostagent.actions.bootstrap import ensure_host
-from hostagent.backends.auth import AuthenticationFailed
 from hostagent.backends.hostinfo import Cpu, HostFacts
 from hostagent.datamodel.api import build_api
 from hostagent.datamodel.errors import ApiError
@@ -21,18 +20,9 @@ from hostagent.db.store import Store
 from hostagent.rpc.dispatch import Dispatcher, Origin
 from hostagent.rpc.sessions import SessionManager
 
+from .runtime import make_runtime
+
 FACTS = HostFacts("h1", "192.0.2.1", [Cpu(0, "GenuineIntel", 2000)], 8 << 30, 4 << 30)
-
-
-class Services:
-    auth_failure_delay = 0.0
-
-    async def authenticate(self, user, pwd):
-        if (user, pwd) != ("root", "secret"):
-            raise AuthenticationFailed()
-
-    async def sleep(self, seconds):
-        return None
 
 
 class Clock:
@@ -79,7 +69,7 @@ def d(api):
     clock = Clock()
     host = ensure_host(store, FACTS, "test", clock)
     sessions = SessionManager(store, clock, lambda: host)
-    return Dispatcher(api, store, sessions, {**all_handlers(), **EXTRA}, Services())
+    return Dispatcher(api, make_runtime(store, sessions, host, clock), {**all_handlers(), **EXTRA})
 
 
 def call(d, method, *params):

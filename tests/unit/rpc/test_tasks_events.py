@@ -16,7 +16,8 @@ from hostagent.rpc.tasks import TaskManager
 from hostagent.rpc.xmlrpc import XmlEncoder
 from hostagent.server.waiters import Waiter
 
-from .test_dispatch import FACTS, Services
+from .runtime import make_runtime
+from .test_dispatch import FACTS
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +40,8 @@ class Env:
                                rand=lambda: 0.5)
         self.sessions.on_destroy.append(self.events.session_gone)
         handlers = {**all_handlers(), **(extra_handlers or {})}
-        svc = Services()
-        svc.clock = now
-        svc.sleep = sleep
-        self.d = Dispatcher(api, self.store, self.sessions, handlers, svc, tasks=self.tasks, events=self.events,
-                            oplock_tables=TABLES, spawn=Deferred.fromCoroutine,
+        rt = make_runtime(self.store, self.sessions, host, now, tasks=self.tasks, events=self.events, sleep=sleep)
+        self.d = Dispatcher(api, rt, handlers, oplock_tables=TABLES, spawn=Deferred.fromCoroutine,
                             fragment=XmlEncoder(api).fragment)
         self.d.oplocks.reset()
         self.s = self.ok("session.login_with_password", "root", "secret")
