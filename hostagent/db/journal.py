@@ -1,53 +1,140 @@
 """Durable copy of the object store in SQLite (WAL).
 
-Each row holds one object's record and private fields as JSON. `write` applies
-one or more batches in a single SQLite transaction, so the server can group
-commits from many calls; it returns only after the commit is on disk
-(`synchronous=FULL` by default). Blocking: call it from a worker thread.
+Each row holds one object's record and private fields as JSON, with the
+generations (event numbers) that created it and last changed it. `write`
+applies one or more batches in a single SQLite transaction, so the server can
+group commits from many calls; it returns only after the commit is on disk
+(`synchronous=FULL` by default). The same transaction keeps the generation
+counter and the newest deletions, so a restarted agent can still answer an
+`event.from` token of its previous run. Blocking: call it from a worker thread.
+
+The schema has a version (`meta.schema_version`): a database written by a newer
+hostagent is refused, an older one is brought up to date at open by the steps
+of `MIGRATIONS`, all in one transaction.
 """
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-Row = Tuple[str, str, Optional[str]]  # (class, ref, data JSON or None for a delete)
+log = logging.getLogger("hostagent.journal")
 
-SCHEMA_VERSION = 1
+# (class, ref, data JSON or None for a delete, generation of this change (0 for classes
+# without events), generation that created the object)
+Row = Tuple[str, str, Optional[str], int, int]
+
+SCHEMA_VERSION = 2
+DELETIONS_KEPT = 50000  # deletions remembered for event.from (EventLimits.deletions)
 
 
 class JournalError(Exception):
     """The database could not be read or written."""
 
 
+class Loaded(NamedTuple):
+    """What `load` reads back at start."""
+
+    rows: List[Tuple[str, str, str, int, int]]  # (class, ref, data, created gen, changed gen)
+    generation: int  # the newest generation written
+    deletions: List[Tuple[int, str, str, int]]  # (gen, class, ref, created gen), oldest first
+    horizon: int  # deletions up to this generation are forgotten
+
+
+def _add_generations(db: sqlite3.Connection) -> None:
+    """1 -> 2: event generations with each object, the counter and deletions (history starts here)."""
+    db.execute("ALTER TABLE objects ADD COLUMN born INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE objects ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+
+
+# from_version -> step(db) that brings a database of that version to the next, run inside
+# the opening transaction
+MIGRATIONS: Dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_generations}
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS objects (cls TEXT NOT NULL, ref TEXT NOT NULL, data TEXT NOT NULL,"
+    " born INTEGER NOT NULL DEFAULT 0, gen INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cls, ref)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS deletions (gen INTEGER PRIMARY KEY, cls TEXT NOT NULL, ref TEXT NOT NULL,"
+    " born INTEGER NOT NULL)",
+    # multi-step storage work in flight (actions/intents.py): written before the work,
+    # removed after its records are durable, replayed at start-up
+    "CREATE TABLE IF NOT EXISTS intents (id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+)
+
+
 class Journal:
-    def __init__(self, path: str, synchronous: str = "FULL"):
+    def __init__(self, path: str, synchronous: str = "FULL", *, schema_version: int = SCHEMA_VERSION,
+                 migrations: Dict[int, Callable] = MIGRATIONS, deletions: int = DELETIONS_KEPT):
         self.path = path
+        self.keep = deletions
         self._lock = threading.Lock()
         self._owner = _claim(path + ".lock")
+        self._db = None
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("CREATE TABLE IF NOT EXISTS objects (cls TEXT NOT NULL, ref TEXT NOT NULL,"
-                             " data TEXT NOT NULL, PRIMARY KEY (cls, ref)) WITHOUT ROWID")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            # multi-step storage work in flight (actions/intents.py): written before the work,
-            # removed after its records are durable, replayed at start-up
-            self._db.execute("CREATE TABLE IF NOT EXISTS intents (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
-        except sqlite3.Error as e:
-            raise JournalError(f"cannot open database {path}: {e}") from e
+            self._open_schema(schema_version, migrations)
+            self._deletions = self._db.execute("SELECT count(*) FROM deletions").fetchone()[0]
+        except BaseException as e:
+            if self._db is not None:
+                self._db.close()
+            os.close(self._owner)  # a refused start leaves the state free
+            if isinstance(e, sqlite3.Error):
+                raise JournalError(f"cannot open database {path}: {e}") from e
+            raise
 
-    def load(self) -> List[Row]:
+    def _open_schema(self, version: int, migrations: Dict[int, Callable]) -> None:
+        db = self._db
+        found = _version_of(db, self.path)
+        if found is not None and found > version:
+            raise JournalError(f"database {self.path} has schema version {found}, newer than version "
+                               f"{version} that this hostagent knows: run a newer hostagent")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if found is not None and found < version:
+                db.execute(_TABLES[0])  # a database from before versioning has no meta table
+                for v in range(found, version):
+                    step = migrations.get(v)
+                    if step is None:
+                        raise JournalError(f"database {self.path} has schema version {found} and this "
+                                           f"hostagent cannot migrate version {v} (it knows {version})")
+                    try:
+                        step(db)
+                    except Exception as e:  # noqa: BLE001 - any failure of a step stops the start
+                        raise JournalError(f"database {self.path}: migrating schema version {v} to "
+                                           f"{v + 1} failed ({e}); nothing was changed") from e
+            for sql in _TABLES:
+                db.execute(sql)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
+            db.execute("COMMIT")
+        except BaseException:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        if found is not None and found < version:
+            log.warning("database %s migrated from schema version %d to %d", self.path, found, version)
+
+    def load(self) -> Loaded:
         with self._lock:
             try:
-                return self._db.execute("SELECT cls, ref, data FROM objects").fetchall()
+                db = self._db
+                rows = db.execute("SELECT cls, ref, data, born, gen FROM objects").fetchall()
+                deletions = db.execute("SELECT gen, cls, ref, born FROM deletions ORDER BY gen").fetchall()
+                meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'horizon')"))
             except sqlite3.Error as e:
                 raise JournalError(f"cannot read database {self.path}: {e}") from e
+        horizon = int(meta.get("horizon", 0))
+        generation = max([int(meta.get("generation", 0)), horizon] + [r[4] for r in rows]
+                         + [d[0] for d in deletions[-1:]])
+        return Loaded(rows, generation, deletions, horizon)
 
     def write(self, batches: Iterable[List[Row]]) -> None:
         """Apply the batches in order, in one transaction, durably."""
@@ -55,19 +142,42 @@ class Journal:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
+                top = dels = 0
                 for rows in batches:
-                    for cls, ref, data in rows:
+                    for cls, ref, data, gen, born in rows:
                         if data is None:
                             db.execute("DELETE FROM objects WHERE cls=? AND ref=?", (cls, ref))
+                            if gen:
+                                db.execute("INSERT OR REPLACE INTO deletions VALUES (?,?,?,?)",
+                                           (gen, cls, ref, born))
+                                dels += 1
                         else:
-                            db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?)", (cls, ref, data))
+                            db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?)",
+                                       (cls, ref, data, born, gen))
+                        if gen > top:
+                            top = gen
+                if top:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(top),))
+                kept = self._deletions + dels
+                if kept > self.keep + max(100, self.keep // 10):  # prune now and then, not per delete
+                    kept = self._prune(db)
                 db.execute("COMMIT")
+                self._deletions = kept
             except sqlite3.Error as e:
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 raise JournalError(f"cannot write database {self.path}: {e}") from e
+
+    def _prune(self, db: sqlite3.Connection) -> int:
+        """Forget all but the newest `keep` deletions; the newest forgotten one is the horizon."""
+        row = db.execute("SELECT gen FROM deletions ORDER BY gen DESC LIMIT 1 OFFSET ?", (self.keep,)).fetchone()
+        if row is None:
+            return db.execute("SELECT count(*) FROM deletions").fetchone()[0]
+        db.execute("DELETE FROM deletions WHERE gen <= ?", row)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('horizon', ?)", (str(row[0]),))
+        return self.keep
 
     def get_meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
         with self._lock:
@@ -104,6 +214,22 @@ class Journal:
         with self._lock:
             self._db.close()
         os.close(self._owner)  # releases the claim on the state
+
+
+def _version_of(db: sqlite3.Connection, path: str) -> Optional[int]:
+    """The schema version of an existing database (1 if it predates versioning), None if new."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "objects" not in tables:
+        return None
+    if "meta" not in tables:
+        return 1
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        return 1
+    try:
+        return int(row[0])
+    except ValueError:
+        raise JournalError(f"database {path} has an unreadable schema version {row[0]!r}") from None
 
 
 def _claim(lock_path: str) -> int:

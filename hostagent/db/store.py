@@ -43,19 +43,19 @@ def new_uuid() -> str:
 
 
 class Change:
-    """One object touched by a committed transaction."""
+    """One object touched by a committed transaction, with its generation (0: no events)."""
 
-    __slots__ = ("op", "cls", "ref", "record")
+    __slots__ = ("op", "cls", "ref", "record", "gen")
 
-    def __init__(self, op: str, cls: str, ref: str, record: Optional[dict]):
-        self.op, self.cls, self.ref, self.record = op, cls, ref, record
+    def __init__(self, op: str, cls: str, ref: str, record: Optional[dict], gen: int = 0):
+        self.op, self.cls, self.ref, self.record, self.gen = op, cls, ref, record, gen
 
     def __repr__(self):
         return f"Change({self.op} {self.cls} {self.ref})"
 
 
 class Store:
-    def __init__(self, api: Api, submit: Optional[Callable] = None):
+    def __init__(self, api: Api, submit: Optional[Callable] = None, deletions: int = 50000):
         """`submit(rows)` hands a batch to the journal and returns its ticket (or None); it
         raises, and the transaction is undone, when the journal accepts no more."""
         self.api = api
@@ -71,6 +71,17 @@ class Store:
         self.pending: Dict[tuple, object] = {}
         self._pending_batches = deque()  # (ticket, keys) in commit order
         self.listeners: List[Callable[[List[Change]], None]] = []
+        # generations: each change to an object of a class with events gets the next number,
+        # journalled with its row, so they go on across restarts whatever the clock does.
+        # Per object the generation that created it and the one that last changed it; the
+        # newest deletions as (gen, (cls, ref), created gen); deletions up to `horizon` are
+        # forgotten (the event hub answers a token older than that with the whole state)
+        self.gen = 0
+        self.born: Dict[tuple, int] = {}
+        self.changed: Dict[tuple, int] = {}
+        self.deleted = deque(maxlen=deletions)
+        self.horizon = 0
+        self._evented = frozenset(c for c in self.tables if api.classes[c].events)
         # run inside every successful transaction before it commits, with the
         # touched keys: derived fields (allowed_operations) are set here
         self.precommit: List[Callable[[List[tuple]], None]] = []
@@ -252,30 +263,61 @@ class Store:
 
     def _commit(self, txn: "_Txn") -> None:
         rows, changes = [], []
-        for (cls, ref), op in txn.touched.items():
-            existed = txn.before[(cls, ref)][0] is not None
+        gen, evented, born = self.gen, self._evented, self.born
+        for key, op in txn.touched.items():
+            cls, ref = key
+            before = txn.before[key][0]
             rec = self.tables[cls].get(ref)
-            if rec is None:
-                if existed:
-                    rows.append((cls, ref, None))
-                    changes.append(Change("del", cls, ref, txn.before[(cls, ref)][0]))
+            if rec is None and before is None:
                 continue  # created and deleted in one transaction: nothing happened
-            rows.append((cls, ref, json.dumps({"r": rec, "p": self.private[cls][ref]},
-                                              separators=(",", ":"))))
-            changes.append(Change("mod" if existed else "add", cls, ref, rec))
+            g = b = 0  # this change's generation, the object's first
+            if cls in evented:
+                gen += 1
+                g = gen
+                b = gen if before is None else born.get(key, 0)
+            if rec is None:
+                rows.append((cls, ref, None, g, b))
+                changes.append(Change("del", cls, ref, before, g))
+            else:
+                rows.append((cls, ref, json.dumps({"r": rec, "p": self.private[cls][ref]},
+                                                  separators=(",", ":")), g, b))
+                changes.append(Change("add" if before is None else "mod", cls, ref, rec, g))
         if not rows:
             return
         if self._submit is not None:
             ticket = self._submit(rows)  # raises, changing nothing, if the journal has stopped
             self.last_durable = ticket
             if ticket is not None:
-                keys = [(cls, ref) for cls, ref, _ in rows]
+                keys = [row[:2] for row in rows]
                 for key in keys:
                     self.pending[key] = ticket
                 self._pending_batches.append((ticket, keys))
         self.commits += 1
+        if gen != self.gen:
+            self.gen = gen
+            self._remember(changes)
         for listener in self.listeners:
             listener(changes)
+
+    def _remember(self, changes: List[Change]) -> None:
+        born, changed = self.born, self.changed
+        for ch in changes:
+            if not ch.gen:
+                continue
+            key = (ch.cls, ch.ref)
+            if ch.op == "del":
+                self._deletion(ch.gen, key, born.pop(key, 0))
+                changed.pop(key, None)
+            else:
+                if ch.op == "add":
+                    born[key] = ch.gen
+                changed[key] = ch.gen
+
+    def _deletion(self, gen: int, key: tuple, born: int) -> None:
+        deleted = self.deleted
+        if len(deleted) == deleted.maxlen:  # the oldest is about to be forgotten
+            self.horizon = deleted[0][0] if deleted else gen
+        deleted.append((gen, key, born))
 
     # ------------------------------------------------------------ durability
     def settled(self, upto) -> None:
@@ -297,10 +339,32 @@ class Store:
         return self.pending.get((cls, ref))
 
     # ---------------------------------------------------------------- loading
-    def load_row(self, cls: str, ref: str, data: str) -> None:
-        """Install a row read back from the journal (start-up only)."""
+    def load(self, loaded) -> None:
+        """Install what the journal kept (a journal.Loaded; start-up only): the rows, the
+        generation counter and the remembered deletions."""
+        for cls, ref, data, born, changed in loaded.rows:
+            self.load_row(cls, ref, data, born, changed)
+        self.gen = max(self.gen, loaded.generation)
+        self.horizon = max(self.horizon, loaded.horizon)
+        for gen, cls, ref, born in loaded.deletions:
+            if cls in self._evented:
+                self._deletion(gen, (cls, ref), born)
+
+    def limit_deletions(self, keep: int) -> None:
+        """Remember at most the newest `keep` deletions from now on."""
+        old = self.deleted
+        while len(old) > keep:
+            self.horizon = old.popleft()[0]
+        if old.maxlen != keep:
+            self.deleted = deque(old, maxlen=keep)
+
+    def load_row(self, cls: str, ref: str, data: str, born: int = 0, changed: int = 0) -> None:
+        """Install a row read back from the journal (start-up only), with the generations
+        that created and last changed it."""
         if cls not in self.tables:
             return  # a class this version no longer stores
+        if cls in self._evented:
+            self.born[(cls, ref)], self.changed[(cls, ref)] = born, changed
         blob = json.loads(data)
         rec = {}
         saved = blob["r"]

@@ -1,17 +1,20 @@
 """Events: the register/next queues and the event.from state diff.
 
-The hub listens to every committed store batch. Each change gets the next
-generation number. `event.next` sessions get the change, with a snapshot taken
-then, in a bounded queue of their own (overflow: EVENTS_LOST until they
-register again). `event.from` is a diff: objects changed since the token's
-generation appear once, as `add` (created since) or `mod`, with their current
-record; objects deleted since appear as `del` with no snapshot. Waiting uses
-the injected waiter port, so a long poll holds no thread.
+The hub listens to every committed store batch. Each change carries its
+generation, a number the store assigns and journals (so it goes on across
+restarts, whatever the clock does). `event.next` sessions get the change, with
+a snapshot taken then, in a bounded queue of their own (overflow: EVENTS_LOST
+until they register again). `event.from` is a diff: objects changed since the
+token's generation appear once, as `add` (created since) or `mod`, with their
+current record; objects deleted since appear as `del` with no snapshot. A token
+the diff cannot serve (older than the oldest remembered deletion, or newer than
+the newest generation: another agent's, or forged) gets the whole state as
+`add`, at once. Waiting uses the injected waiter port, so a long poll holds no
+thread.
 """
 
 import bisect
 import random
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
@@ -77,15 +80,12 @@ class EventHub:
         self.limits = limits
         self.rand = rand or random.random
         self.classes = {c.lower(): c for c, k in self.api.classes.items() if k.stored and k.events}
-        self.gen = int(clock() * 1000)  # later than any token of an earlier run
-        base = self.gen
-        self.added: Dict[tuple, int] = {}
-        self.mod: Dict[tuple, int] = {}
-        for cls in self.classes.values():
-            for ref in store.all(cls):
-                self.added[(cls, ref)] = self.mod[(cls, ref)] = base
-        self.log: List[tuple] = []  # (gen, key), gens increasing
-        self.deleted = deque(maxlen=limits.deletions)  # (gen, key, added gen)
+        # per object the generations that created and last changed it, and the newest
+        # deletions (gen, key, created gen): kept by the store, journalled with the objects
+        store.limit_deletions(limits.deletions)
+        self.added: Dict[tuple, int] = store.born
+        self.mod: Dict[tuple, int] = store.changed
+        self.log: List[tuple] = sorted((g, k) for k, g in self.mod.items())  # (gen, key), gens increasing
         self.queues: Dict[str, _Queue] = {}
         self.waiters = set()
         self.inflight = 0  # event.from calls in progress
@@ -93,25 +93,22 @@ class EventHub:
         self._batches = {}  # (subscriptions, token gen) -> batch, for the current generation
         store.listeners.append(self.on_changes)
 
+    @property
+    def gen(self) -> int:
+        """The generation of the newest change."""
+        return self.store.gen
+
     # ---------------------------------------------------------------- intake
     def on_changes(self, changes: List[Change]) -> None:
         self._batches.clear()
         now = "%.6f" % self.clock()
         for ch in changes:
-            if ch.cls not in self.api.classes or not self.api.classes[ch.cls].events:
-                continue
-            self.gen += 1
-            key = (ch.cls, ch.ref)
-            if ch.op == "del":
-                self.deleted.append((self.gen, key, self.added.pop(key, 0)))
-                self.mod.pop(key, None)
-            else:
-                if ch.op == "add":
-                    self.added[key] = self.gen
-                self.mod[key] = self.gen
-                self.log.append((self.gen, key))
+            if not ch.gen:
+                continue  # a class without events
+            if ch.op != "del":
+                self.log.append((ch.gen, (ch.cls, ch.ref)))
             if self.queues:
-                ev = {"id": str(self.gen), "timestamp": now, "class": ch.cls.lower(), "operation": ch.op,
+                ev = {"id": str(ch.gen), "timestamp": now, "class": ch.cls.lower(), "operation": ch.op,
                       "ref": ch.ref, "snapshot": TypedRecord(ch.cls, ch.record)}
                 for q in self.queues.values():
                     if _matches(q.subs, ch.cls, ch.ref):
@@ -163,6 +160,9 @@ class EventHub:
         q = self.queues.get(session)
         if q:
             q.subs -= self.parse_subs(classes)
+            if not q.subs:  # registered for nothing: as before any register
+                del self.queues[session]
+                self._wake(q.waiters)
 
     async def next(self, session: str, alive: Callable[[], bool]) -> list:
         q = self.queues.get(session)
@@ -201,10 +201,15 @@ class EventHub:
             raise ApiError("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
         return int(first)
 
+    def resync(self, since: int) -> bool:
+        """A token the diff cannot serve: from before the oldest remembered deletion, or from
+        after the newest generation (another agent's, or forged). It gets the whole state."""
+        return since > self.store.gen or since < self.store.horizon
+
     def collect(self, subs: set, since: int) -> list:
         events = []
         tables = self.store.tables
-        if since == 0:
+        if since == 0 or self.resync(since):
             for cls in self._sub_classes(subs):
                 for ref, rec in tables[cls].items():
                     if _matches(subs, cls, ref):
@@ -222,8 +227,9 @@ class EventHub:
             seen.add(key)
             op = "add" if self.added.get(key, 0) > since else "mod"
             events.append(self._from_event(op, cls, ref, gen, tables[cls][ref]))
-        if self.deleted and self.deleted[-1][0] > since:
-            for gen, (cls, ref), added in self.deleted:
+        deleted = self.store.deleted
+        if deleted and deleted[-1][0] > since:
+            for gen, (cls, ref), added in deleted:
                 if gen > since and added <= since and _matches(subs, cls, ref):
                     events.append({"id": str(gen), "timestamp": "0.0", "class": cls.lower(),
                                    "operation": "del", "ref": ref})
@@ -257,7 +263,7 @@ class EventHub:
                 key = (frozenset(subs), since)
                 batch = self._batches.get(key)
                 events = None if batch is not None else self.collect(subs, since)
-                if batch is not None or events:
+                if batch is not None or events or (since and self.resync(since)):
                     # pace each session: a poller that was answered a moment ago waits out
                     # a gap (wider when many poll) so that fast changes come in batches
                     # instead of letting every poller spin once per change

@@ -79,10 +79,10 @@ def test_commit_sends_one_batch_with_touched_objects(store):
     with store.transaction():
         vbd = store.create("VBD", {"VM": vm})
     (rows,) = store.batches
-    assert {(c, r) for c, r, _ in rows} == {("VBD", vbd), ("VM", vm)}
+    assert {(c, r) for c, r, *_ in rows} == {("VBD", vbd), ("VM", vm)}
     with store.transaction():
         store.delete("VBD", vbd)
-    assert ("VBD", vbd, None) in store.batches[-1]
+    assert ("VBD", vbd, None) in {row[:3] for row in store.batches[-1]}
 
 
 def test_rows_load_back_into_an_equal_store(store, api):
@@ -90,7 +90,7 @@ def test_rows_load_back_into_an_equal_store(store, api):
     rows = [r for batch in store.batches for r in batch]
     fresh = Store(api)
     latest = {}
-    for cls, ref, data in rows:
+    for cls, ref, data, *_ in rows:
         latest[(cls, ref)] = data
     for (cls, ref), data in latest.items():
         if data is not None:
@@ -113,3 +113,64 @@ def test_created_and_deleted_in_one_transaction_emits_nothing(store):
         ref = store.create("network", {})
         store.delete("network", ref)
     assert seen == []
+
+
+# ------------------------------------------------------------------ generations
+def test_each_change_gets_the_next_generation_in_its_row(store):
+    vm = make_vm(store)
+    (row,) = store.batches[-1]
+    assert row[3] == row[4] == store.gen  # created now
+    created = row[3]
+    with store.transaction():
+        store.set("VM", vm, "name_label", "renamed")
+        session = store.create("session", {})
+    rows = {r[0]: r for r in store.batches[-1]}
+    assert rows["VM"][3:] == (created + 1, created)  # changed now, created earlier
+    assert rows["session"][3:] == (0, 0)  # sessions have no events: no generation
+    with store.transaction():
+        store.delete("VM", vm)
+        store.delete("session", session)
+    rows = {r[0]: r for r in store.batches[-1]}
+    assert rows["VM"] == ("VM", vm, None, created + 2, created)
+    assert store.gen == created + 2 and store.deleted[-1] == (created + 2, ("VM", vm), created)
+    assert ("VM", vm) not in store.changed and ("VM", vm) not in store.born
+
+
+def test_a_refused_batch_uses_no_generation(api):
+    def refuse(rows):
+        raise RuntimeError("journal stopped")
+    s = Store(api, submit=refuse)
+    with pytest.raises(RuntimeError):
+        make_vm(s)
+    assert s.gen == 0 and s.changed == {} and s.all("VM") == {}
+
+
+def test_load_restores_the_counter_and_the_history(store, api):
+    from hostagent.db.journal import Loaded
+    vm = make_vm(store)
+    gone = make_vm(store)
+    with store.transaction():
+        store.delete("VM", gone)
+    latest = {}
+    for cls, ref, data, gen, born in (r for batch in store.batches for r in batch):
+        latest[(cls, ref)] = (cls, ref, data, born, gen)
+    rows = [r for r in latest.values() if r[2] is not None]
+    deletions = [(gen, cls, ref, born) for gen, (cls, ref), born in store.deleted]
+    fresh = Store(api, deletions=10)
+    fresh.load(Loaded(rows, store.gen, deletions, 0))
+    assert (fresh.gen, fresh.born, fresh.changed) == (store.gen, store.born, store.changed)
+    assert list(fresh.deleted) == list(store.deleted)
+    with fresh.transaction():
+        fresh.set("VM", vm, "name_label", "after a restart")
+    assert fresh.changed[("VM", vm)] == store.gen + 1
+
+
+def test_forgotten_deletions_move_the_horizon(store):
+    store.limit_deletions(2)
+    refs = [make_vm(store) for _ in range(3)]
+    gens = []
+    for ref in refs:
+        with store.transaction():
+            store.delete("VM", ref)
+        gens.append(store.gen)
+    assert [d[0] for d in store.deleted] == gens[1:] and store.horizon == gens[0]

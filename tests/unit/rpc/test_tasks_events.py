@@ -294,6 +294,15 @@ def test_next_without_register(env):
     assert env.err("event.next", env.s) == ["SESSION_NOT_REGISTERED", env.s]
 
 
+def test_next_after_unregistering_everything_is_not_registered(env):
+    env.ok("event.register", env.s, ["vm", "network"])
+    blocked = env.start("event.next", env.s)
+    env.ok("event.unregister", env.s, ["vm"])
+    env.ok("event.unregister", env.s, ["network"])
+    assert blocked.called and blocked.result.error == ["SESSION_NOT_REGISTERED", env.s]  # woken, not stuck
+    assert env.err("event.next", env.s) == ["SESSION_NOT_REGISTERED", env.s]
+
+
 def test_logout_wakes_a_blocked_next(env):
     other = env.ok("session.login_with_password", "root", "secret")
     env.ok("event.register", other, ["*"])
