@@ -61,7 +61,7 @@ def machine(proc: HostFacts, node=None) -> HostFacts:
     versions = {node.driver.lower(): node.hypervisor_version, "libvirt": node.libvirt_version}
     return dataclasses.replace(proc, cpus=cpus, sockets=node.sockets, memory_total=node.memory_total,
                                memory_free=node.memory_free, capabilities=list(node.capabilities),
-                               versions=versions)
+                               versions=versions, dom0_memory=proc.memory_total, dom0_vcpus=len(proc.cpus))
 
 
 def cpu_info(facts: HostFacts) -> dict:
@@ -141,8 +141,10 @@ def _first_start(store: Store, facts: HostFacts, version: str, now: str, host_uu
     })
     _sync_cpus(store, host, facts)
     store.create("pool", {"name_label": "", "master": host, "default_SR": NULL_REF})
+    # dom0 is what /proc describes; on a dom0 that is less than the host
+    dom0_memory, dom0_vcpus = facts.dom0_memory or facts.memory_total, facts.dom0_vcpus or len(facts.cpus)
     vm_metrics = store.create("VM_metrics", {
-        "memory_actual": facts.memory_total, "VCPUs_number": len(facts.cpus),
+        "memory_actual": dom0_memory, "VCPUs_number": dom0_vcpus,
         "start_time": now, "install_time": now, "last_updated": now, "state": []})
     dom0 = store.create("VM", {
         "name_label": f"Control domain on host: {facts.hostname}",
@@ -152,13 +154,13 @@ def _first_start(store: Store, facts: HostFacts, version: str, now: str, host_uu
         "is_a_template": False,
         "resident_on": host,
         "domid": 0,
-        "memory_static_max": facts.memory_total,
-        "memory_dynamic_max": facts.memory_total,
-        "memory_dynamic_min": facts.memory_total,
-        "memory_static_min": facts.memory_total,
-        "memory_target": facts.memory_total,
-        "VCPUs_max": len(facts.cpus),
-        "VCPUs_at_startup": len(facts.cpus),
+        "memory_static_max": dom0_memory,
+        "memory_dynamic_max": dom0_memory,
+        "memory_dynamic_min": dom0_memory,
+        "memory_static_min": dom0_memory,
+        "memory_target": dom0_memory,
+        "VCPUs_max": dom0_vcpus,
+        "VCPUs_at_startup": dom0_vcpus,
         "metrics": vm_metrics,
         "domain_type": "pv",
         "user_version": 1,

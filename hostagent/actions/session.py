@@ -17,7 +17,7 @@ async def _authenticate(ctx, uname: str, pwd: str) -> None:
         raise ApiError("SESSION_AUTHENTICATION_FAILED", uname, e.reason) from None
 
 
-async def _login(ctx, uname, pwd, originator, local_only):
+async def _login(ctx, uname, pwd, originator):
     if ctx.origin.local_root:
         user = uname or "root"  # the Unix socket is pre-authenticated as root
     else:
@@ -25,18 +25,19 @@ async def _login(ctx, uname, pwd, originator, local_only):
         user = uname
     ref = ctx.sessions.create(
         user, originator or ctx.origin.originator,
-        superuser=ctx.origin.local_root or user == "root", local_only=local_only)
+        superuser=ctx.origin.local_root or user == "root")
     log.info("session %s opened for %s (%s)", ref.split(":")[-1][:8], user,
              originator or ctx.origin.originator or "no originator")
     return ref
 
 
 async def login_with_password(ctx, uname, pwd, version, originator):
-    return await _login(ctx, uname, pwd, originator, local_only=False)
+    return await _login(ctx, uname, pwd, originator)
 
 
 async def slave_local_login_with_password(ctx, uname, pwd):
-    return await _login(ctx, uname, pwd, "", local_only=True)
+    # a lone host is its own master: until pools exist such a session is an ordinary one
+    return await _login(ctx, uname, pwd, "")
 
 
 def logout(ctx):

@@ -40,7 +40,7 @@ def local_pbd(ctx, sr: str):
     """(ref, record) of the SR's PBD for this host, or (None, None)."""
     host = ctx.host
     for ref in ctx.store.get("SR", sr)["PBDs"]:
-        rec = store.all("PBD").get(ref)
+        rec = ctx.store.all("PBD").get(ref)
         if rec is not None and rec["host"] == host:
             return ref, rec
     return None, None

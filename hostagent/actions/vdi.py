@@ -128,7 +128,9 @@ async def _branch(ctx, vdi: str, op: str, snapshot: bool) -> str:
             values.pop("snapshot_of", None)
         try:
             refs = await R.rescan(ctx, sr, drv, exclude_intent=key, values={vol.uuid: values})
-        except ApiError:
+        except ApiError as e:
+            log.warning("VDI.%s made volume %s, but the scan of its SR failed: %s; recording the "
+                        "volume from what the driver said", op, vol.uuid, e.description)
             refs = {}
         ref = refs.get(vol.uuid)
         if ref is None:  # the scan failed: record the new volume from what the driver said

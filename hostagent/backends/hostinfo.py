@@ -34,6 +34,8 @@ class HostFacts:
     sockets: int = 1
     capabilities: List[str] = field(default_factory=list)  # xapi's "hvm-3.0-x86_64" style
     versions: Dict[str, str] = field(default_factory=dict)  # software_version entries
+    dom0_memory: int = 0  # when the figures above are the hypervisor's: dom0's own (/proc)
+    dom0_vcpus: int = 0
 
 
 def _int(text: str, default: int = 0) -> int:

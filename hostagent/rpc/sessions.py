@@ -46,7 +46,7 @@ class SessionManager:
 
     # --------------------------------------------------------------- lifecycle
     def create(self, user: str, originator: str, superuser: bool, pool: bool = False,
-               local_only: bool = False, parent: str = NULL_REF) -> str:
+               parent: str = NULL_REF) -> str:
         now = self.clock()
         group = self._group(user, originator, pool)
         with self.store.transaction():
@@ -59,7 +59,7 @@ class SessionManager:
                 "originator": originator,
                 "parent": parent,
                 "rbac_permissions": [],
-            }, private={"group": list(group), "local_only": local_only, "active": now})
+            }, private={"group": list(group), "active": now})
         self.active[ref] = now
         self._enforce_cap(group)
         return ref
@@ -85,9 +85,6 @@ class SessionManager:
         log.info("session %s ended (%s)", _short(ref), reason)
         for cb in list(self.on_destroy):
             cb(ref)
-
-    def is_local_only(self, ref: str) -> bool:
-        return bool(self.store.private["session"][ref].get("local_only"))
 
     # ------------------------------------------------------------- collection
     def expire_idle(self) -> int:

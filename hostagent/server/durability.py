@@ -26,10 +26,11 @@ class JournalFailed(Exception):
 
 
 class GroupCommit:
-    def __init__(self, reactor, journal):
+    def __init__(self, reactor, journal, pool=None):
+        """`pool`: where writes run (default: a thread of the journal's own)."""
         self.reactor = reactor
         self.journal = journal
-        self.pool = ThreadPool(1, 1, name="journal")
+        self.pool = pool or ThreadPool(1, 1, name="journal")
         self.pending = []
         self.issued = 0  # tickets handed out
         self.done = 0  # highest durable ticket

@@ -57,8 +57,12 @@ def test_default_sr_is_local_storage(agent, x, local):
     assert pbd_rec["device_config"] == {"location": os.path.join(agent.state_dir, "sr")}
     assert pbd_rec["host"] == x.host.get_all()[0]
     assert x.SR.get_by_name_label("Local storage") == [sr]
-    # plugged: destroy and forget are refused, scan and update allowed
-    assert sorted(rec["allowed_operations"]) == ["scan", "update"]
+    # plugged: destroy, forget and plug are refused; scan, update, unplug and the VDI work
+    # the file driver can do are allowed (GUIs show "add disk" from vdi_create)
+    ops = set(rec["allowed_operations"])
+    assert {"scan", "update", "unplug", "vdi_create", "vdi_destroy", "vdi_snapshot", "vdi_clone",
+            "vdi_resize", "pbd_create", "pbd_destroy"} <= ops
+    assert not ops & {"destroy", "forget", "plug"}
 
 
 def test_sm_records(x):

@@ -71,7 +71,7 @@ def local_session(agent):
 
 
 def expected_cpus():
-    """What the agent reads: /proc/cpuinfo's processors, else os.cpu_count()."""
+    """dom0's vCPUs as the agent reads them: /proc/cpuinfo's processors, else os.cpu_count()."""
     try:
         with open("/proc/cpuinfo") as f:
             n = sum(1 for line in f if re.match(r"processor\s*:", line))
@@ -230,16 +230,32 @@ def test_host_metrics_live(s):
     assert int(rec["memory_total"]) > 0 and isinstance(rec["memory_total"], str)
 
 
-def test_host_cpus_match_this_machine(s):
+def test_host_cpus_and_memory_come_from_the_hypervisor(s):
+    """The host's CPUs and memory are the hypervisor's (libvirt's node info), not dom0's
+    /proc: asked here of the same driver the agent uses (test:///default)."""
+    import libvirt
+    conn = libvirt.open("test:///default")
+    try:
+        _, mem_mib, n, mhz, *_ = conn.getInfo()
+        free = conn.getFreeMemory()
+    finally:
+        conn.close()
     host = s.xenapi.host.get_all()[0]
-    n = expected_cpus()
     cpus = s.xenapi.host.get_host_CPUs(host)
     assert len(cpus) == n
     assert sorted(s.xenapi.host_cpu.get_all()) == sorted(cpus)
     records = s.xenapi.host_cpu.get_all_records()
     assert sorted(r["number"] for r in records.values()) == sorted(str(i) for i in range(n))
     assert {r["host"] for r in records.values()} == {host}
+    assert {r["speed"] for r in records.values()} == {str(mhz)}
     assert s.xenapi.host.get_cpu_info(host)["cpu_count"] == str(n)
+    metrics = s.xenapi.host_metrics.get_record(s.xenapi.host.get_metrics(host))
+    assert metrics["memory_total"] == str(mem_mib << 20)
+    assert metrics["memory_free"] == str(free)
+    version = s.xenapi.host.get_software_version(host)
+    assert version["test"] and version["libvirt"] and version["product_version"] == "8.4.0"
+    # test:///default offers i686 guests, HVM and PV, with and without PAE
+    assert s.xenapi.host.get_capabilities(host) == ["hvm-3.0-x86_32", "hvm-3.0-x86_32p", "xen-3.0-x86_32p"]
 
 
 def test_control_domain_as_xenapi_sees_it(s):
