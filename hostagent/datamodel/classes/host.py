@@ -121,7 +121,8 @@ HOST_METRICS = cls(
         field("uuid", STRING, RO),
         field("memory_total", INT, RO, doc="Bytes of physical memory."),
         field("memory_free", INT, RO, 0, lifecycle=REMOVED,
-              doc="Removed; always 0 (ask the host instead)."),
+              doc="Bytes of memory the hypervisor has free, refreshed every few seconds "
+                  "(deprecated in xapi, still read by clients)."),
         field("live", BOOL, RO, doc="True while the host keeps heartbeating to the master."),
         field("last_updated", DATETIME, RO),
         field("other_config", SMAP, RW, {}),
