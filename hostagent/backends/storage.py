@@ -4,17 +4,23 @@ The only module that imports `sm`. Every driver call runs through
 `run_blocking` (a worker pool owned by the server) under the SR's lock, shared
 or exclusive as the driver declares, and any `sm` failure becomes a
 `StorageError` carrying the XenAPI code and parameters the driver chose.
+
+The SR locks are taken before a call gets a worker, by awaiting locks that hold
+no thread (`make_lock`, given by the server): a long exclusive call on one SR
+keeps one worker busy, however many calls queue behind it, and calls on other
+SRs go on. The queue is first come, first served between calls that conflict
+(see hostagent/server/locks.py). One driver object per SR serves its calls, so
+what a driver keeps between calls (the VHD drivers' parsed files) lasts.
 """
 
 import logging
 import os
 import time
-from contextlib import ExitStack
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from sm.errors import SMError
-from sm.lock import SRLocks
+from sm.errors import BackendFailure, SMError
 from sm.registry import default_registry
 from sm.runner import Runner
 
@@ -56,16 +62,31 @@ class Stat:
     virtual_allocation: int
 
 
+DRIVERS_KEPT = 256  # driver objects kept (one per SR; probes make throw-away ones)
+
+
 class Storage:
-    def __init__(self, state_dir: str, run_blocking: Callable, registry=None, runner=None,
+    def __init__(self, state_dir: str, run_blocking: Callable, make_lock: Callable,
+                 start: Callable, registry=None, runner=None,
                  lock_timeout: Optional[float] = None, environ: Mapping[str, str] = os.environ):
-        """`run_blocking(fn, *args)` runs fn in a worker thread and returns an awaitable."""
+        """`run_blocking(fn, *args)` runs fn in a worker thread and returns an awaitable.
+        `make_lock()` gives a shared/exclusive lock: `acquire(exclusive, timeout)` returns
+        an awaitable of True once held (False when the timeout, None for none, passed
+        first) and holds no thread while it waits; `release(exclusive)`. `start(coro)`
+        runs a coroutine to its end and returns an awaitable of its result; a caller
+        that stops waiting on that awaitable must not stop the coroutine. All three are
+        called on the thread the port's coroutines run on (the reactor)."""
         self.state_dir = state_dir
         self.run_blocking = run_blocking
+        self.make_lock = make_lock
+        self.start = start
         self.runner = runner or Runner()
         self.registry = registry or default_registry(self.runner)
-        self.locks = SRLocks()
         self.lock_timeout = lock_timeout
+        self._locks: Dict[str, list] = {}  # SR uuid -> [lock, calls holding or queued]
+        self._drivers: "OrderedDict[str, Any]" = OrderedDict()
+        self.running = 0  # driver calls in worker threads right now
+        self.closed = False
         self.fault_delay = {k[len(FAULT_DELAY_PREFIX):].lower(): float(v) for k, v in environ.items()
                             if k.startswith(FAULT_DELAY_PREFIX) and v}
         if self.fault_delay:
@@ -103,43 +124,97 @@ class Storage:
 
     # ----------------------------------------------------------------- calls
     def driver(self, sr_type: str, sr_uuid: str, device_config: dict):
-        """A driver object for one SR; SR_UNKNOWN_DRIVER if the type has none."""
-        return self._cls(sr_type)(sr_uuid, dict(device_config), self.runner, self.state_dir)
+        """The driver object of one SR (the same one while its type and device_config
+        stay); SR_UNKNOWN_DRIVER if the type has none."""
+        cls = self._cls(sr_type)
+        drv = self._drivers.get(sr_uuid)
+        if drv is None or type(drv) is not cls or drv.device_config != dict(device_config):
+            drv = self._drivers[sr_uuid] = cls(sr_uuid, dict(device_config), self.runner,
+                                               self.state_dir)
+        self._drivers.move_to_end(sr_uuid)
+        while len(self._drivers) > DRIVERS_KEPT:
+            self._drivers.popitem(last=False)
+        return drv
 
     async def call(self, drv, op: str, *args):
         """Run `drv.<op>(*args)` in a worker thread under the SR lock."""
         return await self.begin(drv, op, *args).wait()
 
     def begin(self, drv, op: str, *args) -> "Job":
-        """Start `drv.<op>(*args)` in a worker thread under the SR lock (and, for
-        vol_copy_to, the destination SR's lock too); the Job says when it is done."""
+        """Queue `drv.<op>(*args)` on the SR's lock (and, for vol_copy_to, the
+        destination SR's lock too), then run it in a worker thread; the Job says
+        when it is done. A caller that stops waiting leaves the call running."""
         job = Job(drv, op)
         drivers = [drv] + [a for a in args if op == "vol_copy_to" and hasattr(a, "sr_uuid")]
-
-        def work():
-            try:
-                with ExitStack() as stack:
-                    # both SRs of a copy are locked in uuid order, so two copies never deadlock
-                    for d in sorted({d.sr_uuid: d for d in drivers}.values(), key=lambda d: d.sr_uuid):
-                        stack.enter_context(self.locks.hold(d.sr_uuid, op, d.info.exclusive,
-                                                            self.lock_timeout))
-                    result = getattr(drv, op)(*args)
-                    delay = self.fault_delay.get(op)
-                    if delay:
-                        time.sleep(delay)
-                    return result
-            finally:
-                job.done = True
-        job.pending = self.run_blocking(work)
+        job.pending = self.start(self._run(job, drivers, op, args))
         return job
+
+    async def _run(self, job: "Job", drivers, op: str, args):
+        held = []
+        try:
+            # both SRs of a copy are locked in uuid order, so two copies never deadlock
+            for d in sorted({d.sr_uuid: d for d in drivers}.values(), key=lambda d: d.sr_uuid):
+                exclusive = op in d.info.exclusive
+                entry = self._locks.get(d.sr_uuid)
+                if entry is None:
+                    entry = self._locks[d.sr_uuid] = [self.make_lock(), 0]
+                entry[1] += 1
+                try:
+                    self._refuse_if_closed(op, d.sr_uuid)
+                    if not await entry[0].acquire(exclusive, self.lock_timeout):
+                        raise BackendFailure("LockErr", f"{op} on SR {d.sr_uuid}: lock not "
+                                                        f"free after {self.lock_timeout:g}s")
+                except BaseException:
+                    self._unused(d.sr_uuid)
+                    raise
+                held.append((d.sr_uuid, exclusive))
+            self._refuse_if_closed(op, job.drv.sr_uuid)
+            self.running += 1
+            try:
+                return await self.run_blocking(self._work, job.drv, op, args)
+            finally:
+                self.running -= 1
+        finally:
+            for sr_uuid, exclusive in reversed(held):
+                self._locks[sr_uuid][0].release(exclusive)
+                self._unused(sr_uuid)
+            job.done = True
+
+    def _work(self, drv, op: str, args):
+        """In a worker thread."""
+        result = getattr(drv, op)(*args)
+        delay = self.fault_delay.get(op)
+        if delay:
+            time.sleep(delay)
+        return result
+
+    def _unused(self, sr_uuid: str) -> None:
+        entry = self._locks[sr_uuid]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._locks[sr_uuid]
+
+    def _refuse_if_closed(self, op: str, sr_uuid: str) -> None:
+        if self.closed:
+            raise BackendFailure("LockErr", f"{op} on SR {sr_uuid}: the agent is stopping")
+
+    def close(self) -> None:
+        """Refuse every call from now on, queued ones included (they fail as their turn
+        comes); calls already in a worker thread run to their end."""
+        self.closed = True
+
+    def busy_srs(self) -> List[str]:
+        """SRs with a call running or queued (for diagnostics and tests)."""
+        return sorted(self._locks)
 
     async def validate(self, drv):
         await self.call(drv, "validate_config")
 
 
 class Job:
-    """A driver call running in a worker thread: `done` turns true (from that thread)
-    when it has ended; `await job.wait()` gives its result or its StorageError."""
+    """A driver call, queued on its SR's lock and then run in a worker thread: `done`
+    turns true when it has ended (or was refused); `await job.wait()` gives its result
+    or its StorageError."""
 
     def __init__(self, drv, op: str):
         self.drv, self.op = drv, op

@@ -41,6 +41,7 @@ from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
 from .feed import Feed
+from .locks import SharedExclusiveLock
 from .site import ApiSite
 from .waiters import Waiter
 
@@ -98,10 +99,12 @@ class Agent:
                                EventLimits(queue=config.event_queue))
         self.sessions.on_destroy.append(self.events.session_gone)
         self.encoder = XmlEncoder(self.api)
-        # storage drivers block (files, LVM, mounts): their own worker pool
+        # storage drivers block (files, LVM, mounts): their own worker pool, which calls
+        # enter only once they hold their SR's lock (queued on the reactor, no thread)
         self.storage_pool = ThreadPool(1, 4, name="storage")
         in_storage_pool = lambda fn, *a: deferToThreadPool(reactor, self.storage_pool, fn, *a)  # noqa: E731
-        self.storage = Storage(config.state_dir, in_storage_pool)
+        self.storage = Storage(config.state_dir, in_storage_pool,
+                               make_lock=lambda: SharedExclusiveLock(reactor), start=shield)
         self.intents = IntentLog(self.journal.put_intent, self.journal.remove_intent,
                                  self.journal.intents, deferToThread)
         ports = Ports(
@@ -247,9 +250,12 @@ class Agent:
         for p in self.ports:
             await p.stopListening()
         self.ports = []
+        # queued storage calls are refused; running ones end in their threads, joined off
+        # the reactor so their results (and records) still arrive
+        self.storage.close()
+        await deferToThread(self.storage_pool.stop)
         await self.commit.wait(self.commit.issued)
         self.commit.stop()
-        self.storage_pool.stop()
         self.libvirt_pool.stop()
         self.hypervisor.close()
         self.journal.close()

@@ -1,4 +1,6 @@
-"""An LV's data read and written on its physical volumes, without device-mapper.
+"""An LV's data read and written: on its physical volumes without device-mapper
+(``ExtentIO``), through the activated LV with it (``BlockIO``), and zeroed the same
+way on both (``zero_range``).
 
 A linear LV is a list of segments: ``seg_size_pe`` logical extents from logical
 extent ``seg_start_pe`` lie on consecutive physical extents of one PV
@@ -12,6 +14,16 @@ thin, cache, ...) is refused, and only the extents LVM reports for the LV are to
 
 Without device-mapper nothing else opens the PVs, so every access goes through the
 same block-device page cache and is coherent; ``close`` fsyncs what was written.
+
+Zeroing: a new LV's extents, and the space a resize reveals, still hold what an
+earlier LV left there, and nothing else clears them: ``lvcreate --zero y`` (device-
+mapper only) clears the first 4 KiB. Both paths make the whole range read as zeros
+with the BLKZEROOUT ioctl (what ``blkdiscard --zeroout`` does, without a process):
+the kernel uses the device's own write-zeroes command where there is one (NVMe,
+SCSI WRITE SAME, loop devices' fallocate, passed through dm-linear) and otherwise
+writes zero pages itself, never copying buffers from user space, and it keeps the
+blocks allocated (no unmap: a thick LV stays thick). Discard is not used: it does
+not promise zeros. Where the ioctl is refused, zeros are written in 1 MiB pieces.
 """
 
 import bisect
@@ -171,17 +183,11 @@ class ExtentIO(VolumeReader, VolumeWriter):
             raise BackendFailure("LVMWrite", f"{self.lv}: write: {exc.strerror}") from exc
 
     def zero(self, offset: int, length: int) -> None:
-        """Make a range read as zeros: BLKZEROOUT for the sector-aligned part (the device
-        zeroes or unmaps it, or the kernel writes zeros), written zeros for the rest."""
+        """Make a range read as zeros (``zero_range`` on each PV piece)."""
         self._check_write(offset, length)
         try:
             for _, fd, where, n in self._span(offset, length):
-                head = min(-where % SECTOR, n)
-                body = (n - head) // SECTOR * SECTOR
-                _write_zeros(fd, where, head)
-                if body and not _zeroout(fd, where + head, body):
-                    _write_zeros(fd, where + head, body)
-                _write_zeros(fd, where + head + body, n - head - body)
+                zero_range(fd, where, n)
         except OSError as exc:
             raise BackendFailure("LVMWrite", f"{self.lv}: zeroing: {exc.strerror}") from exc
 
@@ -209,6 +215,69 @@ class ExtentIO(VolumeReader, VolumeWriter):
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+
+
+class BlockIO(VolumeReader, VolumeWriter):
+    """An activated LV (its ``/dev/<vg>/<lv>`` device) read and written with
+    pread/pwrite; ``capacity`` is the device's size (the LV's whole extents).
+    ``on_close`` runs after closing (the driver deactivates the LV there)."""
+
+    def __init__(self, path: str, size: int, writable: bool, on_close=None):
+        self.path, self.size, self.writable = path, size, writable
+        self._on_close, self._fd = on_close, None
+        try:
+            self._fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+        except OSError as exc:
+            self._finish()
+            raise BackendFailure("LVMMount", f"{path}: {exc.strerror}") from exc
+        self.capacity = os.lseek(self._fd, 0, os.SEEK_END)
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self._fd, length, offset)
+        return data + bytes(length - len(data))
+
+    def write(self, offset: int, data: bytes) -> None:
+        try:
+            _pwrite_all(self._fd, memoryview(data), offset)
+        except OSError as exc:
+            raise BackendFailure("LVMWrite", f"{self.path}: {exc.strerror}") from exc
+
+    def zero(self, offset: int, length: int) -> None:
+        if offset < 0 or offset + length > self.capacity:
+            raise BackendFailure("LVMWrite", f"{self.path}: bytes {offset}+{length} lie "
+                                             f"outside the LV ({self.capacity} bytes)")
+        try:
+            zero_range(self._fd, offset, length)
+        except OSError as exc:
+            raise BackendFailure("LVMWrite", f"{self.path}: zeroing: {exc.strerror}") from exc
+
+    def close(self):
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self.writable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+            self._finish()
+
+    def _finish(self):
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+
+def zero_range(fd: int, where: int, length: int) -> None:
+    """Make ``length`` bytes from ``where`` of a block device (or file) read as zeros:
+    BLKZEROOUT for the sector-aligned part, written zeros for the rest and wherever
+    the ioctl is refused (a regular file, a device without it)."""
+    head = min(-where % SECTOR, length)
+    body = (length - head) // SECTOR * SECTOR
+    _write_zeros(fd, where, head)
+    if body and not _zeroout(fd, where + head, body):
+        _write_zeros(fd, where + head, body)
+    _write_zeros(fd, where + head + body, length - head - body)
 
 
 def _pwrite_all(fd: int, data: memoryview, where: int):

@@ -14,6 +14,10 @@ zeroing of new or grown space. Only vol_attach, which hands out the
 ``/dev/<vg>/<lv>`` block device, needs activation; without device-mapper it
 raises Unsupported and VDI_ATTACH is not declared. With device-mapper the data
 path goes through the activated LV, as the datapath itself does.
+
+A new volume, and the space a resize reveals, read as zeros on both paths: the
+whole range is zeroed (``lvextents.zero_range``), never only the first 4 KiB
+that ``lvcreate --zero`` clears, so no VDI shows what a destroyed one held.
 """
 
 import json
@@ -24,7 +28,8 @@ from sm.driver import COPY_CHUNK, Attachment, ConfigKey, Driver, DriverInfo, SrS
     VolumeReader, VolumeWriter
 from sm.drivers.attachments import AttachmentBook
 from sm.drivers.filesr import COPYRIGHT, VENDOR
-from sm.drivers.lvextents import SEGMENT_FIELDS, ExtentIO, copy_range, extent_map, pv_names
+from sm.drivers.lvextents import (SEGMENT_FIELDS, BlockIO, ExtentIO, copy_range, extent_map,
+                                  pv_names)
 from sm.drivers.vhddir import UUID_RE, check_uuid
 from sm.errors import (BackendFailure, ConfigInvalid, SRFull, SRNotEmpty, Unsupported,
                        VolumeExists, VolumeInUse, VolumeNotFound)
@@ -226,24 +231,23 @@ class LvmDriver(Driver):
         vg = self.vg_facts()
         if self._round(virtual_size, vg["vg_extent_size"]) > vg["vg_free"]:
             raise SRFull(virtual_size, vg["vg_free"])
-        # Without activation nothing can be zeroed or wiped, so say so rather than fail.
+        # With device-mapper lvcreate wipes known signatures before anything can see
+        # them (its --zero clears only 4 KiB); without device-mapper it can do neither.
+        # Either way _zero_tail then zeroes the whole LV.
         mode = ["--activate", "y", "--zero", "y", "--wipesignatures", "y", "--yes"] \
             if self.activation else ["--activate", "n", "--zero", "n"]
         self.lvm("lvcreate", *mode, "--size", f"{virtual_size}B", "--name", LV_PREFIX + uuid,
                  "--addtag", f"{VSIZE_TAG}{virtual_size}", self.vg, error="LVMCreate")
-        if self.activation:
-            self._deactivate(uuid)  # active only while attached
-        else:
-            self._zero_tail(uuid, 0, "vol_create")
+        self._zero_tail(uuid, 0, "vol_create")  # and deactivated: active only while attached
         return self.vol_stat(uuid)
 
     def _zero_tail(self, uuid: str, start: int, operation: str) -> None:
-        """Without activation nothing zeroes an LV's extents, which still hold what an
-        earlier LV left there: zero them from ``start`` (a new volume, or the space a
-        resize reveals, reads as zeros; vol_copy_to skips ranges of zeros). A new LV
-        that cannot be zeroed is removed again."""
+        """An LV's extents still hold what an earlier LV left there: zero them from
+        ``start`` to the LV's end, on its PVs or through the activated LV (a new
+        volume, or the space a resize reveals, reads as zeros; vol_copy_to skips
+        ranges of zeros). A new LV that cannot be zeroed is removed again."""
         try:
-            with self._extents(uuid, 0, True, operation) as lv:
+            with self._raw(uuid, 0, True, operation) as lv:
                 lv.zero(start, lv.capacity - start)
         except BaseException:
             if operation == "vol_create":
@@ -271,8 +275,7 @@ class LvmDriver(Driver):
                 raise SRFull(new_size, volume.physical_utilisation + vg["vg_free"])
             self.lvm("lvextend", "--size", f"{new_size}B", self.lv_path(uuid),
                      error="LVMResize")
-        if not self.activation:
-            self._zero_tail(uuid, volume.virtual_size, "vol_resize")
+        self._zero_tail(uuid, volume.virtual_size, "vol_resize")
         self.lvm("lvchange", "--deltag", f"{VSIZE_TAG}{volume.virtual_size}",
                  "--addtag", f"{VSIZE_TAG}{new_size}", self.lv_path(uuid), error="LVMResize")
         return self.vol_stat(uuid)
@@ -351,49 +354,17 @@ class LvmDriver(Driver):
         self.book.remove(uuid)
         self._deactivate(uuid)
 
-    def open_reader(self, uuid: str, operation: str = "open_reader") -> VolumeReader:
-        volume = self.vol_stat(uuid)
+    def _raw(self, uuid: str, size: int, writable: bool, operation: str):
+        """The LV's bytes: on its PVs without device-mapper, else through the LV
+        activated for the purpose (deactivated again on close unless attached)."""
         if not self.activation:
-            return self._extents(uuid, volume.virtual_size, False, operation)
+            return self._extents(uuid, size, writable, operation)
         self._activate(uuid, operation)
-        return _BlockIO(self, uuid, volume.virtual_size, "rb")
+        return BlockIO(self.device_path(uuid), size, writable, lambda: self._deactivate(uuid))
+
+    def open_reader(self, uuid: str, operation: str = "open_reader") -> VolumeReader:
+        return self._raw(uuid, self.vol_stat(uuid).virtual_size, False, operation)
 
     def open_writer(self, uuid: str, operation: str = "open_writer") -> VolumeWriter:
-        volume = self.vol_stat(uuid)
-        if not self.activation:
-            return self._extents(uuid, volume.virtual_size, True, operation)
-        self._activate(uuid, operation)
-        return _BlockIO(self, uuid, volume.virtual_size, "r+b")
+        return self._raw(uuid, self.vol_stat(uuid).virtual_size, True, operation)
 
-
-class _BlockIO(VolumeReader, VolumeWriter):
-    """An activated LV read or written with pread/pwrite; deactivated again on close."""
-
-    def __init__(self, driver: LvmDriver, uuid: str, size: int, mode: str):
-        self._driver, self._uuid, self.size = driver, uuid, size
-        try:
-            self._file = open(driver.device_path(uuid), mode, buffering=0)
-        except OSError as exc:
-            driver._deactivate(uuid)
-            raise BackendFailure("LVMMount", f"{driver.device_path(uuid)}: {exc.strerror}") \
-                from exc
-
-    def read(self, offset: int, length: int) -> bytes:
-        data = os.pread(self._file.fileno(), length, offset)
-        return data + bytes(length - len(data))
-
-    def write(self, offset: int, data: bytes) -> None:
-        try:
-            os.pwrite(self._file.fileno(), data, offset)
-        except OSError as exc:
-            raise BackendFailure("LVMWrite", f"{self._uuid}: {exc.strerror}") from exc
-
-    def close(self):
-        if self._file.closed:
-            return
-        try:
-            if self._file.mode != "rb":
-                os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-            self._driver._deactivate(self._uuid)

@@ -9,6 +9,8 @@ attach and scan) puts an interrupted branch back as it was. On a
 shared SR (nfs) journals and temporary files carry this host's id, so a host
 never rolls back another host's work in progress. Bases are the volumes other
 volumes name as parent; when a base loses its last child it is deleted too.
+What each file holds is parsed once and kept while the file stays the same
+(``sm.drivers.vhdcache``), so a call costs an ``fstat`` per file, not a parse.
 """
 
 from abc import abstractmethod
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from sm.driver import Attachment, Driver, SrStat, Volume
 from sm.drivers import vhdfile
 from sm.drivers.attachments import AttachmentBook
+from sm.drivers.vhdcache import FactsCache, fresh_stat
 from sm.errors import (BackendFailure, SRNotEmpty, VolumeExists, VolumeInUse, VolumeNotFound,
                        VolumeReadOnly)
 
@@ -42,6 +45,10 @@ def check_uuid(uuid: str) -> str:
     if not UUID_RE.match(uuid or ""):
         raise BackendFailure("InvalidArg", f"not a lower-case uuid: {uuid!r}")
     return uuid
+
+
+def _is_volume(name: str) -> bool:
+    return name.endswith(".vhd") and bool(UUID_RE.match(name[:-4]))
 
 
 def host_id() -> str:
@@ -65,11 +72,13 @@ def _fsync_dir(path: str) -> None:
 class VhdDir:
     """The volumes of one SR directory."""
 
-    def __init__(self, path: str, sr_uuid: str, book: AttachmentBook):
+    def __init__(self, path: str, sr_uuid: str, book: AttachmentBook,
+                 cache: FactsCache | None = None, host: str | None = None):
         self.path = path
         self.sr_uuid = sr_uuid
         self.book = book
-        self.host = host_id()
+        self.cache = cache if cache is not None else FactsCache()
+        self.host = host or host_id()
 
     def _tmp(self, uuid: str) -> str:
         return os.path.join(self.path, f"{_TMP}{self.host}-{uuid}.vhd")
@@ -84,25 +93,26 @@ class VhdDir:
 
     def uuids(self) -> list[str]:
         self.require_present()
-        return sorted(name[:-4] for name in os.listdir(self.path)
-                      if name.endswith(".vhd") and UUID_RE.match(name[:-4]))
+        return sorted(name[:-4] for name in os.listdir(self.path) if _is_volume(name))
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def _facts(self) -> dict[str, vhdfile.VhdFacts]:
-        facts = {}
-        for uuid in self.uuids():
-            try:
-                facts[uuid] = vhdfile.facts_or_broken(self.file(uuid))
-            except FileNotFoundError:
-                continue  # removed behind our back between listdir and open
-        return facts
+    def _facts(self) -> dict[str, tuple[vhdfile.VhdFacts, os.stat_result]]:
+        """Every volume's facts and stat (one stat per file, parsed only when changed)."""
+        self.require_present()
+        listed = self.cache.listing(self.path, _is_volume)
+        return {name[:-4]: fact for name, fact in listed.items()}
 
-    def _volume(self, uuid: str, fact: vhdfile.VhdFacts, is_base: bool) -> Volume:
+    def _fact(self, uuid: str) -> tuple[vhdfile.VhdFacts, os.stat_result]:
+        path = self.file(uuid)
         try:
-            st = os.stat(self.file(uuid))
+            st = fresh_stat(path)
+            return self.cache.facts(path, st), st
         except FileNotFoundError:
             raise VolumeNotFound(uuid, self.sr_uuid) from None
+
+    def _volume(self, uuid: str, fact: vhdfile.VhdFacts, st: os.stat_result,
+                is_base: bool) -> Volume:
         parent = fact.parent[:-4] if fact.parent and fact.parent.endswith(".vhd") else fact.parent
         # A damaged image is listed (so it can be seen and destroyed) but never written.
         return Volume(uuid=uuid, location=uuid, virtual_size=fact.virtual_size,
@@ -116,28 +126,26 @@ class VhdDir:
 
     def volumes(self) -> list[Volume]:
         facts = self._facts()
-        parents = {f.parent[:-4] for f in facts.values() if f.parent}
-        return [self._volume(u, f, u in parents) for u, f in sorted(facts.items())]
+        parents = {f.parent[:-4] for f, _ in facts.values() if f.parent}
+        return [self._volume(u, f, st, u in parents) for u, (f, st) in sorted(facts.items())]
 
     def children(self, uuid: str) -> list[str]:
         name = uuid + ".vhd"
-        return [u for u, f in self._facts().items() if f.parent == name]
+        return [u for u, (f, _) in self._facts().items() if f.parent == name]
 
     def get(self, uuid: str) -> Volume:
         check_uuid(uuid)
         self.require_present()
-        if not os.path.exists(self.file(uuid)):
-            raise VolumeNotFound(uuid, self.sr_uuid)
-        fact = vhdfile.facts_or_broken(self.file(uuid))
-        return self._volume(uuid, fact, bool(self.children(uuid)))
+        fact, st = self._fact(uuid)
+        return self._volume(uuid, fact, st, bool(self.children(uuid)))
 
     def stat(self) -> SrStat:
         self.require_present()
         vfs = os.statvfs(self.path)
-        volumes = self.volumes()
         return SrStat(physical_size=vfs.f_blocks * vfs.f_frsize,
                       physical_utilisation=(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize,
-                      virtual_allocation=sum(v.virtual_size for v in volumes if not v.read_only))
+                      virtual_allocation=sum(v.virtual_size for v in self.volumes()
+                                             if not v.read_only))
 
     # ---- changing --------------------------------------------------------------------------
 
@@ -155,11 +163,15 @@ class VhdDir:
             raise BackendFailure("VDISize", f"virtual size {virtual_size} is not positive")
         tmp = self._tmp(uuid)
         try:
-            vhdfile.create(tmp, virtual_size)
-            os.replace(tmp, path)
+            with self.cache.changing(path):
+                vhdfile.create(tmp, virtual_size)
+                os.replace(tmp, path)
         finally:
             _remove(tmp)
-        return self.get(uuid)
+        # Not get(): a volume made just now under a fresh uuid is nobody's base, and
+        # asking would read the whole SR.
+        fact, st = self._fact(uuid)
+        return self._volume(uuid, fact, st, False)
 
     def destroy(self, uuid: str) -> None:
         volume = self.get(uuid)
@@ -167,13 +179,15 @@ class VhdDir:
         if self.children(uuid):
             # A base: other volumes read through it.
             raise VolumeInUse(uuid, "destroy")
-        os.unlink(self.file(uuid))
+        with self.cache.changing(self.file(uuid)):
+            os.unlink(self.file(uuid))
         # Garbage-collect bases nothing reads through any more.
         parent = volume.parent
         while parent and os.path.exists(self.file(parent)) and not self.children(parent) \
                 and self.book.get(parent) is None:
-            grand = vhdfile.facts_or_broken(self.file(parent)).parent
-            os.unlink(self.file(parent))
+            grand = self._fact(parent)[0].parent
+            with self.cache.changing(self.file(parent)):
+                os.unlink(self.file(parent))
             parent = grand[:-4] if grand else None
 
     def branch(self, uuid: str, new_uuid: str, operation: str) -> Volume:
@@ -197,8 +211,9 @@ class VhdDir:
             os.fsync(f.fileno())
         _fsync_dir(self.path)
         try:
-            vhdfile.freeze(self.file(uuid), self.file(base), self.file(new_uuid))
-            os.chmod(self.file(base), 0o444)
+            with self.cache.changing(self.file(uuid), self.file(base), self.file(new_uuid)):
+                vhdfile.freeze(self.file(uuid), self.file(base), self.file(new_uuid))
+                os.chmod(self.file(base), 0o444)
             _fsync_dir(self.path)
         except BaseException:
             self._roll_back(journal)
@@ -208,8 +223,9 @@ class VhdDir:
     def _child(self, path: str, parent_path: str) -> None:
         tmp = self._tmp(os.path.basename(path)[:-4])
         try:
-            vhdfile.make_child(tmp, parent_path)
-            os.replace(tmp, path)
+            with self.cache.changing(path):
+                vhdfile.make_child(tmp, parent_path)
+                os.replace(tmp, path)
             _fsync_dir(self.path)
         finally:
             _remove(tmp)
@@ -238,10 +254,11 @@ class VhdDir:
             return
         if os.path.exists(base):
             # The leaf was renamed: its children are empty, nothing has written to them.
-            _remove(new)
-            _remove(leaf)
-            os.rename(base, leaf)
-            os.chmod(leaf, 0o644)
+            with self.cache.changing(leaf, base, new):
+                _remove(new)
+                _remove(leaf)
+                os.rename(base, leaf)
+                os.chmod(leaf, 0o644)
         _fsync_dir(self.path)
         _remove(journal)
 
@@ -254,7 +271,8 @@ class VhdDir:
             raise BackendFailure("VDISize", f"shrinking {uuid} from {volume.virtual_size} "
                                             f"to {new_size} bytes is not supported")
         if new_size > volume.virtual_size:
-            vhdfile.resize(self.file(uuid), new_size)
+            with self.cache.changing(self.file(uuid)):
+                vhdfile.resize(self.file(uuid), new_size)
         return self.get(uuid)
 
     def attach(self, uuid: str, writable: bool) -> Attachment:
@@ -288,7 +306,13 @@ def _remove(path: str) -> None:
 class VhdDriver(Driver):
     """SR drivers keeping VHD files in a directory; subclasses say where and how
     the directory becomes available (``sr_path``, ``_is_attached``,
-    ``_attach_storage``, ``_detach_storage``)."""
+    ``_attach_storage``, ``_detach_storage``). One object can serve many calls
+    (the agent keeps one per SR): it keeps what it parsed of the SR's files."""
+
+    def __init__(self, sr_uuid: str, device_config: dict, runner, state_dir: str):
+        super().__init__(sr_uuid, device_config, runner, state_dir)
+        self._cache = FactsCache()
+        self._host = host_id()
 
     @abstractmethod
     def sr_path(self) -> str:
@@ -309,7 +333,7 @@ class VhdDriver(Driver):
 
     @property
     def volumes(self) -> VhdDir:
-        return VhdDir(self.sr_path(), self.sr_uuid, self.book)
+        return VhdDir(self.sr_path(), self.sr_uuid, self.book, self._cache, self._host)
 
     @contextmanager
     def temporarily_attached(self):

@@ -363,9 +363,52 @@ def test_clone_needs_room_for_a_whole_copy(sr):
     assert [v.uuid for v in sr.scan()] == [a.uuid]
 
 
+def pv_extents(vg, lv):
+    """[(pv, first physical extent, count)] of an LV, from pvs --segments."""
+    return sorted((r["pv_name"], int(r["pvseg_start"]), int(r["pvseg_size"]))
+                  for r in lvm_json("pvs", "--segments", "-o", "vg_name,pv_name,pvseg_start,"
+                                    "pvseg_size,lv_name", key="pvseg")
+                  if r["vg_name"] == vg and r["lv_name"] == lv)
+
+
 @real_lvm
-@pytest.mark.skipif(dm_available(), reason="with device-mapper the activation path zeroes "
-                                           "nothing beyond lvcreate --zero")
+def test_a_new_vdi_on_a_destroyed_ones_extents_reads_zeros(sr):
+    """No data leaks between VDIs: a VDI made of the very extents a destroyed one had,
+    and a resize that grows onto freed extents, read as zeros (with or without
+    device-mapper: both zero the whole range)."""
+    size = 24 * MiB
+    old = sr.vol_create(new_uuid(), size)
+    pattern = (b"secret of the old VDI " * (size // 16))[:size]
+    with sr.open_writer(old.uuid) as writer:
+        writer.write(0, pattern)
+    where = pv_extents(sr.vg, LV_PREFIX + old.uuid)
+    assert read_images(sr.vg, LV_PREFIX + old.uuid, 0, size) == pattern
+    sr.vol_destroy(old.uuid)
+    new = sr.vol_create(new_uuid(), size)
+    assert pv_extents(sr.vg, LV_PREFIX + new.uuid) == where  # the same place
+    assert read_all(sr, new.uuid, size) == bytes(size)
+    assert read_images(sr.vg, LV_PREFIX + new.uuid, 0, size) == bytes(size)
+
+    # a resize onto extents a destroyed VDI wrote: small VDI first, a big one after it
+    sr.vol_destroy(new.uuid)
+    small = sr.vol_create(new_uuid(), 4 * MiB)
+    after = sr.vol_create(new_uuid(), 16 * MiB)
+    with sr.open_writer(after.uuid) as writer:
+        writer.write(0, pattern[:16 * MiB])
+    with sr.open_writer(small.uuid) as writer:
+        writer.write(0, b"kept")
+    freed = pv_extents(sr.vg, LV_PREFIX + after.uuid)
+    sr.vol_destroy(after.uuid)
+    grown = sr.vol_resize(small.uuid, 20 * MiB)
+    assert grown.physical_utilisation == 20 * MiB
+    [(pv, first, count)] = freed
+    assert pv_extents(sr.vg, LV_PREFIX + small.uuid) == [(pv, first - 1, count + 1)]
+    data = read_all(sr, small.uuid, 20 * MiB)
+    assert data[:4] == b"kept" and data[4:] == bytes(20 * MiB - 4)
+    assert read_images(sr.vg, LV_PREFIX + small.uuid, 0, 20 * MiB) == data
+
+
+@real_lvm
 def test_new_and_grown_space_reads_as_zeros_on_reused_extents(sr):
     old = sr.vol_create(new_uuid(), 20 * MiB)
     with sr.open_writer(old.uuid) as writer:
@@ -552,13 +595,38 @@ def test_extent_map_refuses_what_it_cannot_place(rows, error, words):
     assert words in info.value.params[1]
 
 
-def test_with_device_mapper_lvs_are_active_only_while_attached(tmp_path):
+class _FakeBlock:
+    """Stands in for BlockIO (no activated LV behind the path): records what it is asked."""
+    opened: list = []
+
+    def __init__(self, path, size, writable, on_close=None):
+        self.path, self.size, self.writable, self.on_close = path, size, writable, on_close
+        self.capacity = 8 * MiB
+        self.zeroed = []
+        _FakeBlock.opened.append(self)
+
+    def zero(self, offset, length):
+        self.zeroed.append((offset, length))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.on_close()
+
+
+def test_with_device_mapper_lvs_are_active_only_while_attached(tmp_path, monkeypatch):
     runner = recorded(dm=True)
+    monkeypatch.setattr(lvmsr, "BlockIO", _FakeBlock)
+    _FakeBlock.opened = []
     driver = _Lvm(SR_UUID, {"device": "/dev/fake0"}, runner, str(tmp_path))
     driver.vol_create(VOL, 6 * MiB)
     assert ["lvcreate", "--activate", "y", "--zero", "y", "--wipesignatures", "y", "--yes",
             "--size", f"{6 * MiB}B", "--name", LV_PREFIX + VOL, "--addtag", f"vsize={6 * MiB}",
             VG] in runner.calls
+    # the whole new LV is zeroed through its device, then it is deactivated
+    [io] = _FakeBlock.opened
+    assert (io.path, io.writable, io.zeroed) == (f"/dev/{VG}/LV-{VOL}", True, [(0, 8 * MiB)])
     assert runner.commands("lvchange")[-1] == ["lvchange", "--activate", "n", f"{VG}/LV-{VOL}"]
     attachment = driver.vol_attach(VOL, writable=True)
     assert (attachment.kind, attachment.path) == ("block", f"/dev/{VG}/LV-{VOL}")
@@ -569,6 +637,48 @@ def test_with_device_mapper_lvs_are_active_only_while_attached(tmp_path):
     assert runner.commands("lvchange")[-1] == ["lvchange", "--activate", "n", f"{VG}/LV-{VOL}"]
     driver.detach()
     assert runner.calls[-1] == ["vgchange", "--activate", "n", VG]
+
+
+class _LvmOnFile(_Lvm):
+    """With device-mapper, its LV's device being a plain file that stands in for the
+    activated /dev/<vg>/<lv> (what lvcreate and lvextend would give it is set up by
+    the test)."""
+    lv_file = None
+
+    def device_path(self, uuid):
+        return self.lv_file
+
+
+def test_with_device_mapper_new_and_grown_space_is_zeroed_through_the_lv(tmp_path):
+    """What the device-mapper path does to an LV's bytes, on a stand-in device: not
+    only the 4 KiB lvcreate --zero clears, but every byte of a new LV and every byte a
+    resize reveals read as zeros, written while the LV is active."""
+    runner = recorded(dm=True)
+    lv = tmp_path / "lv"
+    lv.write_bytes(b"\xaa" * (8 * MiB))  # what a destroyed LV left on these extents
+    driver = _LvmOnFile(SR_UUID, {"device": "/dev/fake0"}, runner, str(tmp_path))
+    driver.lv_file = str(lv)
+    driver.vol_create(VOL, 6 * MiB)
+    assert lv.read_bytes() == bytes(8 * MiB)
+    create = runner.calls.index(next(c for c in runner.calls if c[0] == "lvcreate"))
+    assert [c for c in runner.calls[create:] if c[0] == "lvchange"] == [
+        ["lvchange", "--activate", "y", f"{VG}/LV-{VOL}"],
+        ["lvchange", "--activate", "n", f"{VG}/LV-{VOL}"]]
+
+    # a guest wrote data, and bytes past the virtual size (the LV's last extent is whole)
+    with open(lv, "r+b") as f:
+        f.write(b"kept")
+        f.seek(6 * MiB)
+        f.write(b"\xbb" * (2 * MiB))
+        f.write(b"\xcc" * (4 * MiB))  # lvextend's new extent, freed by another LV
+    runner.calls.clear()
+    driver.vol_resize(VOL, 10 * MiB)
+    assert runner.commands("lvextend") == [["lvextend", "--size", f"{10 * MiB}B",
+                                            f"{VG}/LV-{VOL}"]]
+    assert lv.read_bytes() == b"kept" + bytes(12 * MiB - 4)
+    assert runner.commands("lvchange")[:2] == [
+        ["lvchange", "--activate", "y", f"{VG}/LV-{VOL}"],
+        ["lvchange", "--activate", "n", f"{VG}/LV-{VOL}"]]
 
 
 def test_lvm_failures_name_their_table_entries(tmp_path):
