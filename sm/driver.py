@@ -150,8 +150,8 @@ Progress = Callable[[float], "bool | None"]
 
 
 class Driver(ABC):
-    """One SR on this host. Calls block: the agent runs them in worker threads,
-    holding ``SRLocks().hold(sr_uuid, op, info.exclusive)`` around each."""
+    """One SR on this host. Calls block: the agent runs them in worker threads, each
+    only once it holds the SR's lock (shared, or exclusive for ``info.exclusive`` ops)."""
 
     info: ClassVar[DriverInfo]
 

@@ -47,4 +47,4 @@ def serve(config) -> int:
     reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(shutdown()))
     reactor.callWhenRunning(lambda: Deferred.fromCoroutine(start()).addErrback(failed))
     reactor.run()
-    return status["code"]
+    return status["code"] or agent.exit_code

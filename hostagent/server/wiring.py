@@ -79,8 +79,10 @@ class Agent:
         self.commit = GroupCommit(reactor, self.journal)
         self.store = Store(self.api, submit=self.commit.submit)
         self.commit.on_durable.append(self.store.settled)
+        self.commit.on_failure.append(self._journal_failed)
         self.store.load(self.journal.load())  # objects, generation counter, remembered deletions
         self.generated_password = None  # set by _auth() on a first start
+        self.exit_code = 0  # what `serve` returns once the reactor stops
         # reports from adapters' threads (libvirt events, samples) become work on the reactor
         self.reconcilers = None
         self.feed = Feed(reactor, self._reconcile)
@@ -134,6 +136,15 @@ class Agent:
         """Periodic clean-up: idle sessions, old tasks."""
         self.sessions.expire_idle()
         self.tasks.collect()
+
+    def _journal_failed(self, error) -> None:
+        """The database cannot be written: nothing more is acknowledged (the journal refuses),
+        and the agent stops so that its supervisor restarts it from what is durable; the
+        changes whose callers got this error live only in memory until then."""
+        log.critical("stopping: %s", error)
+        self.exit_code = 1
+        if self.reactor.running:
+            self.reactor.callLater(0, self.reactor.stop)
 
     def _reconcilers(self, state_dir: str) -> Reconcilers:
         """What start-up settles, in order, and which reports the adapters send."""
@@ -254,10 +265,12 @@ class Agent:
         # the reactor so their results (and records) still arrive
         self.storage.close()
         await deferToThread(self.storage_pool.stop)
-        await self.commit.wait(self.commit.issued)
-        self.commit.stop()
-        self.libvirt_pool.stop()
-        self.hypervisor.close()
+        if self.commit.failed is None:  # after a failed write there is nothing more to wait for
+            await self.commit.wait(self.commit.issued)
+        # worker threads are joined off the reactor, as the storage pool's above
+        for pool in (self.commit, self.libvirt_pool):
+            await deferToThread(pool.stop)
+        await deferToThread(self.hypervisor.close)
         self.journal.close()
 
     def _password_file_works(self) -> bool:
