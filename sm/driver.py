@@ -8,6 +8,7 @@ for a domain (``vol_attach``/``vol_detach``), as in SMAPIv3. Drivers return
 values and raise ``sm.errors`` exceptions; they never call the management API.
 """
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, NamedTuple
@@ -249,6 +250,33 @@ class Driver(ABC):
                 pass
             raise
         return dest_driver.vol_stat(dest.uuid)
+
+    def vol_fill_from(self, uuid: str, path: str) -> None:
+        """Write a file's bytes into the volume from offset 0 (a suspend image going in);
+        the volume must be at least as large as the file."""
+        with open(path, "rb") as src, self.open_writer(uuid) as writer:
+            offset = 0
+            while True:
+                data = src.read(COPY_CHUNK)
+                if not data:
+                    break
+                if data != bytes(len(data)):
+                    writer.write(offset, data)
+                offset += len(data)
+
+    def vol_dump_to(self, uuid: str, path: str, length: int) -> None:
+        """Write the volume's first `length` bytes into a new file (a suspend image coming
+        back out); the file is complete or absent."""
+        tmp = f"{path}.part"
+        with self.open_reader(uuid) as reader, open(tmp, "wb") as out:
+            offset = 0
+            while offset < length:
+                n = min(COPY_CHUNK, length - offset)
+                out.write(reader.read(offset, n))
+                offset += n
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
 
     # ---- datapath -------------------------------------------------------------------------
 

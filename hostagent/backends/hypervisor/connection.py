@@ -1,6 +1,6 @@
 """The hypervisor port's libvirt adapter: one object owns the connection.
 
-The only module that imports `libvirt`. It opens the connection lazily,
+This package is the only one that imports `libvirt`. It opens the connection lazily,
 probes it before use, reopens it after a failure (with a growing pause
 between attempts), and translates every libvirt error into `HypervisorError`.
 Its methods block: the server runs them in a serialised worker pool. Events
@@ -12,11 +12,13 @@ the server turns into work on the reactor.
 import logging
 import threading
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import libvirt
+
+from . import facts
+from .errors import HypervisorUnavailable
+from .facts import NodeFacts, Sample
 
 log = logging.getLogger("hostagent.hypervisor")
 
@@ -32,71 +34,6 @@ LIFECYCLE = {
     libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pmsuspended",
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
 }
-
-
-class HypervisorError(Exception):
-    """A libvirt failure: `code` is libvirt's error number (0 when unknown)."""
-
-    def __init__(self, message: str, code: int = 0):
-        super().__init__(message)
-        self.code = code
-
-
-class HypervisorUnavailable(HypervisorError):
-    """The connection cannot be opened now (the daemon is down, the URI is wrong)."""
-
-
-@dataclass(frozen=True)
-class NodeFacts:
-    """What the hypervisor says of the machine: the host's, not dom0's."""
-
-    driver: str  # libvirt's type: "Xen", "QEMU", "TEST"
-    hypervisor_version: str  # "4.17.3", "8.2.0", ...
-    libvirt_version: str
-    hostname: str
-    cpus: int
-    mhz: int
-    sockets: int
-    memory_total: int  # bytes
-    memory_free: int  # bytes
-    capabilities: List[str] = field(default_factory=list)  # xapi's "xen-3.0-x86_64" style
-
-
-@dataclass(frozen=True)
-class Sample:
-    """Periodic figures: free memory and each CPU's busy time so far (nanoseconds)."""
-
-    memory_total: int
-    memory_free: int
-    cpu_busy: Dict[int, Tuple[int, int]]  # cpu number -> (busy ns, total ns)
-
-
-def _version(n: int) -> str:
-    return f"{n // 1000000}.{n // 1000 % 1000}.{n % 1000}"
-
-
-def guest_capabilities(caps_xml: str) -> List[str]:
-    """xapi's capability strings from libvirt's capabilities document."""
-    out = []
-    root = ET.fromstring(caps_xml)
-    for guest in root.findall("guest"):
-        os_type = (guest.findtext("os_type") or "").strip()
-        kind = {"xen": "xen", "hvm": "hvm", "xenpvh": "pvh"}.get(os_type)
-        if kind is None:
-            continue
-        feats = guest.find("features")
-        pae = feats is not None and feats.find("pae") is not None
-        nonpae = feats is None or feats.find("nonpae") is not None or not pae
-        for arch in guest.findall("arch"):
-            name = arch.get("name", "")
-            if name == "x86_64":
-                names = ["x86_64"]
-            elif name in ("i686", "i386"):
-                names = ([] if kind == "xen" or not nonpae else ["x86_32"]) + (["x86_32p"] if pae else [])
-            else:
-                names = [name]
-            out += [f"{kind}-3.0-{n}" for n in names]
-    return sorted(set(out))
 
 
 class Hypervisor:
@@ -203,37 +140,7 @@ class Hypervisor:
 
     # ----------------------------------------------------------------- facts
     def node_facts(self) -> NodeFacts:
-        conn = self.connection()
-        try:
-            model, mem_mib, cpus, mhz, nodes, sockets, _cores, _threads = conn.getInfo()
-            return NodeFacts(
-                driver=conn.getType(), hypervisor_version=_version(conn.getVersion()),
-                libvirt_version=_version(conn.getLibVersion()), hostname=conn.getHostname(),
-                cpus=cpus, mhz=mhz, sockets=max(1, nodes * sockets), memory_total=mem_mib << 20,
-                memory_free=conn.getFreeMemory(), capabilities=guest_capabilities(conn.getCapabilities()))
-        except libvirt.libvirtError as e:
-            raise _translate(e) from None
+        return facts.node_facts(self.connection())
 
     def sample(self) -> Sample:
-        conn = self.connection()
-        try:
-            total = conn.getInfo()[1] << 20
-            free = conn.getFreeMemory()
-            busy = {}
-            for cpu in range(conn.getInfo()[2]):
-                try:
-                    st = conn.getCPUStats(cpu)
-                except libvirt.libvirtError:
-                    break  # the driver keeps no per-CPU figures
-                used = st.get("kernel", 0) + st.get("user", 0)
-                busy[cpu] = (used, used + st.get("idle", 0) + st.get("iowait", 0))
-            return Sample(total, free, busy)
-        except libvirt.libvirtError as e:
-            raise _translate(e) from None
-
-
-def _translate(e: "libvirt.libvirtError") -> HypervisorError:
-    code = e.get_error_code() or 0
-    if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN):
-        return HypervisorUnavailable(e.get_error_message(), code)
-    return HypervisorError(e.get_error_message() or str(e), code)
+        return facts.sample(self.connection())

@@ -1,0 +1,9 @@
+"""The hypervisor port's libvirt adapter (the only package that imports libvirt)."""
+
+from .connection import LIFECYCLE, Hypervisor
+from .domains import CAPABILITIES, Capabilities, Domains, DomainState
+from .errors import HypervisorError, HypervisorUnavailable, NoSuchDomain, Unsupported
+from .facts import NodeFacts, Sample, guest_capabilities
+
+__all__ = ["CAPABILITIES", "Capabilities", "Domains", "DomainState", "Hypervisor", "HypervisorError", "HypervisorUnavailable", "LIFECYCLE", "NoSuchDomain",
+           "NodeFacts", "Sample", "Unsupported", "guest_capabilities"]

@@ -1,0 +1,175 @@
+"""Domains through libvirt: start, stop, pause, save and restore, hot-plug, live changes.
+
+Domains are transient, as Xen's are under xapi: the VM record is the lasting
+configuration, a domain exists only while the VM runs (or is paused), and a
+suspended VM is a saved image, not a defined domain. Every call blocks and
+runs in the hypervisor's worker thread; failures become HypervisorError.
+What a driver cannot do is a declared capability (`capabilities()`), which
+the actions consult before they try.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import libvirt
+
+from .errors import NoSuchDomain, translate
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "running", libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "running", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
+}
+LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver can do to a running domain."""
+
+    driver: str
+    hotplug_disk: bool
+    hotplug_nic: bool
+    save_restore: bool
+    acpi_shutdown: bool  # clean shutdown by the ACPI power button (HVM without PV drivers)
+    consoles: bool  # graphical and text consoles whose bytes can be reached
+    live_memory: bool
+    live_vcpus: bool
+
+
+CAPABILITIES = {
+    "Xen": Capabilities("Xen", True, True, True, False, True, True, True),
+    "QEMU": Capabilities("QEMU", True, True, True, True, True, True, True),
+    # libvirt's test driver keeps domains in memory: nothing to attach, nothing to show
+    "TEST": Capabilities("TEST", False, False, True, False, False, True, True),
+}
+
+
+@dataclass(frozen=True)
+class DomainState:
+    uuid: str
+    name: str
+    state: str  # running | paused | shutoff | crashed
+    domid: int  # -1 when not running
+    memory: int  # bytes
+    vcpus: int
+    cpu_time: int  # nanoseconds
+
+
+class Domains:
+    def __init__(self, hypervisor):
+        self.hv = hypervisor
+
+    def _conn(self):
+        return self.hv.connection()
+
+    def _dom(self, uuid: str):
+        try:
+            return self._conn().lookupByUUIDString(uuid)
+        except libvirt.libvirtError as e:
+            raise translate(e) from None
+
+    # ------------------------------------------------------------------ facts
+    def capabilities(self) -> Capabilities:
+        driver = self._conn().getType()
+        return CAPABILITIES.get(driver, Capabilities(driver, False, False, False, False, False, False, False))
+
+    def driver(self) -> str:
+        return self._conn().getType()
+
+    def state(self, uuid: str) -> Optional[DomainState]:
+        try:
+            return _state(self._dom(uuid))
+        except NoSuchDomain:
+            return None
+
+    def list(self) -> List[DomainState]:
+        try:
+            doms = self._conn().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        except libvirt.libvirtError as e:
+            raise translate(e) from None
+        out = []
+        for d in doms:
+            try:
+                out.append(_state(d))
+            except NoSuchDomain:
+                continue  # gone while we looked
+        return out
+
+    def xml(self, uuid: str) -> str:
+        return self._call(uuid, lambda d: d.XMLDesc(0))
+
+    # -------------------------------------------------------------- lifecycle
+    def create(self, xml: str, paused: bool = False) -> DomainState:
+        """Start a transient domain from its XML."""
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        try:
+            return _state(self._conn().createXML(xml, flags))
+        except libvirt.libvirtError as e:
+            raise translate(e) from None
+
+    def shutdown(self, uuid: str, acpi: bool = False) -> None:
+        """Ask the guest to shut down (the PV protocol, or the ACPI power button)."""
+        flags = libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN if acpi else 0
+        self._call(uuid, lambda d: d.shutdownFlags(flags))
+
+    def reboot(self, uuid: str, acpi: bool = False) -> None:
+        flags = libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN if acpi else 0
+        self._call(uuid, lambda d: d.reboot(flags))
+
+    def destroy(self, uuid: str) -> None:
+        """Stop the domain at once; a domain already gone is fine."""
+        try:
+            self._call(uuid, lambda d: d.destroy())
+        except NoSuchDomain:
+            pass
+
+    def pause(self, uuid: str) -> None:
+        self._call(uuid, lambda d: d.suspend())
+
+    def unpause(self, uuid: str) -> None:
+        self._call(uuid, lambda d: d.resume())
+
+    def save(self, uuid: str, path: str) -> None:
+        """Write the domain's memory to `path` and stop it."""
+        self._call(uuid, lambda d: d.save(path))
+
+    def restore(self, path: str, xml: Optional[str] = None, paused: bool = False) -> None:
+        flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0
+        try:
+            if xml is None and not paused:
+                self._conn().restore(path)
+            else:
+                self._conn().restoreFlags(path, xml, flags)
+        except libvirt.libvirtError as e:
+            raise translate(e) from None
+
+    # ---------------------------------------------------------------- devices
+    def attach(self, uuid: str, device_xml: str) -> None:
+        self._call(uuid, lambda d: d.attachDeviceFlags(device_xml, LIVE))
+
+    def detach(self, uuid: str, device_xml: str) -> None:
+        self._call(uuid, lambda d: d.detachDeviceFlags(device_xml, LIVE))
+
+    def set_memory(self, uuid: str, size: int) -> None:
+        self._call(uuid, lambda d: d.setMemoryFlags(size >> 10, LIVE))
+
+    def set_vcpus(self, uuid: str, count: int) -> None:
+        self._call(uuid, lambda d: d.setVcpusFlags(count, LIVE))
+
+    def _call(self, uuid: str, fn):
+        dom = self._dom(uuid)
+        try:
+            return fn(dom)
+        except libvirt.libvirtError as e:
+            raise translate(e) from None
+
+
+def _state(dom) -> DomainState:
+    try:
+        state, _max_kib, mem_kib, vcpus, cpu_time = dom.info()
+        return DomainState(dom.UUIDString(), dom.name(), STATES.get(state, "running"),
+                           dom.ID() if dom.isActive() else -1, mem_kib << 10, vcpus, cpu_time)
+    except libvirt.libvirtError as e:
+        raise translate(e) from None
