@@ -6,6 +6,7 @@ No whitespace between tags, bare strings, untyped ints, 16-digit doubles,
 
 import base64
 import io
+import logging
 import operator
 import re
 from itertools import chain
@@ -14,6 +15,8 @@ from ..datamodel.types import RecordOf
 from .xmlrpc_parse import WireDateTime
 
 __all__ = ["XmlEncoder", "escape"]
+
+log = logging.getLogger("hostagent.xmlrpc")
 
 
 # --------------------------------------------------------------------------- encoding
@@ -24,6 +27,12 @@ __all__ = ["XmlEncoder", "escape"]
 # Parents' fast paths call children's fast forms, so a surprise anywhere falls
 # back once, at the outermost guard. `put` forms extend a list of pieces, so a
 # 10,000-record reply is joined (copied) once instead of once per nesting level.
+#
+# A fallback catches only what a value of the wrong Python type raises (a non-str
+# joined or searched as text, "%d" of None, NaN or infinity, `.items()` of a list)
+# and reports it to its encoder, which logs each (type or field, exception) once at
+# debug level. Anything else is a bug and propagates.
+_WRONG_TYPE = (TypeError, AttributeError, ValueError, OverflowError)
 
 _NEEDS_ESCAPE = re.compile('[&<>"\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]').search
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -102,13 +111,15 @@ def _datetime_fast(v):
 
 
 class _Codec:
-    """The encoders of one API type (text = the inside of a <value>)."""
+    """The encoders of one API type (text = the inside of a <value>). `rescue` is what
+    `safe` does once `fast` failed (careful, then inference); `report` hears of each."""
 
-    __slots__ = ("fast", "safe", "fast_put", "put")
+    __slots__ = ("fast", "safe", "rescue", "fast_put", "put")
 
-    def __init__(self, fast, careful=None, fast_put=None):
+    def __init__(self, fast, careful=None, fast_put=None, *, report, label):
         self.fast = fast
-        self.safe = safe = _guard(fast, careful)
+        self.rescue = rescue = _infer if careful is None else _first(careful, _infer, report, label + " (careful)")
+        self.safe = safe = _first(fast, rescue, report, label)
         self.fast_put = fast_put or (lambda v, out: out.append(fast(v)))
         if fast_put is None:
             self.put = lambda v, out: out.append(safe(v))
@@ -117,36 +128,31 @@ class _Codec:
                 n = len(out)
                 try:
                     fast_put(v, out)
-                except Exception:
+                except _WRONG_TYPE as e:
                     del out[n:]
-                    out.append(safe(v))
+                    report(label, e)
+                    out.append(rescue(v))
             self.put = put
 
 
-def _guard(fast, careful=None):
-    def safe(v):
+def _first(encode, otherwise, report, label):
+    def first(v):
         try:
-            return fast(v)
-        except Exception:
-            pass
-        if careful is not None:
-            try:
-                return careful(v)
-            except Exception:
-                pass
-        return _infer(v)
-    return safe
+            return encode(v)
+        except _WRONG_TYPE as e:
+            report(label, e)
+        return otherwise(v)
+    return first
 
 
-_INFER = _Codec(_infer)
-_SCALARS_OUT = {
-    "string": _Codec(_text), "ref": _Codec(_text), "enum": _Codec(_text),
-    "datetime": _Codec(_datetime_fast),
-    "int": _Codec(int.__repr__),  # bools print as 1/0, other types fall back to inference
-    "i4": _Codec(lambda v: "<i4>%d</i4>" % v),  # typed: event.from's valid_ref_counts (xapi sends <i4>)
-    "float": _Codec(_double),
-    "bool": _Codec(lambda v: _TRUE if v else _FALSE),
-    "void": _Codec(lambda v: ""),
+_SCALARS_OUT = {  # API type kind -> fast form
+    "string": _text, "ref": _text, "enum": _text,
+    "datetime": _datetime_fast,
+    "int": int.__repr__,  # bools print as 1/0, other types fall back to inference
+    "i4": lambda v: "<i4>%d</i4>" % v,  # typed: event.from's valid_ref_counts (xapi sends <i4>)
+    "float": _double,
+    "bool": lambda v: _TRUE if v else _FALSE,
+    "void": lambda v: "",
 }
 
 _OK_HEAD = ('<?xml version="1.0"?><methodResponse><params><param><value><struct><member>'
@@ -168,6 +174,20 @@ class XmlEncoder:
         self.api = api
         self._codecs = {}
         self._outer = {}
+        self._reported = set()  # (label, exception type) already logged
+        self._infer = self._codec(_infer, label="inferred value")
+        self._scalars = {k: self._codec(f, label=k) for k, f in _SCALARS_OUT.items()}
+
+    def _codec(self, fast, careful=None, fast_put=None, *, label) -> _Codec:
+        return _Codec(fast, careful, fast_put, report=self._fell_back, label=label)
+
+    def _fell_back(self, label, e) -> None:
+        """A value did not have the Python type its API type implies: log it once per kind."""
+        key = (label, type(e))
+        if key not in self._reported:
+            self._reported.add(key)
+            log.debug("XML-RPC encoding of %s fell back to a slower form after %s: %s",
+                      label, type(e).__name__, e)
 
     def encoder(self, t):
         """A function value -> "<value>…</value>" for API type `t`."""
@@ -186,7 +206,7 @@ class XmlEncoder:
         try:
             c = self._codecs.get(t)
         except TypeError:  # not a hashable API type
-            return _INFER
+            return self._infer
         if c is None:
             c = self._codecs[t] = self._compile(t)
         return c
@@ -228,19 +248,19 @@ class XmlEncoder:
 
     def _compile(self, t) -> _Codec:
         k = getattr(t, "kind", None)
-        if k in _SCALARS_OUT:
-            return _SCALARS_OUT[k]
+        if k in self._scalars:
+            return self._scalars[k]
         if k == "set":
-            return self._set(t.elem)
+            return self._set(t)
         if k == "map":
-            return self._map(t.value)
+            return self._map(t)
         if k == "record" and t.cls in self.api.classes:
             return self._record(t.cls)
         if k == "struct":
             return self._struct(t)
         if k == "anyrecord":
             return self._anyrecord()
-        return _INFER  # records of unmodelled classes, unknown types
+        return self._infer  # records of unmodelled classes, unknown types
 
     def _anyrecord(self):
         """Event snapshots: a value that knows its class (`.cls`) is encoded as that record."""
@@ -249,9 +269,10 @@ class XmlEncoder:
             if cls in self.api.classes:
                 return self.codec(RecordOf(cls)).fast(v)
             return _infer(v)
-        return _Codec(fast)
+        return self._codec(fast, label="any record")
 
-    def _set(self, elem):
+    def _set(self, t):
+        elem = t.elem
         e = self.codec(elem)
         e_fast, e_safe = e.fast, e.safe
 
@@ -270,9 +291,10 @@ class XmlEncoder:
             def fast(v):
                 return "<array><data>" + "".join(["<value>" + e_fast(x) + "</value>" for x in v]) \
                     + "</data></array>"
-        return _Codec(fast, careful)
+        return self._codec(fast, careful, label=repr(t))
 
-    def _map(self, vt):
+    def _map(self, t):
+        vt = t.value
         e = self.codec(vt)
         e_safe, e_put = e.safe, e.fast_put
 
@@ -289,7 +311,7 @@ class XmlEncoder:
                     return careful(d)
                 return ("<struct><member><name>" + _MEMBER_SEP.join(map(_NAME_VALUE.join, d.items()))
                         + "</value></member></struct>")
-            return _Codec(fast, careful)
+            return self._codec(fast, careful, label=repr(t))
 
         def fast_put(d, out):
             plain = not _NEEDS_ESCAPE("".join(d))  # raises unless every key is a str
@@ -304,16 +326,17 @@ class XmlEncoder:
             out = []
             fast_put(d, out)
             return "".join(out)
-        return _Codec(fast, careful, fast_put)
+        return self._codec(fast, careful, fast_put, label=repr(t))
 
     def _struct(self, t):
         members = {name: self.codec(mt) for name, mt in t.members}
+        other = self._infer
 
         def enc(d, which):  # members absent from the value are left out (options)
             return "<struct>" + "".join([
-                "<member><name>" + _key(k) + _NAME_VALUE + getattr(members.get(k, _INFER), which)(x)
+                "<member><name>" + _key(k) + _NAME_VALUE + getattr(members.get(k, other), which)(x)
                 + "</value></member>" for k, x in d.items()]) + "</struct>"
-        return _Codec(lambda d: enc(d, "fast"), lambda d: enc(d, "safe"))
+        return self._codec(lambda d: enc(d, "fast"), lambda d: enc(d, "safe"), label=repr(t))
 
     def _record(self, cls):
         """A list skeleton per class: strings drop into place, only other types cost a call.
@@ -360,8 +383,9 @@ class XmlEncoder:
         slow_containers = tuple((j, self.codec(fields[j // 2].type).fast, _EMPTY_ARRAY if j in set_at
                                  else _EMPTY_STRUCT) for j in set_at + map_at)
         strings, numbers, others = tuple(strings), tuple(numbers), tuple(others)
-        careful_plan = tuple((f.name, f.initial, self.codec(f.type).safe,
+        careful_plan = tuple((f.name, f.initial, self.codec(f.type), f"{cls}.{f.name}",
                               "<member><name>" + escape(f.name) + _NAME_VALUE) for f in fields)
+        report = self._fell_back
 
         def parts(r):
             # records are normally built in declaration order: then skip the lookups
@@ -395,13 +419,20 @@ class XmlEncoder:
                 out[j] = empty if empty is not None and not v else enc(v)
             return out
 
-        def careful(r):
+        def careful(r):  # field by field, so that one bad field only affects itself
             out = []
-            for name, initial, safe, head in careful_plan:
-                out += (head, safe(r.get(name, initial)), "</value></member>")
+            for name, initial, codec, label, head in careful_plan:
+                v = r.get(name, initial)
+                try:
+                    text = codec.fast(v)
+                except _WRONG_TYPE as e:
+                    report(label, e)
+                    text = codec.rescue(v)
+                out += (head, text, "</value></member>")
             return "<struct>" + "".join(out) + "</struct>"
 
-        return _Codec(lambda r: "".join(parts(r)), careful, lambda r, out: out.extend(parts(r)))
+        return self._codec(lambda r: "".join(parts(r)), careful, lambda r, out: out.extend(parts(r)),
+                           label=f"{cls} record")
 
 
 def _getter(indexes):

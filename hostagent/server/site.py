@@ -1,59 +1,28 @@
-"""The HTTP site: XML-RPC and JSON-RPC endpoints on every listener.
+"""The HTTP site: XML-RPC and JSON-RPC endpoints, and XenAPI's handlers, on every listener.
 
 XML-RPC on POST /, /RPC2, /xmlrpc and /json; JSON-RPC 1.0/2.0 on POST
 /jsonrpc. API outcomes are always HTTP 200 with a XenAPI envelope; a body that
 cannot be parsed gets HTTP 500 and the connection stays usable. Bodies over
-the size limit are refused with 413 before they are read.
+the size limit are refused with 413 before they are read. Other paths are the
+router's (routes.py): registered handlers, authenticated by `SessionAuth`, or 404.
 """
 
 import logging
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.web import resource, server
 
+from ..datamodel.errors import ApiError
 from ..rpc import jsonrpc, xmlrpc
-from ..rpc.dispatch import Origin, Reply
+from ..rpc.dispatch import Reply
 from ..rpc.wire_errors import Malformed
+from .routes import MAX_BODY, Call, Caller, RoutedRequest, Router, Unauthorized, origin_of
+
+__all__ = ["ApiSite", "MAX_BODY", "SessionAuth", "xapi_router"]
 
 log = logging.getLogger("hostagent.http")
 
-MAX_BODY = 300 * 1024
-XML_PATHS = (b"", b"RPC2", b"xmlrpc", b"json")
 CORS = (b"Access-Control-Allow-Origin", b"*")
-
-
-class LimitedRequest(server.Request):
-    """Refuses bodies over the site's limit before buffering them."""
-
-    def gotLength(self, length):
-        limit = getattr(self.channel.site, "max_body", MAX_BODY)
-        if length is not None and length > limit:
-            self._too_large()
-            return
-        self._received = 0
-        super().gotLength(length)
-
-    def handleContentChunk(self, data):
-        self._received = getattr(self, "_received", 0) + len(data)
-        if self._received > getattr(self.channel.site, "max_body", MAX_BODY):
-            self._too_large()
-            return
-        super().handleContentChunk(data)
-
-    def requestReceived(self, command, path, version):
-        # The channel keeps reading (and may deliver the rest of a chunked body and its
-        # end) after the 413 is queued; a refused body must never be dispatched.
-        if getattr(self, "_refused", False):
-            return
-        super().requestReceived(command, path, version)
-
-    def _too_large(self):
-        if getattr(self, "_refused", False):
-            return
-        self._refused = True
-        self.channel.transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        self.channel.transport.loseConnection()
 
 
 class ApiResource(resource.Resource):
@@ -75,24 +44,12 @@ class ApiResource(resource.Resource):
         request.setHeader(b"Content-Type", b"text/plain")
         return b"hostagent: XenAPI over XML-RPC (POST /) and JSON-RPC (POST /jsonrpc)\n"
 
-    def render_POST(self, request):
-        path = request.path.strip(b"/")
+    def render_POST(self, request):  # the router sends only its RPC paths here
         body = request.content.read()
-        origin = self._origin(request)
-        if path == b"jsonrpc":
+        origin = origin_of(request, self.transport)
+        if request.route.path == b"jsonrpc":
             return self._serve(request, body, origin, self._json)
-        if path in XML_PATHS:
-            return self._serve(request, body, origin, self._xml)
-        request.setResponseCode(404)
-        request.setHeader(b"Content-Type", b"text/plain")
-        return b"not found\n"
-
-    def _origin(self, request) -> Origin:
-        originator = request.getHeader(b"originator") or ""
-        if self.transport == "unix":
-            return Origin("unix", "unix socket", originator)
-        peer = request.getClientAddress()
-        return Origin("tcp", f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}", originator)
+        return self._serve(request, body, origin, self._xml)
 
     def _serve(self, request, body, origin, codec):
         try:
@@ -162,15 +119,92 @@ def _html(text: str) -> bytes:
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")).encode("utf-8", "replace")
 
 
-class ApiSite(server.Site):
-    requestFactory = LimitedRequest
+class NotFound(resource.Resource):
+    """Any method on a path nobody routed."""
 
-    def __init__(self, dispatcher, encoder, transport: str, max_body: int = MAX_BODY):
+    isLeaf = True
+
+    def render(self, request):
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", b"text/plain")
+        return b"not found\n"
+
+
+class ApiSite(server.Site):
+    """One listener's site. Listeners share a `router` (built from the dispatcher when
+    not given): a handler registered once is served on every listener."""
+
+    requestFactory = RoutedRequest
+
+    def __init__(self, dispatcher, encoder, transport: str, max_body: int = MAX_BODY, router: Router = None):
+        self.api = ApiResource(dispatcher, encoder, transport)
         # No form decoding of POST bodies: nothing reads request.args from a body, and
         # Twisted's Content-Type parsing (email.headerregistry) cost a quarter of a call.
-        super().__init__(ApiResource(dispatcher, encoder, transport), parsePOSTFormSubmission=False)
-        self.max_body = max_body
+        super().__init__(self.api, parsePOSTFormSubmission=False)
+        self.router = router if router is not None else xapi_router(dispatcher)
+        self.transport = transport  # "tcp" | "unix": callers on a Unix socket are root
+        self.max_body = max_body  # of XML-RPC/JSON-RPC bodies (and of those sent to unknown paths)
+        self.not_found = NotFound()
         self.displayTracebacks = False
+
+    def route(self, path: str, handler, **rules):
+        """Serve `path` with `handler` on every listener of this router (Router.route)."""
+        return self.router.route(path, handler, **rules)
+
+    def getResourceFor(self, request):
+        request.site = self
+        request.sitepath = []
+        route = request.route  # found when the headers came in (RoutedRequest.gotLength)
+        if route is None:
+            return self.not_found
+        return self.api if route.handler is None else route.resource
 
     def log(self, request):  # access logging costs a third of a fast call; keep it off
         pass
+
+
+class SessionAuth:
+    """xapi's authentication of HTTP handlers, first match wins: a Unix socket caller is
+    root; `session_id` (query argument or cookie) names a live session; HTTP Basic
+    credentials log in for this request only. Temporary sessions (Unix socket without a
+    session, Basic) are logged out when the request ends."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def __call__(self, call: Call):
+        request = call.request
+        ref = call.query.get("session_id") or \
+            request.received_cookies.get(b"session_id", b"").decode("utf-8", "replace")
+        if ref:
+            try:
+                rec = self.dispatcher.sessions.check(ref)
+            except ApiError:
+                if not call.origin.local_root:
+                    raise Unauthorized(f"invalid session {ref[:40]!r}") from None
+            else:
+                return Caller(ref, rec.get("auth_user_name") or "")
+        if call.origin.local_root:
+            return self._login(call, "root", "")
+        user = request.getUser()
+        if user:
+            return self._login(call, user.decode("utf-8", "replace"),
+                               request.getPassword().decode("utf-8", "replace"))
+        raise Unauthorized("no session_id and no credentials")
+
+    def _login(self, call: Call, user: str, password: str) -> Deferred:
+        out = self.dispatcher.call("session.login_with_password", [user, password, "1.0", ""], call.origin)
+        d = succeed(out) if isinstance(out, Reply) else Deferred.fromCoroutine(out)
+
+        def logged_in(reply: Reply) -> Caller:
+            if reply.error is not None:
+                raise Unauthorized(f"login of {user!r} refused: {reply.error[0]}")
+            ref = reply.value
+            call.at_end(lambda: self.dispatcher.sessions.destroy(ref, "its HTTP request ended"))
+            return Caller(ref, user, temporary=True)
+        return d.addCallback(logged_in)
+
+
+def xapi_router(dispatcher) -> Router:
+    """A router whose handlers authenticate callers as xapi does (SessionAuth)."""
+    return Router(SessionAuth(dispatcher))

@@ -29,7 +29,7 @@ from ..backends import hostinfo, netlink
 from ..backends.auth import AuthError
 from ..backends.hypervisor import Hypervisor, HypervisorError
 from ..backends.storage import Storage
-from ..config import Config, parse_hostport
+from ..config import Config
 from ..datamodel.api import build_api
 from ..db.journal import Journal, JournalError
 from ..db.store import Store
@@ -42,7 +42,8 @@ from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
 from .feed import Feed
 from .locks import SharedExclusiveLock
-from .site import ApiSite
+from .listeners import listen_all
+from .site import ApiSite, xapi_router
 from .waiters import Waiter
 
 log = logging.getLogger("hostagent")
@@ -231,25 +232,17 @@ class Agent:
         # re-attached, interrupted storage work settled, scans done, locks reset
         await self.reconcilers.start()
         await self.commit.wait(self.commit.issued)
-        for spec in self.config.listen:
-            host, port = parse_hostport(spec)
-            ep = endpoints.TCP4ServerEndpoint(self.reactor, port, interface=host)
-            p = await ep.listen(ApiSite(self.dispatcher, self.encoder, "tcp"))
+        self.router = xapi_router(self.dispatcher)  # handlers registered here serve every listener
+        tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router)  # noqa: E731
+        for p, url in await listen_all(self.reactor, self.config, tcp_site):
             self.ports.append(p)
-            self.urls.append(f"http://{host}:{p.getHost().port}/")
-        for spec in self.config.tls_listen:
-            host, port = parse_hostport(spec)
-            desc = f"ssl:port={port}:interface={host}:privateKey={self.config.key}:certKey={self.config.cert}"
-            ep = endpoints.serverFromString(self.reactor, desc)
-            p = await ep.listen(ApiSite(self.dispatcher, self.encoder, "tcp"))
-            self.ports.append(p)
-            self.urls.append(f"https://{host}:{p.getHost().port}/")
+            self.urls.append(url)
         path = self.config.socket_path
         if path:
             if os.path.exists(path):
                 os.unlink(path)
             ep = endpoints.UNIXServerEndpoint(self.reactor, path, mode=0o600)
-            self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix")))
+            self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix", router=self.router)))
             self.urls.append(f"unix:{path}")
         self._gc.start(30.0, now=False)
         self._sampler.start(SAMPLE_INTERVAL, now=True)
