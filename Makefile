@@ -21,8 +21,11 @@ PYTEST_ARGS ?=
 #   qemu-utils                 qemu-img: image creation and conversion, an independent VHD check
 #   nodejs npm                 Xen Orchestra's xen-api client in the functional tests
 #   util-linux iproute2 procps losetup, mount, unshare, nsenter; ip netns and veth; ps, sysctl
+#   libvirt-clients libxml2-utils
+#                              virt-xml-validate (its xmllint is in libxml2-utils): rendered
+#                              domain XML checked against libvirt's RNG schemas
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
-                lvm2 qemu-utils nodejs npm util-linux iproute2 procps
+                lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils
 
 .PHONY: all deps venv run test bench docs clean
 

@@ -31,6 +31,7 @@ class Boot:
     cmdline: str = ""
     order: str = "cd"  # HVM: BIOS order, xapi's HVM_boot_params:order
     firmware: str = "bios"  # bios | uefi
+    loader: str = ""  # UEFI: the firmware image; empty: the driver's configured default
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Domain:
     vnc: bool = True
     vnc_listen: str = "127.0.0.1"
     serial_console: bool = True
+    serial_socket: str = ""  # emulated serial (Xen HVM, KVM): bind a Unix socket instead of a pty
     on_poweroff: str = DESTROY
     on_reboot: str = RESTART
     on_crash: str = DESTROY
