@@ -20,6 +20,7 @@ from ..rpc.tasks import TaskManager
 
 if TYPE_CHECKING:  # the ports' types, for readers and checkers; nothing here calls them
     from ..backends.hypervisor import Hypervisor
+    from ..backends.hypervisor.port import DomainPort
     from ..backends.storage import Storage
     from .intents import IntentLog
 
@@ -36,6 +37,10 @@ class Ports:
     change_password: Callable[[str, str, str], Awaitable[None]]
     auth_failure_delay: float = 5.0
     hypervisor: Optional["Hypervisor"] = None
+    domains: Optional["DomainPort"] = None  # domains, run in the hypervisor's worker thread
+    xenstore: Optional[object] = None  # backends.xenstore: Xenstore on a dom0, else FakeXenstore
+    guest_agent: Optional[object] = None  # backends.guest_agent
+    scratch_dir: str = ""  # where suspend images pass through on their way to and from a VDI
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Runtime:
     sleep: Callable[[float], Awaitable]
     shield: Callable = None  # shield(coroutine): runs on to its end if the caller leaves
     wait_durable: Optional[Callable] = None  # wait_durable(ticket): awaitable
+    oplocks: Optional[object] = None  # rpc.oplocks.OpLocks, once the dispatcher has made it
 
     def context(self, entry, session: Optional[str], origin: Origin, task: Optional[str]) -> "Context":
         return Context(self, entry, session, origin, task)
@@ -90,6 +96,10 @@ class Context:
     @property
     def ports(self) -> Ports:
         return self.rt.ports
+
+    @property
+    def oplocks(self):
+        return self.rt.oplocks
 
     @property
     def host(self) -> str:

@@ -1,14 +1,26 @@
-"""Domains that change behind the agent's back: libvirt's lifecycle events.
+"""Domains that change behind the agent's back, and the reconciliation at start-up.
 
-A domain whose uuid is a VM's reports starting, pausing, resuming and
-stopping; the VM's record follows (power_state, domid, resident_on). A VM
+libvirt's lifecycle events: a domain whose uuid is a VM's reports starting,
+pausing, resuming and stopping; the VM's record follows (power_state, domid,
+resident_on), and a stopped domain's storage is detached. A VM with an
+operation in progress is left to that operation (it owns the record), a VM
 recorded as Suspended stays so when its domain stops (that is how a suspend
-ends). Domains that are no VM of ours, and the control domain, are ignored.
+ends), and domains that are no VM of ours, or the control domain, are
+ignored.
+
+At start-up (`at_start`) the records are made to match the running domains:
+a VM recorded as running whose domain is gone becomes Halted, a domain that
+runs for a VM recorded otherwise (the agent died between the two) makes it
+Running, storage attached for domains that are gone is detached, and a
+suspend image no VM owns (the agent died during a suspend) is destroyed.
 """
 
 import logging
 
-from ..datamodel.types import NULL_REF
+from ..backends.hypervisor import HypervisorError
+from ..datamodel.errors import ApiError
+from . import vdi as vdi_actions
+from . import vm_runtime as run
 
 log = logging.getLogger("hostagent.domains")
 
@@ -16,7 +28,7 @@ STATES = {"started": "Running", "resumed": "Running", "suspended": "Paused",
           "stopped": "Halted", "crashed": "Halted", "undefined": "Halted"}
 
 
-def lifecycle(ctx, event) -> None:
+async def lifecycle(ctx, event) -> None:
     """`event` is (uuid, name, what, detail) from the hypervisor port."""
     uuid, name, what, _detail = event
     store = ctx.store
@@ -25,14 +37,61 @@ def lifecycle(ctx, event) -> None:
     if vm is None or state is None:
         return
     rec = store.get("VM", vm)
-    if rec["is_control_domain"] or rec["power_state"] == state:
+    if rec["is_control_domain"] or rec["power_state"] == state or rec["current_operations"]:
         return
-    if state == "Halted" and rec["power_state"] == "Suspended":
+    if state == "Halted" and rec["power_state"] in ("Suspended", "Halted"):
         return
-    log.info("VM %s (%s): domain %s, now %s", rec["name_label"], uuid, what, state)
+    log.info("VM %s (%s): domain %s behind our back, now %s", rec["name_label"], uuid, what, state)
+    if state == "Halted":
+        await run.detach_disks(ctx, vm)
+        if store.exists("VM", vm):
+            run.mark_halted(ctx, vm)
+        return
     with store.transaction():
-        store.set("VM", vm, "power_state", state)
-        if state == "Halted":
-            store.update("VM", vm, domid=-1, resident_on=NULL_REF)
-        else:
-            store.set("VM", vm, "resident_on", ctx.host)
+        store.update("VM", vm, power_state=state, resident_on=ctx.host)
+
+
+async def at_start(ctx) -> None:
+    store = ctx.store
+    if ctx.ports.domains is None:
+        return
+    try:
+        running = {d.uuid: d for d in await ctx.ports.domains.call("list")}
+    except HypervisorError as e:
+        log.error("cannot list domains at start-up, VM power states are as recorded: %s", e)
+        return
+    for vm, rec in list(store.all("VM").items()):
+        if rec["is_control_domain"] or rec["is_a_template"]:
+            continue
+        dom = running.get(rec["uuid"])
+        if dom is not None:
+            if rec["power_state"] not in ("Running", "Paused") or rec["domid"] != dom.domid:
+                log.warning("VM %s runs as domain %d: recording it so", rec["name_label"], dom.domid)
+                run.mark_running(ctx, vm, dom, [], paused=dom.state == "paused")
+            continue
+        if rec["power_state"] in ("Running", "Paused"):
+            log.warning("VM %s was recorded %s but has no domain: Halted", rec["name_label"], rec["power_state"])
+            await run.detach_disks(ctx, vm)
+            run.mark_halted(ctx, vm)
+        elif rec["power_state"] == "Suspended" and not store.exists("VDI", rec["suspend_VDI"]):
+            log.warning("VM %s was Suspended but its image is gone: Halted", rec["name_label"])
+            run.mark_halted(ctx, vm)
+        elif store.private_of("VM", vm).get("attached"):
+            await run.detach_disks(ctx, vm)
+    await _orphan_images(ctx)
+
+
+async def _orphan_images(ctx) -> None:
+    store = ctx.store
+    for vdi, rec in list(store.all("VDI").items()):
+        owner = rec["other_config"].get("suspend-image-of")
+        if not owner or rec["type"] != "suspend":
+            continue
+        vm = store.by_uuid("VM", owner)
+        if vm is not None and store.get("VM", vm)["suspend_VDI"] == vdi:
+            continue
+        log.warning("destroying suspend image %s that no VM owns (an interrupted suspend)", rec["uuid"])
+        try:
+            await vdi_actions.destroy(ctx, vdi)
+        except ApiError as e:
+            log.error("cannot destroy orphan suspend image %s: %s", rec["uuid"], e.description)

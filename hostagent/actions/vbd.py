@@ -3,9 +3,8 @@
 VBD.create checks what xapi checks, in its order (VDI type, CD rules, ISO-only
 CDs, read-only VDIs, the device slot; `userdevice` "autodetect" takes the
 lowest free slot). Insert and eject give CD drives their media. Plug and unplug
-are recorded here (the VM must be running, as the locking table says) and get
-their datapath with the VM lifecycle; for a halted VM a VBD is only a record,
-plugged when the VM starts.
+(hot-plug into a running VM) are in vm_devices.py; for a halted VM a VBD is only
+a record, plugged when the VM starts.
 """
 
 import re
@@ -152,25 +151,6 @@ def eject(ctx, vbd):
     return ""
 
 
-def plug(ctx, self):
-    """Recorded only: the hypervisor's part comes with the VM lifecycle."""
-    rec = ctx.need("VBD", self)
-    device = rec["device"]
-    if not device:
-        n = disk_number(rec["userdevice"])
-        device = device_name(n) if n is not None else rec["userdevice"]
-    with ctx.store.transaction():
-        ctx.store.update("VBD", self, currently_attached=True, device=device)
-    return ""
-
-
-def unplug(ctx, self):
-    ctx.need("VBD", self)
-    with ctx.store.transaction():
-        ctx.store.set("VBD", self, "currently_attached", False)
-    return ""
-
-
 def set_mode(ctx, self, value):
     rec = ctx.need("VBD", self)
     vm = ctx.need("VM", rec["VM"])
@@ -186,7 +166,5 @@ HANDLERS = {
     "VBD.destroy": destroy,
     "VBD.insert": insert,
     "VBD.eject": eject,
-    "VBD.plug": plug,
-    "VBD.unplug": unplug,
     "VBD.set_mode": set_mode,
 }

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers, domains, storage_boot
+from ..actions import all_handlers, domains, storage_boot, templates
 from ..actions.bootstrap import ensure_host, machine
 from ..actions.context import Ports, Runtime
 from ..actions.host_facts import HostMonitor
@@ -27,7 +27,10 @@ from ..actions.oprules import TABLES
 from ..actions.reconcile import Reconcilers
 from ..backends import hostinfo, netlink
 from ..backends.auth import AuthError
-from ..backends.hypervisor import Hypervisor, HypervisorError
+from ..backends.guest_agent import TestGuestAgent, XenstoreGuestAgent
+from ..backends.hypervisor import Domains, Hypervisor, HypervisorError
+from ..backends.hypervisor.port import DomainPort
+from ..backends.xenstore import FakeXenstore, Xenstore
 from ..backends.storage import Storage
 from ..config import Config
 from ..datamodel.api import build_api
@@ -91,8 +94,8 @@ class Agent:
         self.hypervisor = Hypervisor(config.libvirt_uri, on_event=self.feed.put)
         self.hypervisor.start_events()
         self.libvirt_pool = ThreadPool(1, 1, name="libvirt")
-        self.facts = machine(hostinfo.probe(config.address or netlink.management_address()),
-                             self._node_facts())
+        self.node = self._node_facts()
+        self.facts = machine(hostinfo.probe(config.address or netlink.management_address()), self.node)
         self.host_ref = ensure_host(self.store, self.facts, __version__, clock, self._host_uuid())
         self.auth = self._auth()
         self.sessions = SessionManager(self.store, clock, lambda: self.host_ref)
@@ -110,6 +113,9 @@ class Agent:
                                make_lock=lambda: SharedExclusiveLock(reactor), start=shield)
         self.intents = IntentLog(self.journal.put_intent, self.journal.remove_intent,
                                  self.journal.intents, deferToThread)
+        in_libvirt_pool = lambda fn, *a: deferToThreadPool(reactor, self.libvirt_pool, fn, *a)  # noqa: E731
+        driver = self.node.driver if self.node else None
+        xenstore = Xenstore() if driver == "Xen" else FakeXenstore()
         ports = Ports(
             storage=self.storage,
             intents=self.intents,
@@ -117,6 +123,10 @@ class Agent:
             change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
             auth_failure_delay=config.auth_failure_delay,
             hypervisor=self.hypervisor,
+            domains=DomainPort(Domains(self.hypervisor), in_libvirt_pool, driver),
+            xenstore=xenstore,
+            guest_agent={"Xen": XenstoreGuestAgent(xenstore), "TEST": TestGuestAgent()}.get(driver),
+            scratch_dir=os.path.join(config.state_dir, "suspend"),
         )
         self.runtime = Runtime(store=self.store, sessions=self.sessions, tasks=self.tasks, events=self.events,
                                ports=ports, host=self.host_ref, clock=clock, sleep=sleep, shield=shield,
@@ -124,6 +134,7 @@ class Agent:
         self.dispatcher = Dispatcher(self.api, self.runtime, all_handlers(), oplock_tables=TABLES,
                                      spawn=self._spawn, fragment=self.encoder.fragment,
                                      cancelled=(CancelledError,))
+        self.runtime.oplocks = self.dispatcher.oplocks
         self.monitor = HostMonitor()
         self.reconcilers = self._reconcilers(config.state_dir)
         self._sampler = task.LoopingCall(self.sample)
@@ -152,6 +163,8 @@ class Agent:
         r = Reconcilers(self.runtime)
         r.at_start("tasks that died with the last run fail", lambda ctx: ctx.tasks.fail_interrupted())
         r.at_start("storage", lambda ctx: storage_boot.start(ctx, state_dir))
+        r.at_start("built-in templates", templates.ensure)
+        r.at_start("VMs and their domains", domains.at_start)
         # allowed operations follow this host's SM capabilities; no operation survives a restart
         r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
         r.on("domain", domains.lifecycle)

@@ -347,8 +347,13 @@ def test_vm_field_gets_and_sets(s):
         assert s.xenapi.VM.get_memory_static_max(vm) == str(2 * GiB)
         # RO/constructor fields have no implicit setter
         with pytest.raises(XenAPI.Failure) as e:
+            s.xenapi.VM.set_power_state(vm, "Running")
+        assert e.value.details == ["MESSAGE_METHOD_UNKNOWN", "VM.set_power_state"]
+        # memory has explicit setters, which keep the limits in order
+        with pytest.raises(XenAPI.Failure) as e:
             s.xenapi.VM.set_memory_static_max(vm, str(GiB))
-        assert e.value.details == ["MESSAGE_METHOD_UNKNOWN", "VM.set_memory_static_max"]
+        assert e.value.details[0] == "MEMORY_CONSTRAINT_VIOLATION"
+        assert s.xenapi.VM.get_memory_static_max(vm) == str(2 * GiB)
     finally:
         s.xenapi.VM.destroy(vm)
 

@@ -26,6 +26,10 @@ class Unsupported(HypervisorError):
     """The driver cannot do this (the test driver cannot hot-plug devices, say)."""
 
 
+class NeedsHVM(Unsupported):
+    """The domain cannot run on this hypervisor as described (a PV guest on KVM)."""
+
+
 def translate(e: "libvirt.libvirtError") -> HypervisorError:
     code = e.get_error_code() or 0
     message = e.get_error_message() or str(e)

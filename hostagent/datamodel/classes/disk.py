@@ -139,6 +139,8 @@ VBD = cls(
         message("unplug", [param("self", Ref("VBD"))],
                 errors=["DEVICE_DETACH_REJECTED", "DEVICE_ALREADY_DETACHED"],
                 doc="Hot-unplug the device from its running VM."),
+        message("unplug_force", [param("self", Ref("VBD"))], errors=["DEVICE_ALREADY_DETACHED"],
+                doc="Hot-unplug the device without waiting for the guest to let it go."),
         message("set_mode", [param("self", Ref("VBD")), param("value", VBD_MODE)],
                 errors=["VM_BAD_POWER_STATE"],
                 doc="Change RO/RW access; the VM must be halted."),

@@ -1,6 +1,6 @@
 """network, VIF, VIF_metrics: virtual switches and the VM interfaces on them."""
 
-from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, REMOVED, cls, field
+from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, REMOVED, cls, field, message, param
 from ..enums import (
     NETWORK_DEFAULT_LOCKING_MODE, NETWORK_OPERATIONS, NETWORK_PURPOSE,
     VIF_IPV4_CONFIGURATION_MODE, VIF_IPV6_CONFIGURATION_MODE, VIF_LOCKING_MODE, VIF_OPERATIONS,
@@ -74,6 +74,13 @@ VIF = cls(
         field("ipv6_configuration_mode", VIF_IPV6_CONFIGURATION_MODE, RO, "None"),
         field("ipv6_addresses", SetOf(STRING), RO, []),
         field("ipv6_gateway", STRING, RO, ""),
+    ],
+    messages=[
+        message("plug", [param("self", Ref("VIF"))],
+                errors=["DEVICE_ALREADY_ATTACHED", "VM_BAD_POWER_STATE"],
+                doc="Hot-plug the interface into its running VM."),
+        message("unplug", [param("self", Ref("VIF"))], errors=["DEVICE_ALREADY_DETACHED"],
+                doc="Hot-unplug the interface from its running VM."),
     ],
 )
 

@@ -8,6 +8,7 @@ from ..enums import (
     VM_OPERATIONS, VM_POWER_STATE,
 )
 from ..types import BOOL, DATETIME, FLOAT, INT, STRING, MapOf, Ref, SetOf, EPOCH, NULL_REF
+from .vm_messages import VM_MESSAGES
 
 SMAP = MapOf(STRING, STRING)
 
@@ -142,4 +143,5 @@ VM = cls(
               lifecycle=PROTOTYPED),
         field("pending_guidances_full", SetOf(UPDATE_GUIDANCES), RO, [], lifecycle=PROTOTYPED),
     ],
+    messages=VM_MESSAGES,
 )

@@ -105,7 +105,7 @@ def test_a_domain_stopped_behind_our_back_halts_its_vm(env):
     vm = new_vm(store, power_state="Running", domid=7, resident_on=host)
     uuid = store.get("VM", vm)["uuid"]
     changes.clear()
-    lifecycle(rt.internal(), (uuid, "v", "stopped", 0))
+    run(lifecycle(rt.internal(), (uuid, "v", "stopped", 0)))
     rec = store.get("VM", vm)
     assert (rec["power_state"], rec["domid"], rec["resident_on"]) == ("Halted", -1, "OpaqueRef:NULL")
     assert ("VM", vm) in {(c.cls, c.ref) for c in changes}  # clients hear of it
@@ -116,9 +116,9 @@ def test_domain_events_leave_other_domains_and_suspended_vms_alone(env):
     suspended = new_vm(store, power_state="Suspended")
     dom0 = store.get("host", host)["control_domain"]
     changes.clear()
-    lifecycle(rt.internal(), (store.get("VM", suspended)["uuid"], "s", "stopped", 4))
-    lifecycle(rt.internal(), (store.get("VM", dom0)["uuid"], "Domain-0", "stopped", 0))
-    lifecycle(rt.internal(), ("7c6c1b0e-0000-0000-0000-000000000000", "stranger", "started", 0))
+    run(lifecycle(rt.internal(), (store.get("VM", suspended)["uuid"], "s", "stopped", 4)))
+    run(lifecycle(rt.internal(), (store.get("VM", dom0)["uuid"], "Domain-0", "stopped", 0)))
+    run(lifecycle(rt.internal(), ("7c6c1b0e-0000-0000-0000-000000000000", "stranger", "started", 0)))
     assert changes == [] and store.get("VM", suspended)["power_state"] == "Suspended"
 
 

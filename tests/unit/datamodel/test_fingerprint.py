@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "cfac55854431817c5d3e94a83c12bb9a5d22595b7ad1fea50a212018df9f0888"
+EXPECTED_FINGERPRINT = "5956418eea1a2cbd934239991abdc36f2bc5e3399cd5e19f18f260ea5a7a9299"
 
 
 def _walk(t):

@@ -1,0 +1,147 @@
+"""Hot-plug: VBD.plug / unplug / unplug_force and VIF.plug / unplug on running VMs.
+
+The operation locking table has checked what xapi checks (the VM runs,
+DEVICE_ALREADY_ATTACHED, DEVICE_ALREADY_DETACHED, VBD_NOT_UNPLUGGABLE).
+Where the hypervisor cannot hot-plug (libvirt's test driver) the call is
+refused with OPERATION_NOT_ALLOWED saying so, and nothing changes. A disk for
+the control domain is attached on the host by the storage alone.
+"""
+
+import logging
+
+from ..datamodel.errors import ApiError
+from ..datamodel.types import NULL_REF
+from . import domain_policy as policy
+from . import storage_records as R
+from . import vm_runtime as run
+from .hypervisor_errors import translated
+from .storage_errors import translated as storage_translated
+from .vbd import device_name, disk_number
+
+log = logging.getLogger("hostagent.vm")
+
+
+async def _capable(ctx, what: str, flag: str):
+    caps = await ctx.ports.domains.capabilities()
+    if not getattr(caps, flag):
+        raise ApiError("OPERATION_NOT_ALLOWED", f"the {caps.driver} hypervisor cannot hot-plug {what}")
+    return caps
+
+
+async def _disk(ctx, vbd: str, caps, attach: bool):
+    """The VBD's disk description; with `attach`, its volume attached first."""
+    store = ctx.store
+    rec = store.get("VBD", vbd)
+    vm_rec = store.get("VM", rec["VM"])
+    kind = policy.boot_kind(vm_rec)
+    if rec["empty"] or rec["VDI"] == NULL_REF:
+        return policy.disk(caps.driver, kind, rec, None, None), None
+    vdi_rec = ctx.need("VDI", rec["VDI"])
+    drv = R.plugged_driver(ctx, vdi_rec["SR"])
+    volume = R.volume_of(store, rec["VDI"])
+    attachment = None
+    if attach:
+        with storage_translated(ctx):
+            attachment = await ctx.ports.storage.call(drv, "vol_attach", volume,
+                                                      rec["mode"] == "RW" and not vdi_rec["read_only"])
+    return policy.disk(caps.driver, kind, rec, vdi_rec, attachment), (vdi_rec["SR"], volume, drv)
+
+
+async def _dom0_plug(ctx, vbd: str, rec: dict) -> str:
+    """A disk for the control domain: the volume attached on this host, where dom0's tools
+    find it (VBD.runtime_properties: kind and path); no hypervisor is involved."""
+    if rec["empty"] or rec["VDI"] == NULL_REF:
+        raise ApiError("VBD_IS_EMPTY", vbd)
+    vdi_rec = ctx.need("VDI", rec["VDI"])
+    drv = R.plugged_driver(ctx, vdi_rec["SR"])
+    with storage_translated(ctx):
+        attachment = await ctx.ports.storage.call(drv, "vol_attach", R.volume_of(ctx.store, rec["VDI"]),
+                                                  rec["mode"] == "RW" and not vdi_rec["read_only"])
+    slot = disk_number(rec["userdevice"])
+    with ctx.store.transaction():
+        ctx.store.update("VBD", vbd, currently_attached=True,
+                         device=device_name(slot) if slot is not None else rec["userdevice"],
+                         runtime_properties={"kind": attachment.kind, "path": attachment.path,
+                                             "format": attachment.format})
+    return ""
+
+
+async def vbd_plug(ctx, self):
+    rec = ctx.need("VBD", self)
+    if ctx.store.get("VM", rec["VM"])["is_control_domain"]:
+        return await _dom0_plug(ctx, self, rec)
+    caps = await _capable(ctx, "disks", "hotplug_disk")
+    vm = rec["VM"]
+    disk, volume = await _disk(ctx, self, caps, attach=True)
+    attached = list(ctx.store.private_of("VM", vm).get("attached") or [])
+    if volume is not None:
+        await run.remember_attached(ctx, vm, attached + [[volume[0], volume[1]]])
+    try:
+        with translated(vm, "VBD.plug"):
+            await ctx.ports.domains.call("attach_disk", ctx.store.get("VM", vm)["uuid"], disk)
+    except BaseException:
+        if volume is not None:
+            await ctx.ports.storage.call(volume[2], "vol_detach", volume[1])
+            await run.remember_attached(ctx, vm, attached)
+        raise
+    with ctx.store.transaction():
+        ctx.store.update("VBD", self, currently_attached=True, device=disk.target)
+    return ""
+
+
+async def _vbd_unplug(ctx, vbd: str) -> str:
+    rec = ctx.need("VBD", vbd)
+    vm = rec["VM"]
+    if ctx.store.get("VM", vm)["is_control_domain"]:
+        vdi_rec = ctx.need("VDI", rec["VDI"])
+        await ctx.ports.storage.call(R.plugged_driver(ctx, vdi_rec["SR"]), "vol_detach",
+                                     R.volume_of(ctx.store, rec["VDI"]))
+        with ctx.store.transaction():
+            ctx.store.update("VBD", vbd, currently_attached=False, runtime_properties={})
+        return ""
+    caps = await _capable(ctx, "disks", "hotplug_disk")
+    disk, volume = await _disk(ctx, vbd, caps, attach=False)
+    disk = disk.__class__(**{**disk.__dict__, "target": rec["device"] or disk.target})
+    with translated(vm, "VBD.unplug"):
+        await ctx.ports.domains.call("detach_disk", ctx.store.get("VM", vm)["uuid"], disk)
+    if volume is not None:
+        await ctx.ports.storage.call(volume[2], "vol_detach", volume[1])
+        attached = [a for a in ctx.store.private_of("VM", vm).get("attached") or [] if a[1] != volume[1]]
+        await run.remember_attached(ctx, vm, attached)
+    with ctx.store.transaction():
+        ctx.store.set("VBD", vbd, "currently_attached", False)
+    return ""
+
+
+async def vbd_unplug(ctx, self):
+    return await _vbd_unplug(ctx, self)
+
+
+async def vbd_unplug_force(ctx, self):
+    return await _vbd_unplug(ctx, self)
+
+
+async def vif_plug(ctx, self):
+    await _capable(ctx, "network interfaces", "hotplug_nic")
+    rec = ctx.need("VIF", self)
+    nic = policy.nic(rec, ctx.need("network", rec["network"]))
+    with translated(rec["VM"], "VIF.plug"):
+        await ctx.ports.domains.call("attach_nic", ctx.store.get("VM", rec["VM"])["uuid"], nic)
+    with ctx.store.transaction():
+        ctx.store.set("VIF", self, "currently_attached", True)
+    return ""
+
+
+async def vif_unplug(ctx, self):
+    await _capable(ctx, "network interfaces", "hotplug_nic")
+    rec = ctx.need("VIF", self)
+    nic = policy.nic(rec, ctx.need("network", rec["network"]))
+    with translated(rec["VM"], "VIF.unplug"):
+        await ctx.ports.domains.call("detach_nic", ctx.store.get("VM", rec["VM"])["uuid"], nic)
+    with ctx.store.transaction():
+        ctx.store.set("VIF", self, "currently_attached", False)
+    return ""
+
+
+HANDLERS = {"VBD.plug": vbd_plug, "VBD.unplug": vbd_unplug, "VBD.unplug_force": vbd_unplug_force,
+            "VIF.plug": vif_plug, "VIF.unplug": vif_unplug}

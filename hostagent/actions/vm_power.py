@@ -1,0 +1,284 @@
+"""VM power: start, pause, suspend, resume, shutdown, reboot, power_state_reset.
+
+The operation locking table (oprules.VM) has already checked the power state,
+templates, snapshots and concurrency when these run. Each action changes the
+domain through the domains port first and the records after, so a killed
+agent finds records the start-up reconciliation can put right (domains.py).
+"""
+
+import logging
+import os
+
+from ..backends.hypervisor import NeedsHVM
+from ..datamodel.errors import ApiError
+from ..datamodel.types import NULL_REF
+from . import domain_policy as policy
+from . import storage_records as R
+from . import vdi as vdi_actions
+from . import vm_runtime as run
+from .hypervisor_errors import translated
+
+log = logging.getLogger("hostagent.vm")
+
+POLL = 0.2  # seconds between looks at a domain that is shutting down
+CLEAN_TIMEOUT = 1200.0  # how long a clean shutdown or reboot may take, as xapi
+IMAGE_ALIGN = 2 << 20  # suspend VDIs are whole VHD blocks
+
+
+# ------------------------------------------------------------------ checks
+def check_memory(ctx, vm: str, rec: dict) -> None:
+    problem = policy.memory_problem(rec)
+    if problem:
+        raise ApiError("MEMORY_CONSTRAINT_VIOLATION", problem)
+    needed, available = rec["memory_static_max"], free_memory(ctx, vm)
+    if needed > available:
+        raise ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, available)
+
+
+def free_memory(ctx, vm: str) -> int:
+    """What the host can still give a VM: the hypervisor's free memory; on libvirt's test
+    driver (whose free figure is a token) its total less what our running VMs have."""
+    store = ctx.store
+    host = store.get("host", ctx.host)
+    metrics = store.get("host_metrics", host["metrics"])
+    driver = store.get("host", ctx.host)["software_version"].get("test")
+    if driver is None:
+        return metrics["memory_free"]
+    used = sum(store.get("VM", v)["memory_static_max"] for v in host["resident_VMs"]
+               if v != vm and not store.get("VM", v)["is_control_domain"])
+    return max(0, metrics["memory_total"] - used)
+
+
+# ------------------------------------------------------------------ start
+async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
+    """Attach the disks, make the domain (fresh or from a saved image), write the records."""
+    store = ctx.store
+    domains = ctx.ports.domains
+    caps = await domains.capabilities()
+    disks = await run.attach_disks(ctx, vm, caps.driver)
+    description = policy.describe(store.get("VM", vm), disks, run.nics(ctx, vm))
+    try:
+        with translated(vm, "VM.start"):
+            try:
+                if restore_from:
+                    state = await domains.call("restore", description.uuid, restore_from, description)
+                    if paused:
+                        await domains.call("pause", description.uuid)
+                else:
+                    state = await domains.call("start", description, paused)
+            except NeedsHVM:
+                raise ApiError("VM_HVM_REQUIRED", vm) from None
+    except BaseException:
+        await run.detach_disks(ctx, vm)
+        raise
+    await run.write_vm_data(ctx, vm, state.domid)
+    guest = await run.guest_facts(ctx, vm, state.domid)
+    if store.exists("VM", vm):
+        run.mark_running(ctx, vm, state, disks, paused=paused, guest=guest)
+    log.info("VM %s started (domid %d%s)", store.get("VM", vm)["name_label"], state.domid,
+             ", paused" if paused else "")
+
+
+async def start(ctx, vm, start_paused, force):
+    rec = ctx.need("VM", vm)
+    check_memory(ctx, vm, rec)
+    await _boot(ctx, vm, start_paused)
+    return ""
+
+
+async def start_on(ctx, vm, host, start_paused, force):
+    R.require_this_host(ctx, host, "VM.start_on")
+    return await start(ctx, vm, start_paused, force)
+
+
+# ------------------------------------------------------------------ stop
+async def _gone(ctx, vm: str) -> None:
+    """The domain has stopped: detach its storage and record the VM Halted."""
+    await run.detach_disks(ctx, vm)
+    if ctx.store.exists("VM", vm):
+        run.mark_halted(ctx, vm)
+
+
+async def _wait_gone(ctx, vm: str, uuid: str, timeout: float) -> bool:
+    waited = 0.0
+    while waited < timeout:
+        state = await ctx.ports.domains.call("state", uuid)
+        if state is None or state.state in ("shutoff", "crashed"):
+            if state is not None:
+                await ctx.ports.domains.call("destroy", uuid)
+            return True
+        await ctx.sleep(POLL)
+        waited += POLL
+        ctx.checkpoint()
+    return False
+
+
+async def _clean_request(ctx, vm: str, rec: dict, reboot: bool) -> None:
+    caps = await ctx.ports.domains.capabilities()
+    acpi = caps.acpi_shutdown and policy.boot_kind(rec) == "hvm"
+    with translated(vm, "VM.clean_reboot" if reboot else "VM.clean_shutdown"):
+        await ctx.ports.domains.call("reboot" if reboot else "shutdown", rec["uuid"], acpi)
+
+
+async def clean_shutdown(ctx, vm):
+    rec = ctx.need("VM", vm)
+    ctx.cancellable()
+    await _clean_request(ctx, vm, rec, reboot=False)
+    with translated(vm, "VM.clean_shutdown"):
+        if not await _wait_gone(ctx, vm, rec["uuid"], CLEAN_TIMEOUT):
+            raise ApiError("VM_SHUTDOWN_TIMEOUT", vm, str(CLEAN_TIMEOUT))
+    await _gone(ctx, vm)
+    return ""
+
+
+async def hard_shutdown(ctx, vm):
+    rec = ctx.need("VM", vm)
+    if rec["power_state"] == "Suspended":
+        await _drop_suspend_image(ctx, vm)
+        return ""
+    with translated(vm, "VM.hard_shutdown"):
+        await ctx.ports.domains.call("destroy", rec["uuid"])
+    await _gone(ctx, vm)
+    return ""
+
+
+async def shutdown(ctx, vm):
+    """Clean if the guest can, else (or on a timeout) hard, as xapi's VM.shutdown."""
+    rec = ctx.need("VM", vm)
+    if rec["power_state"] == "Running":
+        try:
+            await _clean_request(ctx, vm, rec, reboot=False)
+            with translated(vm, "VM.shutdown"):
+                if await _wait_gone(ctx, vm, rec["uuid"], CLEAN_TIMEOUT):
+                    await _gone(ctx, vm)
+                    return ""
+        except ApiError as e:
+            log.info("clean shutdown of %s failed (%s); stopping it hard", vm, e.description)
+    return await hard_shutdown(ctx, vm)
+
+
+async def clean_reboot(ctx, vm):
+    rec = ctx.need("VM", vm)
+    await _clean_request(ctx, vm, rec, reboot=True)
+    return ""
+
+
+async def hard_reboot(ctx, vm):
+    rec = ctx.need("VM", vm)
+    with translated(vm, "VM.hard_reboot"):
+        await ctx.ports.domains.call("destroy", rec["uuid"])
+    await run.detach_disks(ctx, vm)
+    await _boot(ctx, vm, False)
+    return ""
+
+
+def power_state_reset(ctx, vm):
+    """Records only: the VM is Halted, whatever its host said (recovery after a host died).
+    Storage it held is detached by the next start's reconciliation."""
+    rec = ctx.need("VM", vm)
+    if rec["is_control_domain"]:
+        raise ApiError("OPERATION_NOT_ALLOWED", "the control domain cannot be reset")
+    run.mark_halted(ctx, vm)
+    return ""
+
+
+# ------------------------------------------------------------------ pause
+async def pause(ctx, vm):
+    rec = ctx.need("VM", vm)
+    with translated(vm, "VM.pause"):
+        await ctx.ports.domains.call("pause", rec["uuid"])
+    with ctx.store.transaction():
+        ctx.store.set("VM", vm, "power_state", "Paused")
+    return ""
+
+
+async def unpause(ctx, vm):
+    rec = ctx.need("VM", vm)
+    with translated(vm, "VM.unpause"):
+        await ctx.ports.domains.call("unpause", rec["uuid"])
+    with ctx.store.transaction():
+        ctx.store.set("VM", vm, "power_state", "Running")
+    return ""
+
+
+# ------------------------------------------------------------------ suspend
+def suspend_sr(ctx, vm: str, rec: dict) -> str:
+    """The VM's suspend_SR, else the pool's suspend_image_SR, else its default SR."""
+    pool = next(iter(ctx.store.all("pool").values()))
+    for sr in (rec["suspend_SR"], pool["suspend_image_SR"], pool["default_SR"]):
+        if sr != NULL_REF and ctx.store.exists("SR", sr):
+            return sr
+    raise ApiError("VM_NO_SUSPEND_SR", vm)
+
+
+async def suspend(ctx, vm):
+    rec = ctx.need("VM", vm)
+    caps = await ctx.ports.domains.capabilities()
+    if not caps.save_restore:
+        raise ApiError("OPERATION_NOT_ALLOWED", f"the {caps.driver} hypervisor cannot suspend VMs")
+    sr = suspend_sr(ctx, vm, rec)
+    image = _image_path(ctx, rec)
+    with translated(vm, "VM.suspend"):
+        await ctx.ports.domains.call("save", rec["uuid"], image)
+    try:
+        size = os.path.getsize(image)
+        vdi = await vdi_actions.create(ctx, {
+            "name_label": f"Suspend image of {rec['name_label']}", "name_description": "", "SR": sr,
+            "virtual_size": (size + IMAGE_ALIGN - 1) // IMAGE_ALIGN * IMAGE_ALIGN, "type": "suspend",
+            "sharable": False, "read_only": False, "other_config": {"suspend-image-of": rec["uuid"]},
+            "xenstore_data": {}, "sm_config": {}, "tags": []})
+        drv = R.plugged_driver(ctx, sr)
+        await ctx.ports.storage.call(drv, "vol_fill_from", R.volume_of(ctx.store, vdi), image)
+        with ctx.store.transaction():
+            ctx.store.set_private("VDI", vdi, image_size=size)
+    finally:
+        _unlink(image)
+    await run.detach_disks(ctx, vm)
+    run.mark_halted(ctx, vm, "Suspended", vdi)
+    log.info("VM %s suspended into VDI %s (%d bytes)", rec["name_label"], vdi, size)
+    return ""
+
+
+async def resume(ctx, vm, start_paused, force):
+    rec = ctx.need("VM", vm)
+    vdi = rec["suspend_VDI"]
+    vdi_rec = ctx.need("VDI", vdi)
+    image = _image_path(ctx, rec)
+    drv = R.plugged_driver(ctx, vdi_rec["SR"])
+    size = ctx.store.private_of("VDI", vdi).get("image_size", vdi_rec["virtual_size"])
+    await ctx.ports.storage.call(drv, "vol_dump_to", R.volume_of(ctx.store, vdi), image, size)
+    try:
+        await _boot(ctx, vm, start_paused, restore_from=image)
+    finally:
+        _unlink(image)
+    await vdi_actions.destroy(ctx, vdi)
+    return ""
+
+
+async def resume_on(ctx, vm, host, start_paused, force):
+    R.require_this_host(ctx, host, "VM.resume_on")
+    return await resume(ctx, vm, start_paused, force)
+
+
+async def _drop_suspend_image(ctx, vm: str) -> None:
+    vdi = ctx.store.get("VM", vm)["suspend_VDI"]
+    run.mark_halted(ctx, vm)
+    if ctx.store.exists("VDI", vdi):
+        await vdi_actions.destroy(ctx, vdi)
+
+
+def _image_path(ctx, rec: dict) -> str:
+    os.makedirs(ctx.ports.scratch_dir, mode=0o700, exist_ok=True)
+    return os.path.join(ctx.ports.scratch_dir, f"{rec['uuid']}.img")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+HANDLERS = {f"VM.{f.__name__}": f for f in (
+    start, start_on, pause, unpause, suspend, resume, resume_on, clean_shutdown, hard_shutdown, shutdown,
+    clean_reboot, hard_reboot, power_state_reset)}
