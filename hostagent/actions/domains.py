@@ -16,6 +16,7 @@ suspend image no VM owns (the agent died during a suspend) is destroyed.
 """
 
 import logging
+import os
 
 from ..backends.hypervisor import HypervisorError
 from ..datamodel.errors import ApiError
@@ -82,6 +83,12 @@ async def at_start(ctx) -> None:
 
 
 async def _orphan_images(ctx) -> None:
+    """Suspend images on their way in or out when the agent died: files and VDIs."""
+    scratch = ctx.ports.scratch_dir
+    if scratch and os.path.isdir(scratch):
+        for name in os.listdir(scratch):
+            log.warning("removing %s, left by an interrupted suspend or resume", name)
+            os.unlink(os.path.join(scratch, name))
     store = ctx.store
     for vdi, rec in list(store.all("VDI").items()):
         owner = rec["other_config"].get("suspend-image-of")

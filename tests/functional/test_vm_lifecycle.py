@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from tests.support import wait_for
+
 from .agent import AgentProcess
 from .storage_util import MiB, failure, login, vdi_record, wait_task
 
@@ -247,3 +249,37 @@ def test_templates_survive_and_are_not_duplicated(agents):
     x = login(agent).xenapi
     after = sorted(r["name_label"] for r in x.VM.get_all_records().values() if r["is_default_template"])
     assert before == after and len(after) == 11
+
+
+@pytest.mark.parametrize("hook", ["HOSTAGENT_FAULT_DELAY_DOMAIN_START", "HOSTAGENT_FAULT_DELAY_DOMAIN_SAVE",
+                                  "HOSTAGENT_FAULT_DELAY_VOL_FILL_FROM"])
+def test_sigkill_during_start_or_suspend(agents, hook):
+    """Killed while a domain starts, while it is being saved, or while its image goes into
+    the suspend VDI: after the restart the VM's records match the hypervisor (the test
+    driver's domains died with the agent: Halted), its disks are detached, and no suspend
+    image (VDI or file) is left."""
+    agent = agents(**{hook: "30"})
+    x = login(agent).xenapi
+    vm = new_vm(x, "killed")
+    op = "start" if hook.endswith("START") else "suspend"
+    if op == "suspend":
+        x.VM.start(vm, False, False)
+    task = getattr(x.Async.VM, op)(vm, *((False, False) if op == "start" else ()))
+    uuid = x.VM.get_uuid(vm)
+
+    def in_the_window():
+        if hook.endswith("FILL_FROM"):
+            return any(r["other_config"].get("suspend-image-of") == uuid for r in x.VDI.get_all_records().values())
+        return f"holding domain {hook.rsplit('_', 1)[1].lower()} for" in agent.log_text()
+    wait_for(in_the_window, 20.0, what="the held operation")
+    agent.kill()
+    agent = agents()
+    x = login(agent).xenapi
+    rec = x.VM.get_record(vm)
+    assert rec["power_state"] == "Halted" and rec["domid"] == "-1" and rec["current_operations"] == {}
+    assert all(not x.VBD.get_currently_attached(v) for v in rec["VBDs"])
+    assert [v for v in x.VDI.get_all_records().values() if v["type"] == "suspend"] == []
+    scratch = os.path.join(agent.state_dir, "suspend")
+    assert not os.path.isdir(scratch) or os.listdir(scratch) == []
+    x.VM.start(vm, False, False)  # and it starts again
+    assert x.VM.get_power_state(vm) == "Running"
