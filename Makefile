@@ -24,8 +24,12 @@ PYTEST_ARGS ?=
 #   libvirt-clients libxml2-utils
 #                              virt-xml-validate (its xmllint is in libxml2-utils): rendered
 #                              domain XML checked against libvirt's RNG schemas
+#   nbdkit nbdkit-plugin-python
+#                              the VDI datapath: VHD chains served over NBD (sm/datapath)
+#   libnbd-bin                 nbdinfo: what the datapath's NBD servers offer, in the tests
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
-                lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils
+                lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils \
+                nbdkit nbdkit-plugin-python libnbd-bin
 
 .PHONY: all deps venv run test bench docs clean
 
