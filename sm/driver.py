@@ -104,10 +104,21 @@ class SrStat:
 
 @dataclass(frozen=True)
 class Attachment:
-    """Where a domain finds an attached volume on this host."""
-    kind: str  # "file" | "block"
+    """Where a domain finds an attached volume on this host, and in which format.
+
+    ``kind`` "file": ``path`` is an image the hypervisor opens itself (``format``
+    "vpc", qemu's name for a VHD, only for one without a parent, which qemu reads
+    right; "iso" for a CD image). "block": ``path`` is a block device ("raw").
+    "nbd": ``path`` is the Unix socket of the nbdkit serving a VHD chain ("raw"),
+    ``uri`` its NBD URI. The rest says whose attachment it is."""
+    kind: str  # "file" | "block" | "nbd"
     path: str
-    format: str  # what the datapath must speak: "vhd" | "raw" | "iso"
+    format: str  # qemu's name for what is at path: "vpc" | "raw" | "iso"
+    uri: str = ""  # "nbd+unix:///?socket=<path>" for kind "nbd"
+    sr: str = ""
+    vdi: str = ""
+    owner: str = ""  # who holds it (a VBD's or VM's uuid), "" for an anonymous attachment
+    writable: bool = False
 
 
 class VolumeReader(ABC):
@@ -155,6 +166,7 @@ class Driver(ABC):
     only once it holds the SR's lock (shared, or exclusive for ``info.exclusive`` ops)."""
 
     info: ClassVar[DriverInfo]
+    _datapath = None  # see the datapath property
 
     def __init__(self, sr_uuid: str, device_config: dict, runner, state_dir: str):
         self.sr_uuid = sr_uuid
@@ -280,11 +292,42 @@ class Driver(ABC):
 
     # ---- datapath -------------------------------------------------------------------------
 
-    @abstractmethod
-    def vol_attach(self, uuid: str, writable: bool) -> Attachment: ...
+    def vol_attach(self, uuid: str, writable: bool, owner: str = "") -> Attachment:
+        """Attach a volume for a domain on this host and say where the hypervisor finds it.
+
+        Attaching again for the same ``owner`` (a VBD's uuid, say) in the same mode gives
+        the same attachment (its server restarted if it died); in the other mode
+        VDI_IN_USE. Owner "" makes an anonymous attachment: each attach adds one,
+        each detach removes the newest. Recorded in the state dir (``sm.datapath``),
+        so attachments and their nbdkit servers outlive an agent restart."""
+        return self.datapath.attach(uuid, writable, owner, self.expose, self.release)
+
+    def vol_detach(self, uuid: str, owner: str = "") -> None:
+        """Undo vol_attach for owner (its server stopped); nothing to do if not attached."""
+        self.datapath.detach(uuid, owner, self.release)
+
+    def vol_attachments(self) -> list[Attachment]:
+        """This SR's attachments on this host, as recorded in the state dir."""
+        return self.datapath.attachments()
 
     @abstractmethod
-    def vol_detach(self, uuid: str) -> None: ...
+    def expose(self, uuid: str, writable: bool, serve: Callable[[str], Attachment]
+               ) -> Attachment:
+        """vol_attach's driver part: book the volume as attached (VDI_IN_USE,
+        VDI_READONLY...) and say where it is; ``serve(image)`` serves a VHD chain
+        whose leaf is ``image`` through nbdkit. Undo the booking if it fails."""
+
+    @abstractmethod
+    def release(self, uuid: str) -> None:
+        """vol_detach's driver part: undo one booking of expose."""
+
+    @property
+    def datapath(self):
+        """This SR's attachments (``sm.datapath.Datapath``), made on first use."""
+        if self._datapath is None:
+            from sm.datapath.attach import Datapath  # it uses this module's Attachment
+            self._datapath = Datapath(self.state_dir, self.sr_uuid)
+        return self._datapath
 
     def open_reader(self, uuid: str) -> VolumeReader:
         raise Unsupported("open_reader", f"the {self.info.type} driver has no reader")

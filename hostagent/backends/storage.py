@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from sm import datapath
 from sm.errors import BackendFailure, SMError
 from sm.registry import default_registry
 from sm.runner import Runner
@@ -60,6 +61,23 @@ class Stat:
     physical_size: int
     physical_utilisation: int
     virtual_allocation: int
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A VDI attached for a domain on this host: where the hypervisor finds it. `kind`
+    "file": an image it opens itself in `format` ("vpc", a VHD without a parent, or
+    "iso"); "block": a device ("raw"); "nbd": `path` is the Unix socket of the nbdkit
+    serving a VHD chain, `uri` its NBD URI ("raw")."""
+
+    kind: str
+    path: str
+    format: str
+    uri: str
+    sr: str
+    vdi: str
+    owner: str
+    writable: bool
 
 
 DRIVERS_KEPT = 256  # driver objects kept (one per SR; probes make throw-away ones)
@@ -210,6 +228,22 @@ class Storage:
     async def validate(self, drv):
         await self.call(drv, "validate_config")
 
+    # ------------------------------------------------------------- datapath
+    async def attach(self, drv, vdi_uuid: str, writable: bool, owner: str) -> Attached:
+        """Attach a VDI for `owner` (a VBD's uuid, say) on this host: a VHD chain gets its
+        own nbdkit, which outlives the agent. Attaching again for the same owner gives the
+        same attachment."""
+        return await self.call(drv, "vol_attach", vdi_uuid, writable, owner)
+
+    async def detach(self, drv, vdi_uuid: str, owner: str) -> None:
+        """Undo attach (its nbdkit stopped); nothing to do if `owner` holds none."""
+        await self.call(drv, "vol_detach", vdi_uuid, owner)
+
+    async def attachments(self) -> List[Attached]:
+        """Every attachment on this host, as recorded in the state dir (so also those
+        an agent before a restart made)."""
+        return _plain(await self.run_blocking(datapath.attachments, self.state_dir))
+
 
 class Job:
     """A driver call, queued on its SR's lock and then run in a worker thread: `done`
@@ -253,4 +287,7 @@ def _plain(result):
                       result.parent, result.read_only, result.format, getattr(result, "name", ""))
     if kind == "SrStat":
         return Stat(result.physical_size, result.physical_utilisation, result.virtual_allocation)
+    if kind == "Attachment":
+        return Attached(result.kind, result.path, result.format, result.uri, result.sr,
+                        result.vdi, result.owner, result.writable)
     return result

@@ -136,14 +136,14 @@ class IsoDriver(Driver):
     def vol_stat(self, uuid: str) -> Volume:
         return self._volume(self._name(uuid))
 
-    def vol_attach(self, uuid: str, writable: bool) -> Attachment:
+    def expose(self, uuid: str, writable: bool, serve) -> Attachment:
         name = self._name(uuid)
         if writable:
             raise VolumeReadOnly(uuid)
         self.book.add(uuid, False)
         return Attachment(kind="file", path=os.path.join(self.location(), name), format="iso")
 
-    def vol_detach(self, uuid: str) -> None:
+    def release(self, uuid: str) -> None:
         self.book.remove(uuid)
 
     def open_reader(self, uuid: str) -> VolumeReader:

@@ -343,13 +343,13 @@ class LvmDriver(Driver):
         if self.activation and self.book.get(uuid) is None:
             self.lvm("lvchange", "--activate", "n", self.lv_path(uuid), error="LVMUnMount")
 
-    def vol_attach(self, uuid: str, writable: bool) -> Attachment:
+    def expose(self, uuid: str, writable: bool, serve) -> Attachment:
         self.vol_stat(uuid)
         self._activate(uuid, "vol_attach")
         self.book.add(uuid, writable)
         return Attachment(kind="block", path=self.device_path(uuid), format="raw")
 
-    def vol_detach(self, uuid: str) -> None:
+    def release(self, uuid: str) -> None:
         check_uuid(uuid)
         self.book.remove(uuid)
         self._deactivate(uuid)

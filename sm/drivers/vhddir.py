@@ -275,10 +275,19 @@ class VhdDir:
                 vhdfile.resize(self.file(uuid), new_size)
         return self.get(uuid)
 
-    def attach(self, uuid: str, writable: bool) -> Attachment:
+    def attach(self, uuid: str, writable: bool, serve) -> Attachment:
+        """Book the volume; a VHD without a parent is its file (qemu's vpc driver reads
+        it right), a chain is served by ``serve`` (nbdkit: qemu would read it as if it
+        had no parent)."""
         volume = self.get(uuid)
         self.book.add(uuid, writable, volume.read_only)
-        return Attachment(kind="file", path=self.file(uuid), format="vhd")
+        try:
+            if volume.parent is None:
+                return Attachment(kind="file", path=self.file(uuid), format="vpc")
+            return serve(self.file(uuid))
+        except BaseException:
+            self.book.remove(uuid)
+            raise
 
     def require_empty(self) -> None:
         """SRNotEmpty unless every volume is gone (left-over temporaries are dropped)."""
@@ -384,10 +393,10 @@ class VhdDriver(Driver):
     def vol_resize(self, uuid: str, new_size: int) -> Volume:
         return self.volumes.resize(uuid, new_size)
 
-    def vol_attach(self, uuid: str, writable: bool) -> Attachment:
-        return self.volumes.attach(uuid, writable)
+    def expose(self, uuid: str, writable: bool, serve) -> Attachment:
+        return self.volumes.attach(uuid, writable, serve)
 
-    def vol_detach(self, uuid: str) -> None:
+    def release(self, uuid: str) -> None:
         self.book.remove(check_uuid(uuid))
 
     def open_reader(self, uuid: str):

@@ -1,8 +1,9 @@
 """The VHD-file drivers on this machine: `file` in a temporary directory, `ext` on a loop
 device (as root), `iso` on a directory of images, and vol_copy_to between SRs.
 
-Contents are written through the attachment path with sm.vhd, as a datapath
-would, and checked with libvhdi (pyvhdi), an independent VHD reader.
+Contents are written through the attachment (the file with sm.vhd, or a chain's NBD
+server with qemu-io), as a hypervisor would, and checked with libvhdi (pyvhdi), an
+independent VHD reader.
 """
 
 import json
@@ -21,9 +22,8 @@ from sm.drivers.vhddir import host_id
 from sm.errors import (BackendFailure, Cancelled, SRFull, SRNotEmpty, Unsupported,
                        VolumeExists, VolumeInUse, VolumeNotFound, VolumeReadOnly)
 from sm.runner import Runner
+from tests.contract.sm.libvhdi import libvhdi_read
 from tests.support import attach_loop, detach_loop
-
-pyvhdi = pytest.importorskip("pyvhdi", reason="libvhdi-python is the independent VHD reader")
 
 MiB = 1 << 20
 
@@ -32,36 +32,27 @@ def new_uuid():
     return str(uuidlib.uuid4())
 
 
-def libvhdi_read(path, offset, length):
-    """Read a VHD's virtual bytes with libvhdi, opening its parent chain by file name."""
-    opened = []
-
-    def open_chain(p):
-        f = pyvhdi.file()
-        f.open(p)
-        opened.append(f)
-        name = f.parent_filename
-        if name:
-            parent = os.path.join(os.path.dirname(p), os.path.basename(name.replace("\\", "/")))
-            f.set_parent(open_chain(parent))
-        return f
-
-    try:
-        return open_chain(path).read_buffer_at_offset(length, offset)
-    finally:
-        for f in opened:
-            f.close()
-
-
 def write(attachment: Attachment, offset, data):
-    assert attachment.kind == "file" and attachment.format == "vhd"
+    """Write as a hypervisor would: into the VHD file of a parentless volume, through the
+    attachment's NBD server (qemu-io) for a chain."""
+    if attachment.kind == "nbd":
+        assert attachment.format == "raw"
+        source = attachment.path + ".data"
+        with open(source, "wb") as f:
+            f.write(data)
+        subprocess.run(["qemu-io", "-f", "raw", attachment.uri, "-c",
+                        f"write -s {source} {offset} {len(data)}", "-c", "flush"],
+                       check=True, capture_output=True)
+        os.unlink(source)
+        return
+    assert attachment.kind == "file" and attachment.format == "vpc"
     with vhd.open(attachment.path, writable=True) as image:
         image.write(offset, data)
         image.flush()
 
 
 @pytest.fixture
-def sr(tmp_path):
+def sr(tmp_path, nbdkit):  # chains attach through nbdkit
     location = tmp_path / "srs"
     location.mkdir()
     driver = FileDriver(new_uuid(), {"location": str(location)}, Runner(), str(tmp_path / "st"))
@@ -319,7 +310,7 @@ def test_iso_volumes_are_stable_read_only_files(iso_dir, tmp_path):
 
     deb = volumes[0].uuid
     att = iso.vol_attach(deb, writable=False)
-    assert att == Attachment("file", str(iso_dir / "debian.iso"), "iso")
+    assert att == Attachment("file", str(iso_dir / "debian.iso"), "iso", sr=sr_uuid, vdi=deb)
     with pytest.raises(VolumeReadOnly):
         iso.vol_attach(deb, writable=True)
     iso.vol_detach(deb)
