@@ -42,8 +42,8 @@ async def _disk(ctx, vbd: str, caps, attach: bool):
     attachment = None
     if attach:
         with storage_translated(ctx):
-            attachment = await ctx.ports.storage.call(drv, "vol_attach", volume,
-                                                      rec["mode"] == "RW" and not vdi_rec["read_only"])
+            attachment = await ctx.ports.storage.attach(drv, volume, rec["mode"] == "RW" and not vdi_rec["read_only"],
+                                                        rec["uuid"])
     return policy.disk(caps.driver, kind, rec, vdi_rec, attachment), (vdi_rec["SR"], volume, drv)
 
 
@@ -55,8 +55,8 @@ async def _dom0_plug(ctx, vbd: str, rec: dict) -> str:
     vdi_rec = ctx.need("VDI", rec["VDI"])
     drv = R.plugged_driver(ctx, vdi_rec["SR"])
     with storage_translated(ctx):
-        attachment = await ctx.ports.storage.call(drv, "vol_attach", R.volume_of(ctx.store, rec["VDI"]),
-                                                  rec["mode"] == "RW" and not vdi_rec["read_only"])
+        attachment = await ctx.ports.storage.attach(drv, R.volume_of(ctx.store, rec["VDI"]),
+                                                    rec["mode"] == "RW" and not vdi_rec["read_only"], rec["uuid"])
     slot = disk_number(rec["userdevice"])
     with ctx.store.transaction():
         ctx.store.update("VBD", vbd, currently_attached=True,
@@ -75,13 +75,13 @@ async def vbd_plug(ctx, self):
     disk, volume = await _disk(ctx, self, caps, attach=True)
     attached = list(ctx.store.private_of("VM", vm).get("attached") or [])
     if volume is not None:
-        await run.remember_attached(ctx, vm, attached + [[volume[0], volume[1]]])
+        await run.remember_attached(ctx, vm, attached + [[volume[0], volume[1], rec["uuid"]]])
     try:
         with translated(vm, "VBD.plug"):
             await ctx.ports.domains.call("attach_disk", ctx.store.get("VM", vm)["uuid"], disk)
     except BaseException:
         if volume is not None:
-            await ctx.ports.storage.call(volume[2], "vol_detach", volume[1])
+            await ctx.ports.storage.detach(volume[2], volume[1], rec["uuid"])
             await run.remember_attached(ctx, vm, attached)
         raise
     with ctx.store.transaction():
@@ -94,8 +94,8 @@ async def _vbd_unplug(ctx, vbd: str) -> str:
     vm = rec["VM"]
     if ctx.store.get("VM", vm)["is_control_domain"]:
         vdi_rec = ctx.need("VDI", rec["VDI"])
-        await ctx.ports.storage.call(R.plugged_driver(ctx, vdi_rec["SR"]), "vol_detach",
-                                     R.volume_of(ctx.store, rec["VDI"]))
+        await ctx.ports.storage.detach(R.plugged_driver(ctx, vdi_rec["SR"]), R.volume_of(ctx.store, rec["VDI"]),
+                                       rec["uuid"])
         with ctx.store.transaction():
             ctx.store.update("VBD", vbd, currently_attached=False, runtime_properties={})
         return ""
@@ -105,7 +105,7 @@ async def _vbd_unplug(ctx, vbd: str) -> str:
     with translated(vm, "VBD.unplug"):
         await ctx.ports.domains.call("detach_disk", ctx.store.get("VM", vm)["uuid"], disk)
     if volume is not None:
-        await ctx.ports.storage.call(volume[2], "vol_detach", volume[1])
+        await ctx.ports.storage.detach(volume[2], volume[1], rec["uuid"])
         attached = [a for a in ctx.store.private_of("VM", vm).get("attached") or [] if a[1] != volume[1]]
         await run.remember_attached(ctx, vm, attached)
     with ctx.store.transaction():

@@ -1,8 +1,9 @@
 """What a running domain adds to a VM's records, and the storage it holds.
 
 `attach_disks` gives each VBD's VDI to the hypervisor through the storage
-port and remembers, durably and before the domain exists, which volumes it
-attached (VM private `attached`), so that whatever happens next (a failed
+port (attached for that VBD: a VHD chain gets its own NBD server, which
+outlives the agent) and remembers, durably and before the domain exists,
+which volumes it attached (VM private `attached`: SR, volume, VBD uuid), so that whatever happens next (a failed
 start, a stop, a killed agent) knows what to detach. `mark_running` and
 `mark_halted` write the records that follow a domain: power state, domid,
 resident_on, devices' currently_attached, metrics, consoles, guest metrics.
@@ -37,9 +38,9 @@ async def attach_disks(ctx, vm: str, driver: str) -> List[D.Disk]:
             continue
         vdi_rec = ctx.need("VDI", vdi)
         plan.append((vbd_rec, vdi_rec, vdi))
-    attached, disks = [], []
-    await remember_attached(ctx, vm, [[store.get("VDI", v)["SR"], R.volume_of(store, v)]
-                                      for _, _, v in plan if v is not None])
+    disks = []
+    await remember_attached(ctx, vm, [[store.get("VDI", v)["SR"], R.volume_of(store, v), vbd_rec["uuid"]]
+                                      for vbd_rec, _, v in plan if v is not None])
     try:
         for vbd_rec, vdi_rec, vdi in plan:
             if vdi is None:
@@ -48,8 +49,8 @@ async def attach_disks(ctx, vm: str, driver: str) -> List[D.Disk]:
             drv = R.plugged_driver(ctx, vdi_rec["SR"])
             writable = vbd_rec["mode"] == "RW" and not vdi_rec["read_only"]
             with storage_translated(ctx):
-                attachment = await ctx.ports.storage.call(drv, "vol_attach", R.volume_of(store, vdi), writable)
-            attached.append(vdi)
+                attachment = await ctx.ports.storage.attach(drv, R.volume_of(store, vdi), writable,
+                                                            vbd_rec["uuid"])
             disks.append(policy.disk(driver, kind, vbd_rec, vdi_rec, attachment))
     except BaseException:
         await detach_disks(ctx, vm)
@@ -70,12 +71,12 @@ async def detach_disks(ctx, vm: str) -> None:
     if not store.exists("VM", vm):
         return
     volumes = store.private_of("VM", vm).get("attached") or []
-    for sr, volume in volumes:
+    for sr, volume, *owner in volumes:
         if not store.exists("SR", sr):
             continue
         try:
             drv = R.plugged_driver(ctx, sr)
-            await ctx.ports.storage.call(drv, "vol_detach", volume)
+            await ctx.ports.storage.detach(drv, volume, owner[0] if owner else "")
         except (ApiError, StorageError) as e:
             log.warning("detaching volume %s of SR %s: %s", volume, sr, e)
     if volumes and store.exists("VM", vm):
