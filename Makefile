@@ -27,9 +27,12 @@ PYTEST_ARGS ?=
 #   nbdkit nbdkit-plugin-python
 #                              the VDI datapath: VHD chains served over NBD (sm/datapath)
 #   libnbd-bin                 nbdinfo: what the datapath's NBD servers offer, in the tests
+#   libvirt-daemon-system qemu-system-x86
+#                              libvirtd, virtlogd and qemu for the tests that boot real guests
+#                              under qemu:///system (tests/kvm/libvirtd.py starts and stops them)
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
                 lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils \
-                nbdkit nbdkit-plugin-python libnbd-bin
+                nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86
 
 .PHONY: all deps venv run test bench docs clean
 
