@@ -12,6 +12,9 @@ from ..backends import domain as D
 from .vbd import is_hvm
 
 MiB = 1 << 20
+# other_config key: a Unix socket path for the guest's first serial port (emulated serial:
+# Xen HVM and KVM), for automation that talks to the guest's console
+SERIAL_SOCKET_KEY = "hostagent-serial-socket"
 ON_EXIT = {"destroy": D.DESTROY, "restart": D.RESTART, "preserve": D.PRESERVE,
            "rename_restart": D.RENAME_RESTART, "coredump_and_destroy": D.DESTROY,
            "coredump_and_restart": D.RESTART}
@@ -89,6 +92,7 @@ def describe(vm: dict, disks: Iterable[D.Disk], nics: Iterable[D.Nic]) -> D.Doma
         nics=tuple(sorted(nics, key=lambda n: n.device)),
         vcpu_weight=_int(params.get("weight")), vcpu_cap=_int(params.get("cap")),
         vnc=vm["other_config"].get("disable_pv_vnc") != "1" or boot_kind(vm) == D.HVM,
+        serial_socket=vm["other_config"].get(SERIAL_SOCKET_KEY, ""),
         on_poweroff=on("actions_after_shutdown", D.DESTROY), on_reboot=on("actions_after_reboot", D.RESTART),
         on_crash=on("actions_after_crash", D.DESTROY),
         acpi=_flag(platform, "acpi", True), apic=_flag(platform, "apic", True), pae=_flag(platform, "pae", True),

@@ -7,6 +7,7 @@ refused with OPERATION_NOT_ALLOWED saying so, and nothing changes. A disk for
 the control domain is attached on the host by the storage alone.
 """
 
+import dataclasses
 import logging
 
 from ..datamodel.errors import ApiError
@@ -100,8 +101,9 @@ async def _vbd_unplug(ctx, vbd: str) -> str:
             ctx.store.update("VBD", vbd, currently_attached=False, runtime_properties={})
         return ""
     caps = await _capable(ctx, "disks", "hotplug_disk")
-    disk, volume = await _disk(ctx, vbd, caps, attach=False)
-    disk = disk.__class__(**{**disk.__dict__, "target": rec["device"] or disk.target})
+    # attaching again for the same VBD gives its attachment back: the device as plugged
+    disk, volume = await _disk(ctx, vbd, caps, attach=True)
+    disk = dataclasses.replace(disk, target=rec["device"] or disk.target)
     with translated(vm, "VBD.unplug"):
         await ctx.ports.domains.call("detach_disk", ctx.store.get("VM", vm)["uuid"], disk)
     if volume is not None:

@@ -86,4 +86,5 @@ class Domain:
     pae: bool = True
     viridian: bool = False
     nested_hvm: bool = False
+    accel: str = "kvm"  # qemu driver: kvm (hardware) or qemu (TCG, software emulation)
     extra: Dict[str, str] = field(default_factory=dict)  # platform keys no renderer knows yet

@@ -29,6 +29,7 @@ from ..backends import hostinfo, netlink
 from ..backends.auth import AuthError
 from ..backends.guest_agent import TestGuestAgent, XenstoreGuestAgent
 from ..backends.hypervisor import Domains, Hypervisor, HypervisorError
+from ..backends.hypervisor.access import grant_state_access
 from ..backends.hypervisor.port import DomainPort
 from ..backends.xenstore import FakeXenstore, Xenstore
 from ..backends.storage import Storage
@@ -95,6 +96,8 @@ class Agent:
         self.hypervisor.start_events()
         self.libvirt_pool = ThreadPool(1, 1, name="libvirt")
         self.node = self._node_facts()
+        if self.node is not None:
+            grant_state_access(config.state_dir, self.node.driver)
         self.facts = machine(hostinfo.probe(config.address or netlink.management_address()), self.node)
         self.host_ref = ensure_host(self.store, self.facts, __version__, clock, self._host_uuid())
         self.auth = self._auth()

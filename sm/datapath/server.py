@@ -96,6 +96,9 @@ class NbdServers:
                 raise BackendFailure(ERROR, f"nbdkit for {image} wrote no pid file in "
                                             f"{self.start_timeout:g}s: {self.log_tail(ident)}")
             time.sleep(0.002)
+        # the hypervisor's processes connect through the group of the directory (see the
+        # agent's hypervisor access); nobody else may
+        os.chmod(self.socket(ident), 0o660)
         return pid
 
     def serving(self, ident: str) -> int | None:

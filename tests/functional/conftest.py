@@ -1,5 +1,7 @@
 """Fixtures: a running agent process per test module (or per test where it is killed)."""
 
+import os
+
 import pytest
 
 from .agent import AgentProcess
@@ -19,6 +21,21 @@ def fresh_agent(tmp_path):
     a = AgentProcess(str(tmp_path / "state"))
     yield a
     a.cleanup()
+
+
+@pytest.fixture
+def agents(tmp_path):
+    """`agents(*args, **env)` starts an agent on the test's one state dir (one at a time,
+    with extra command-line arguments and environment variables); all are cleaned up."""
+    started = []
+
+    def start(*args, **env):
+        a = AgentProcess(str(tmp_path / "state"), extra_args=args, env={**os.environ, **env})
+        started.append(a)
+        return a.start()
+    yield start
+    for a in started:
+        a.cleanup()
 
 
 @pytest.fixture(scope="module")

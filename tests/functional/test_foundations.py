@@ -15,20 +15,6 @@ from .agent import AgentProcess
 from .storage_util import MiB, failure, login, vdi_record, wait_task
 
 
-@pytest.fixture
-def agents(tmp_path):
-    """Start agents on one state dir (one at a time); all are cleaned up."""
-    started = []
-
-    def start(*args, **env):
-        a = AgentProcess(str(tmp_path / "state"), extra_args=args, env={**os.environ, **env})
-        started.append(a)
-        return a.start()
-    yield start
-    for a in started:
-        a.cleanup()
-
-
 def default_sr(x):
     return x.pool.get_default_SR(x.pool.get_all()[0])
 

@@ -33,20 +33,6 @@ pytest.importorskip("pyvhdi", reason="pyvhdi (libvhdi-python) is in setup.cfg's 
 SIZE = 32 * MiB
 
 
-@pytest.fixture
-def agents(tmp_path):
-    """Start agents on one state dir (one at a time); all are cleaned up."""
-    started = []
-
-    def start(**env):
-        a = AgentProcess(str(tmp_path / "state"), env={**os.environ, **env})
-        started.append(a)
-        return a.start()
-    yield start
-    for a in started:
-        a.cleanup()
-
-
 def intents(state_dir):
     with sqlite3.connect(f"file:{os.path.join(state_dir, 'state.db')}?mode=ro", uri=True) as db:
         return db.execute("SELECT id, data FROM intents").fetchall()

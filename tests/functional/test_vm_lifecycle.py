@@ -207,19 +207,6 @@ def test_guest_metrics_from_the_test_guest_agent(x):
     assert x.VM.get_guest_metrics(vm) == "OpaqueRef:NULL"
 
 
-@pytest.fixture
-def agents(tmp_path):
-    started = []
-
-    def start(**env):
-        a = AgentProcess(str(tmp_path / "state"), env={**os.environ, **env})
-        started.append(a)
-        return a.start()
-    yield start
-    for a in started:
-        a.cleanup()
-
-
 def test_restart_with_running_vms_reconciles(agents):
     """The test driver's domains live in the agent's process: after a restart none runs,
     so VMs recorded as running become Halted, their storage detached; a suspended VM

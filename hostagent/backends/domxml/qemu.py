@@ -27,7 +27,9 @@ LIFECYCLE = (D.DESTROY, D.RESTART)
 
 
 def render(domain: D.Domain) -> str:
-    root = domain_head("kvm", domain)
+    if domain.accel not in ("kvm", "qemu"):
+        raise UnsupportedDomain(f"accel {domain.accel!r}: the qemu driver runs kvm or qemu (TCG) domains")
+    root = domain_head(domain.accel, domain)
     _cputune(root, domain)
     root.append(_os(domain.boot))
     features = sub(root, "features")

@@ -8,6 +8,8 @@ What a driver cannot do is a declared capability (`capabilities()`), which
 the actions consult before they try.
 """
 
+import dataclasses
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -62,6 +64,7 @@ class DomainState:
 class Domains:
     def __init__(self, hypervisor):
         self.hv = hypervisor
+        self._accel = None
 
     def _conn(self):
         return self.hv.connection()
@@ -79,6 +82,16 @@ class Domains:
 
     def driver(self) -> str:
         return self._conn().getType()
+
+    def accel(self) -> str:
+        """How the qemu driver runs guests here: `kvm` where libvirt offers it and the CPU has
+        hardware virtualisation (VMX or SVM), else `qemu` (TCG). Some machines have a /dev/kvm
+        without VMX/SVM (a paravirtual KVM) on which KVM guests fault at once."""
+        if self._accel is None:
+            caps = ET.fromstring(self._conn().getCapabilities())
+            kvm = any(d.get("type") == "kvm" for d in caps.iter("domain"))
+            self._accel = "kvm" if kvm and _cpu_has_virtualisation() else "qemu"
+        return self._accel
 
     def state(self, uuid: str) -> Optional[DomainState]:
         try:
@@ -104,8 +117,11 @@ class Domains:
 
     # -------------------------------------------------------------- lifecycle
     def render(self, domain: Domain) -> str:
+        driver = self.driver()
+        if driver == "QEMU":
+            domain = dataclasses.replace(domain, accel=self.accel())
         try:
-            return domxml.render(self.driver(), domain)
+            return domxml.render(driver, domain)
         except domxml.UnsupportedDomain as e:
             raise NeedsHVM(str(e)) from None
 
@@ -194,6 +210,15 @@ class Domains:
             return fn(dom)
         except libvirt.libvirtError as e:
             raise translate(e) from None
+
+
+def _cpu_has_virtualisation(path: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(path) as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"vmx", "svm"} & set(flags.split()))
 
 
 def _state(dom) -> DomainState:
