@@ -123,26 +123,24 @@ async def vbd_unplug_force(ctx, self):
     return await _vbd_unplug(ctx, self)
 
 
-async def vif_plug(ctx, self):
+async def _vif(ctx, vif: str, plug: bool) -> str:
     await _capable(ctx, "network interfaces", "hotplug_nic")
-    rec = ctx.need("VIF", self)
+    rec = ctx.need("VIF", vif)
     nic = policy.nic(rec, ctx.need("network", rec["network"]))
-    with translated(rec["VM"], "VIF.plug"):
-        await ctx.ports.domains.call("attach_nic", ctx.store.get("VM", rec["VM"])["uuid"], nic)
+    op = "attach_nic" if plug else "detach_nic"
+    with translated(rec["VM"], "VIF.plug" if plug else "VIF.unplug"):
+        await ctx.ports.domains.call(op, ctx.store.get("VM", rec["VM"])["uuid"], nic)
     with ctx.store.transaction():
-        ctx.store.set("VIF", self, "currently_attached", True)
+        ctx.store.set("VIF", vif, "currently_attached", plug)
     return ""
+
+
+async def vif_plug(ctx, self):
+    return await _vif(ctx, self, True)
 
 
 async def vif_unplug(ctx, self):
-    await _capable(ctx, "network interfaces", "hotplug_nic")
-    rec = ctx.need("VIF", self)
-    nic = policy.nic(rec, ctx.need("network", rec["network"]))
-    with translated(rec["VM"], "VIF.unplug"):
-        await ctx.ports.domains.call("detach_nic", ctx.store.get("VM", rec["VM"])["uuid"], nic)
-    with ctx.store.transaction():
-        ctx.store.set("VIF", self, "currently_attached", False)
-    return ""
+    return await _vif(ctx, self, False)
 
 
 HANDLERS = {"VBD.plug": vbd_plug, "VBD.unplug": vbd_unplug, "VBD.unplug_force": vbd_unplug_force,

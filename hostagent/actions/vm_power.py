@@ -183,22 +183,21 @@ def power_state_reset(ctx, vm):
 
 
 # ------------------------------------------------------------------ pause
-async def pause(ctx, vm):
+async def _pause(ctx, vm: str, pause: bool) -> str:
     rec = ctx.need("VM", vm)
-    with translated(vm, "VM.pause"):
-        await ctx.ports.domains.call("pause", rec["uuid"])
+    with translated(vm, "VM.pause" if pause else "VM.unpause"):
+        await ctx.ports.domains.call("pause" if pause else "unpause", rec["uuid"])
     with ctx.store.transaction():
-        ctx.store.set("VM", vm, "power_state", "Paused")
+        ctx.store.set("VM", vm, "power_state", "Paused" if pause else "Running")
     return ""
+
+
+async def pause(ctx, vm):
+    return await _pause(ctx, vm, True)
 
 
 async def unpause(ctx, vm):
-    rec = ctx.need("VM", vm)
-    with translated(vm, "VM.unpause"):
-        await ctx.ports.domains.call("unpause", rec["uuid"])
-    with ctx.store.transaction():
-        ctx.store.set("VM", vm, "power_state", "Running")
-    return ""
+    return await _pause(ctx, vm, False)
 
 
 # ------------------------------------------------------------------ suspend
