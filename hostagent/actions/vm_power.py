@@ -113,7 +113,21 @@ async def _wait_gone(ctx, vm: str, uuid: str, timeout: float) -> bool:
     return False
 
 
+async def need_pv_drivers(ctx, vm: str, rec: dict, feature: str) -> None:
+    """On Xen an HVM guest shuts down, reboots or suspends cleanly only through its PV
+    drivers, which announce `feature` (feature-shutdown, feature-suspend) in xenstore, as
+    the guest metrics' `other` shows: VM_MISSING_PV_DRIVERS otherwise, as xapi. PV guests
+    always have the protocol; KVM uses ACPI and saves without the guest's help."""
+    caps = await ctx.ports.domains.capabilities()
+    if caps.driver != "Xen" or policy.boot_kind(rec) != "hvm":
+        return
+    metrics = ctx.store.all("VM_guest_metrics").get(rec["guest_metrics"])
+    if metrics is None or metrics["other"].get(feature) != "1":
+        raise ApiError("VM_MISSING_PV_DRIVERS", vm)
+
+
 async def _clean_request(ctx, vm: str, rec: dict, reboot: bool) -> None:
+    await need_pv_drivers(ctx, vm, rec, "feature-shutdown")
     caps = await ctx.ports.domains.capabilities()
     acpi = caps.acpi_shutdown and policy.boot_kind(rec) == "hvm"
     with translated(vm, "VM.clean_reboot" if reboot else "VM.clean_shutdown"):
@@ -212,6 +226,7 @@ def suspend_sr(ctx, vm: str, rec: dict) -> str:
 
 async def suspend(ctx, vm):
     rec = ctx.need("VM", vm)
+    await need_pv_drivers(ctx, vm, rec, "feature-suspend")
     caps = await ctx.ports.domains.capabilities()
     if not caps.save_restore:
         raise ApiError("OPERATION_NOT_ALLOWED", f"the {caps.driver} hypervisor cannot suspend VMs")
