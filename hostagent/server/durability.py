@@ -37,6 +37,7 @@ class GroupCommit:
         self.failed = None  # the error that stopped the journal, if any
         self.waiters = []  # (ticket, Deferred)
         self.busy = False
+        self._scheduled = False
         self.on_durable: List[Callable[[int], None]] = []  # told the highest durable ticket
         self.on_failure: List[Callable[[Exception], None]] = []
 
@@ -56,7 +57,11 @@ class GroupCommit:
         self.check()
         self.issued += 1
         self.pending.append(rows)
-        self._kick()
+        if not self._scheduled:
+            # start the write once this reactor turn is over, so that the transactions one
+            # call makes in a row (a task, its lock, its first change) share one disk sync
+            self._scheduled = True
+            self.reactor.callLater(0, self._kick_now)
         return self.issued
 
     def wait(self, ticket) -> Deferred:
@@ -70,6 +75,10 @@ class GroupCommit:
 
     def idle(self) -> bool:
         return not self.busy and not self.pending
+
+    def _kick_now(self):
+        self._scheduled = False
+        self._kick()
 
     def durable(self, ticket) -> bool:
         return ticket is None or ticket <= self.done

@@ -15,6 +15,9 @@ class InlineReactor:
     def callFromThread(self, f, *args, **kwargs):
         f(*args, **kwargs)
 
+    def callLater(self, delay, f, *args, **kwargs):
+        f(*args, **kwargs)
+
 
 class ManualPool:
     """A stand-in for the journal's thread: each write waits until `run_next()`."""
