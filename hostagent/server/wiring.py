@@ -138,6 +138,8 @@ class Agent:
                                      spawn=self._spawn, fragment=self.encoder.fragment,
                                      cancelled=(CancelledError,))
         self.runtime.oplocks = self.dispatcher.oplocks
+        # HTTP handlers (/export, /import, /console, ...) register here before any listener opens
+        self.router = xapi_router(self.dispatcher)
         self.monitor = HostMonitor()
         self.reconcilers = self._reconcilers(config.state_dir)
         self._sampler = task.LoopingCall(self.sample)
@@ -248,7 +250,6 @@ class Agent:
         # re-attached, interrupted storage work settled, scans done, locks reset
         await self.reconcilers.start()
         await self.commit.wait(self.commit.issued)
-        self.router = xapi_router(self.dispatcher)  # handlers registered here serve every listener
         tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router)  # noqa: E731
         for p, url in await listen_all(self.reactor, self.config, tcp_site):
             self.ports.append(p)
