@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from .. import domain as D
 from . import UnsupportedDomain
 from .tree import boot_order, disk as disk_element, domain_head, element, interface, sub
-from .tree import bus as target_bus, serial_console, to_string, vnc
+from .tree import bus as target_bus, device_list, serial_console, to_string, vnc
 
 # - Machine `pc` (i440fx): its root PCI bus hot-plugs through ACPI, so virtio disks and
 #   NICs attach and detach with no controller planning; q35 would need a pcie-root-port
@@ -50,11 +50,7 @@ def render(domain: D.Domain) -> str:
         if action not in LIFECYCLE:
             raise UnsupportedDomain(f"{tag}: the qemu driver cannot {action!r}")
         sub(root, tag, action)
-    devices = sub(root, "devices")
-    for d in domain.disks:
-        devices.append(_disk(d))
-    for nic in domain.nics:
-        devices.append(_nic(nic))
+    devices = device_list(root, domain, _disk, _nic)
     serial_console(devices, domain)
     vnc(devices, domain)
     return to_string(root)

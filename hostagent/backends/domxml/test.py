@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from .. import domain as D
 from . import UnsupportedDomain
 from .tree import boot_order, disk as disk_element, domain_head, interface, lifecycle, sub
-from .tree import bus as target_bus, to_string
+from .tree import bus as target_bus, device_list, to_string
 
 BUSES = {"xvd": "xen", "hd": "ide", "sd": "sata", "vd": "virtio"}
 
@@ -26,11 +26,7 @@ def render(domain: D.Domain) -> str:
     else:
         raise UnsupportedDomain(f"boot kind {domain.boot.kind!r}: unknown")
     lifecycle(root, domain)
-    devices = sub(root, "devices")
-    for d in domain.disks:
-        devices.append(_disk(d))
-    for nic in domain.nics:
-        devices.append(_nic(nic))
+    device_list(root, domain, _disk, _nic)
     return to_string(root)
 
 

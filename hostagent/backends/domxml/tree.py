@@ -75,6 +75,16 @@ def lifecycle(root: ET.Element, domain: D.Domain) -> None:
         sub(root, tag, action)
 
 
+def device_list(root: ET.Element, domain: D.Domain, disk_element, nic_element) -> ET.Element:
+    """<devices> with the domain's disks and NICs, each as the driver renders it."""
+    devices = sub(root, "devices")
+    for d in domain.disks:
+        devices.append(disk_element(d))
+    for nic in domain.nics:
+        devices.append(nic_element(nic))
+    return devices
+
+
 def boot_order(os_el: ET.Element, order: str) -> None:
     """<boot dev=.../> per letter of `order`, first occurrence only (libvirt refuses repeats)."""
     seen = []

@@ -7,7 +7,7 @@ from typing import Dict
 from .. import domain as D
 from . import UnsupportedDomain
 from .tree import boot_order, disk as disk_element, domain_head, element, interface, lifecycle, sub
-from .tree import bus as target_bus, serial_console, to_string, vnc
+from .tree import bus as target_bus, device_list, serial_console, to_string, vnc
 
 # Checked against libvirt 9.0 (Debian 12) and its libxl_conf.c; what libxl cannot take
 # is left out here and said so, never written for show:
@@ -55,11 +55,7 @@ def render(domain: D.Domain) -> str:
         # The lab's PVH guests crashed under TCG without a native TSC.
         sub(clock, "timer", name="tsc", mode="native")
     lifecycle(root, domain)
-    devices = sub(root, "devices")
-    for d in domain.disks:
-        devices.append(_disk(d))
-    for nic in domain.nics:
-        devices.append(_nic(nic))
+    devices = device_list(root, domain, _disk, _nic)
     _consoles(devices, domain)
     vnc(devices, domain)
     return to_string(root)
