@@ -69,6 +69,7 @@ def record(t: Template) -> dict:
                 "platform": {"nx": "true"}}
     return {
         "name_label": t.name, "name_description": t.description or f"Template for {t.name}",
+        "reference_label": reference_label(t),
         "user_version": 1, "is_a_template": True, "affinity": NULL_REF,
         "memory_static_max": t.memory, "memory_dynamic_max": t.memory, "memory_dynamic_min": t.memory,
         "memory_static_min": min(t.memory, 128 * MiB), "memory_target": t.memory,
@@ -82,13 +83,19 @@ def record(t: Template) -> dict:
     }
 
 
+def reference_label(t: Template) -> str:
+    """A built-in template's lasting name (as xapi's reference_label): users may rename it."""
+    return "-".join(t.name.lower().replace(".", "-").split())
+
+
 def ensure(ctx) -> int:
-    """Make every built-in template that is missing (by name); returns how many were made."""
+    """Make every built-in template that is missing (by reference_label); returns how many
+    were made."""
     store = ctx.store
-    have = {rec["name_label"] for rec in store.all("VM").values() if rec["is_default_template"]}
+    have = {rec["reference_label"] for rec in store.all("VM").values() if rec["is_default_template"]}
     made = 0
     for t in BUILT_IN:
-        if t.name in have:
+        if reference_label(t) in have:
             continue
         vm = vm_actions.create(ctx, record(t))
         with store.transaction():

@@ -228,9 +228,12 @@ def test_restart_with_running_vms_reconciles(agents):
 
 
 def test_templates_survive_and_are_not_duplicated(agents):
+    """Built-in templates are known by reference_label: one renamed by a user is not made again."""
     agent = agents()
     x = login(agent).xenapi
+    x.VM.set_name_label(template(x, "CentOS 4.5"), "my CentOS")
     before = sorted(r["name_label"] for r in x.VM.get_all_records().values() if r["is_default_template"])
+    assert "my CentOS" in before and "CentOS 4.5" not in before
     agent.stop()
     agent = agents()
     x = login(agent).xenapi
