@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from ..backends import domain as D
 from ..backends.storage import StorageError
+from ..backends.xenstore import XenstoreError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
@@ -172,7 +173,11 @@ async def guest_facts(ctx, vm: str, domid: int) -> Optional[object]:
     store = ctx.store
     rec = dict(store.get("VM", vm))
     vifs = [dict(store.get("VIF", v)) for v in rec["VIFs"]]
-    return await ctx.ports.domains.run(agent.facts, domid, rec, vifs)
+    try:
+        return await ctx.ports.domains.run(agent.facts, domid, rec, vifs)
+    except Exception as e:  # noqa: BLE001 - a guest's keys never stop its VM from running
+        log.warning("cannot read what the guest of VM %s published: %s", rec["uuid"], e)
+        return None
 
 
 async def write_vm_data(ctx, vm: str, domid: int) -> None:
@@ -182,4 +187,7 @@ async def write_vm_data(ctx, vm: str, domid: int) -> None:
     data = {k: v for k, v in ctx.store.get("VM", vm)["xenstore_data"].items()
             if k == "vm-data" or k.startswith("vm-data/")}
     if xs is not None and data:
-        await ctx.ports.domains.run(xs.write, domid, data)
+        try:
+            await ctx.ports.domains.run(xs.write, domid, data)
+        except XenstoreError as e:  # the domain runs: report, do not undo the start
+            log.error("VM %s: cannot write its vm-data keys into xenstore: %s", vm, e)
