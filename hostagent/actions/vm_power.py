@@ -234,6 +234,7 @@ async def suspend(ctx, vm):
     image = _image_path(ctx, rec)
     with translated(vm, "VM.suspend"):
         await ctx.ports.domains.call("save", rec["uuid"], image)
+    vdi = None
     try:
         size = os.path.getsize(image)
         vdi = await vdi_actions.create(ctx, {
@@ -245,12 +246,28 @@ async def suspend(ctx, vm):
         await ctx.ports.storage.call(drv, "vol_fill_from", R.volume_of(ctx.store, vdi), image)
         with ctx.store.transaction():
             ctx.store.set_private("VDI", vdi, image_size=size)
+    except BaseException:
+        await _unsuspend(ctx, vm, rec, image, vdi)
+        raise
     finally:
         _unlink(image)
     await run.detach_disks(ctx, vm)
     run.mark_halted(ctx, vm, "Suspended", vdi)
     log.info("VM %s suspended into VDI %s (%d bytes)", rec["name_label"], vdi, size)
     return ""
+
+
+async def _unsuspend(ctx, vm: str, rec: dict, image: str, vdi) -> None:
+    """The image could not be kept (an SR full, say): the guest runs on from it, or, if even
+    that fails, the VM is Halted; no half-made suspend VDI stays."""
+    if vdi is not None and ctx.store.exists("VDI", vdi):
+        await vdi_actions.destroy(ctx, vdi)
+    try:
+        await ctx.ports.domains.call("restore", rec["uuid"], image, None)
+        log.warning("suspend of VM %s failed; the guest runs on from its image", rec["name_label"])
+    except Exception as e:  # noqa: BLE001 - the domain is gone either way: record that
+        log.error("suspend of VM %s failed and the guest could not run on (%s): Halted", rec["name_label"], e)
+        await _gone(ctx, vm)
 
 
 async def resume(ctx, vm, start_paused, force):

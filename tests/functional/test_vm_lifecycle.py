@@ -273,3 +273,24 @@ def test_sigkill_during_start_or_suspend(agents, hook):
     assert not os.path.isdir(scratch) or os.listdir(scratch) == []
     x.VM.start(vm, False, False)  # and it starts again
     assert x.VM.get_power_state(vm) == "Running"
+
+
+def test_a_suspend_whose_image_cannot_be_kept_leaves_the_guest_running(agent, tmp_path):
+    """The suspend SR cannot take the image (here: it is unplugged): the call fails with
+    the storage's error, the guest runs on from its image, and no suspend VDI is left."""
+    x = login(agent).xenapi
+    host = x.host.get_all()[0]
+    sr = x.SR.create(host, {"location": str(tmp_path / "suspend-sr")}, "0", "unplugged", "", "file", "user",
+                     False, {})
+    [pbd] = x.SR.get_PBDs(sr)
+    x.PBD.unplug(pbd)
+    vm = new_vm(x, "cannot suspend")
+    x.VM.set_suspend_SR(vm, sr)
+    x.VM.start(vm, False, False)
+    assert failure(x.VM.suspend, vm) == ["SR_HAS_NO_PBDS", sr]
+    rec = x.VM.get_record(vm)
+    assert rec["power_state"] == "Running" and int(rec["domid"]) > 0 and rec["current_operations"] == {}
+    assert [v for v in x.VDI.get_all_records().values() if v["type"] == "suspend"] == []
+    x.VM.pause(vm)  # the domain is really there again
+    x.VM.unpause(vm)
+    x.VM.hard_shutdown(vm)
