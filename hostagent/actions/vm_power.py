@@ -182,7 +182,12 @@ async def hard_reboot(ctx, vm):
     with translated(vm, "VM.hard_reboot"):
         await ctx.ports.domains.call("destroy", rec["uuid"])
     await run.detach_disks(ctx, vm)
-    await _boot(ctx, vm, False)
+    try:
+        await _boot(ctx, vm, False)
+    except BaseException:
+        if ctx.store.exists("VM", vm):
+            run.mark_halted(ctx, vm)  # it stopped and did not come back
+        raise
     return ""
 
 
