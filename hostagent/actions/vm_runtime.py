@@ -60,6 +60,9 @@ async def attach_disks(ctx, vm: str, driver: str) -> List[D.Disk]:
 
 
 async def remember_attached(ctx, vm: str, volumes: list) -> None:
+    """Durably record the volumes attached for the VM (nothing to write when it already says so)."""
+    if (ctx.store.private_of("VM", vm).get("attached") or []) == volumes:
+        return
     with ctx.store.transaction():
         ctx.store.set_private("VM", vm, attached=volumes)
     await ctx.durable()
