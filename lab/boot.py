@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Boot the lab's dom0 image under QEMU: Xen by multiboot, dom0 from the image, ssh forwarded.
+
+    python3 lab/boot.py            # boot, wait for ssh, print timings, power off
+    python3 lab/boot.py --hold     # ... and keep it running until Ctrl-C (prints the ssh command)
+
+The image (build/lab/current, made by lab/build.py) is never written: each boot runs on a qcow2
+overlay in build/lab/run/. QEMU's serial port (Xen's and dom0's consoles) goes to
+build/lab/run/serial.log. The network is QEMU's user mode with restrict=on: dom0 reaches
+nothing, the host reaches dom0's ssh and the agent's API through loopback ports.
+`Dom0` is what lab/run.py uses.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build/lab"
+
+# xen-lab-notes.md: -monitor off (Xen panics on MWAIT under TCG), smap=0 (dom0 crashes at once).
+TCG = ["-accel", "tcg,thread=multi,tb-size=512", "-cpu", "EPYC,-monitor"]
+MEMORY_MIB = 2048
+XEN_CMDLINE = "dom0_mem=1024M,max:1024M console=com1 com1=115200,8n1 noreboot smap=0"
+DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
+
+
+def log(msg):
+    print(f"lab: {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def has_real_kvm():
+    """KVM with VMX/SVM (this project's machines have a /dev/kvm without either)."""
+    if not os.path.exists("/dev/kvm"):
+        return False
+    flags = Path("/proc/cpuinfo").read_text()
+    return " vmx" in flags or " svm" in flags
+
+
+class Dom0:
+    def __init__(self, image_dir=None, run_dir=None, ssh_port=None, api_port=None):
+        self.image_dir = Path(image_dir or OUT / "current").resolve()
+        self.run_dir = Path(run_dir or OUT / "run")
+        self.key = OUT / "id_ed25519"
+        self.ssh_port = ssh_port or free_port()
+        self.api_port = api_port or free_port()
+        self.serial_log = self.run_dir / "serial.log"
+        self.proc = None
+        self.peak_rss_kib = 0
+
+    @property
+    def api_url(self):
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def ssh_argv(self):
+        return ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "root@127.0.0.1"]
+
+    def ssh_command(self):
+        return " ".join(self.ssh_argv())
+
+    def qemu_argv(self, overlay):
+        img = self.image_dir
+        accel = ["-accel", "kvm", "-cpu", "host"] if os.environ.get("LAB_KVM") == "1" and has_real_kvm() else TCG
+        fwd = (f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
+               f"hostfwd=tcp:127.0.0.1:{self.api_port}-:8080")
+        return ["qemu-system-x86_64", *accel, "-m", str(MEMORY_MIB), "-smp", "2",
+                "-display", "none", "-monitor", "none", "-no-reboot",
+                "-serial", f"file:{self.serial_log}",
+                "-kernel", str(img / "xen"), "-append", XEN_CMDLINE,
+                "-initrd", f"{img / 'vmlinuz'} {DOM0_CMDLINE},{img / 'initrd'}",
+                "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
+                "-netdev", f"user,id=n0,restrict=on,{fwd}",
+                "-device", "virtio-net-pci,netdev=n0"]
+
+    def start(self):
+        if not (self.image_dir / "dom0.img").exists():
+            raise SystemExit(f"lab: no image in {self.image_dir}: run lab/build.py first")
+        if not shutil.which("qemu-system-x86_64"):
+            raise SystemExit("lab: qemu-system-x86_64 is missing (apt-get install qemu-system-x86)")
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True)
+        overlay = self.run_dir / "dom0.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                        "-b", str(self.image_dir / "dom0.img"), str(overlay)], check=True)
+        argv = self.qemu_argv(overlay)
+        (self.run_dir / "qemu.argv").write_text(" ".join(argv) + "\n")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.run_dir / "qemu.out", "wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log(f"qemu pid {self.proc.pid}; serial log {self.serial_log}")
+
+    def sample_rss(self):
+        """QEMU's peak resident memory so far (VmHWM), in KiB."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        return self.peak_rss_kib
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ssh(self, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"qemu exited ({self.proc.returncode}) before ssh answered; "
+                                   f"see {self.serial_log} and {self.run_dir / 'qemu.out'}")
+            r = subprocess.run(self.ssh_argv() + ["true"], capture_output=True, timeout=30)
+            if r.returncode == 0:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"no ssh after {timeout} s; see {self.serial_log}")
+
+    def ssh(self, command, check=True, timeout=600, capture=True, input=None):
+        r = subprocess.run(self.ssh_argv() + [command], capture_output=capture, text=True,
+                           timeout=timeout, input=input)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"dom0: `{command}` failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+        return r
+
+    def put(self, local, remote):
+        """Copy local files or directories to a dom0 path (tar over ssh, no scp/sftp needed)."""
+        local = [Path(p) for p in ([local] if isinstance(local, (str, Path)) else local)]
+        tar = subprocess.Popen(["tar", "-C", str(local[0].parent), "-cf", "-", *(p.name for p in local)],
+                               stdout=subprocess.PIPE)
+        r = subprocess.run(self.ssh_argv() + [f"mkdir -p {remote} && tar -C {remote} -xf -"],
+                           stdin=tar.stdout, capture_output=True, text=True)
+        tar.stdout.close()
+        if tar.wait() != 0 or r.returncode != 0:
+            raise RuntimeError(f"copy to dom0:{remote} failed: {r.stderr}")
+
+    def poweroff(self, timeout=90):
+        if not self.alive():
+            return
+        self.sample_rss()
+        subprocess.run(self.ssh_argv() + ["systemctl poweroff"], capture_output=True, timeout=30)
+        try:
+            self.proc.wait(timeout)
+            log("dom0 powered off; qemu exited")
+        except subprocess.TimeoutExpired:
+            log(f"no power-off after {timeout} s: killing qemu")
+            self.kill()
+
+    def kill(self):
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hold", action="store_true", help="keep dom0 running until Ctrl-C")
+    ap.add_argument("--ssh-port", type=int)
+    ap.add_argument("--api-port", type=int)
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    lab = Dom0(ssh_port=args.ssh_port, api_port=args.api_port)
+    lab.start()
+    try:
+        lab.wait_ssh()
+        t_ssh = time.monotonic() - t0
+        log(f"ssh up after {t_ssh:.1f} s: {lab.ssh_command()}")
+        print(lab.ssh("xl info | grep -E '^(xen_version|total_memory|free_memory|virt_caps)'").stdout, end="")
+        if args.hold:
+            log(f"holding; agent port {lab.api_url}; Ctrl-C powers off")
+            try:
+                while lab.alive():
+                    time.sleep(5)
+                    lab.sample_rss()
+            except KeyboardInterrupt:
+                pass
+        t1 = time.monotonic()
+        lab.poweroff()
+        log(f"boot to ssh {t_ssh:.1f} s, power-off {time.monotonic() - t1:.1f} s, "
+            f"total {time.monotonic() - t0:.1f} s, qemu peak RSS {lab.peak_rss_kib / 1024:.0f} MiB")
+    finally:
+        lab.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
