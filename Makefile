@@ -27,14 +27,16 @@ PYTEST_ARGS ?=
 #   nbdkit nbdkit-plugin-python
 #                              the VDI datapath: VHD chains served over NBD (sm/datapath)
 #   libnbd-bin                 nbdinfo: what the datapath's NBD servers offer, in the tests
-#   libvirt-daemon-system qemu-system-x86
+#   libvirt-daemon-system qemu-system-x86 \
+                debootstrap openssh-client
 #                              libvirtd, virtlogd and qemu for the tests that boot real guests
 #                              under qemu:///system (tests/kvm/libvirtd.py starts and stops them)
+#   debootstrap openssh-client the Xen lab (lab/, docs/lab.md): dom0's image, ssh into dom0
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
                 lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils \
                 nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86
 
-.PHONY: all deps venv run test bench docs clean
+.PHONY: all deps venv run test bench docs clean lab-build lab-boot lab-smoke
 
 all: test
 
@@ -96,6 +98,18 @@ bench: venv
 	done; \
 	if [ "$$ran" = 0 ]; then echo "bench: no bench/*.py to run yet"; fi; \
 	if [ -n "$$failed" ]; then echo "bench: failed:$$failed" >&2; exit 1; fi
+
+# The Xen lab (docs/lab.md): a Debian dom0 with Xen under QEMU. lab-build makes (or reuses) the
+# image, lab-boot boots it to ssh and powers it off, lab-smoke does both, installs the agent with
+# scripts/install-dom0 and runs the tests marked `xen` (tests/lab) against it.
+lab-build: deps
+	$(PYTHON) lab/build.py
+
+lab-boot: lab-build
+	$(PYTHON) lab/boot.py $(ARGS)
+
+lab-smoke: venv
+	$(PYTHON) lab/run.py $(PYTEST_ARGS)
 
 docs: venv
 	$(VENV)/bin/python -m hostagent.docgen

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""The lab end to end: build dom0 if needed, boot it, install the agent, run the `xen` tests.
+
+    python3 lab/run.py [--keep] [PYTEST ARGS...]      (make lab-smoke)
+
+1. lab/build.py (cached image), and a wheelhouse of this checkout and its dependencies built
+   with the checkout's .venv (dom0 has no network: everything it installs comes from here)
+2. lab/boot.py's Dom0: QEMU + Xen + dom0, ssh and the agent's port forwarded to loopback
+3. scripts/install-dom0 --offline in dom0 over ssh, as an administrator would run it
+4. pytest -m xen tests/lab with HOSTAGENT_LAB_URL, HOSTAGENT_LAB_PASSWORD, HOSTAGENT_LAB_SSH
+5. artefacts into build/lab/artefacts/: the journal (agent, libvirtd, xen), libvirt's libxl
+   logs, xl info/dmesg, the serial log, QEMU's command line
+6. power-off; prints each phase's time, the total, and QEMU's peak RSS
+
+Exit status: pytest's. Exits 0 with a SKIP line when the machine cannot run the lab (no root,
+no QEMU, not enough free memory).
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from boot import MEMORY_MIB, OUT, ROOT, Dom0  # noqa: E402
+
+VENV_PY = ROOT / ".venv/bin/python"
+WHEELHOUSE = OUT / "wheelhouse"
+ARTEFACTS = OUT / "artefacts"
+REMOTE = "/root/hostagent-install"
+NEEDED_MIB = MEMORY_MIB + 1536  # QEMU's guest RAM, its translation cache and its own overhead
+
+
+def log(msg):
+    print(f"lab-run: {msg}", flush=True)
+
+
+def skip(reason):
+    print(f"lab-run: SKIP: {reason}", flush=True)
+    sys.exit(0)
+
+
+def available_mib():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+class Phases:
+    def __init__(self):
+        self.t0 = self.last = time.monotonic()
+        self.rows = []
+
+    def done(self, name):
+        now = time.monotonic()
+        self.rows.append((name, now - self.last))
+        log(f"{name}: {now - self.last:.1f} s")
+        self.last = now
+
+    def summary(self):
+        return ", ".join(f"{n} {t:.0f} s" for n, t in self.rows)
+
+
+def wheelhouse():
+    """This checkout's wheel plus every dependency's, for pip --no-index in dom0."""
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    for old in WHEELHOUSE.glob("hostagent-*"):
+        old.unlink()
+    r = subprocess.run([str(VENV_PY), "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+                        "--find-links", str(WHEELHOUSE), "-w", str(WHEELHOUSE), str(ROOT)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"lab-run: pip wheel failed:\n{r.stdout}{r.stderr}")
+
+
+def collect(lab):
+    if ARTEFACTS.exists():
+        shutil.rmtree(ARTEFACTS)
+    ARTEFACTS.mkdir(parents=True)
+    if lab.alive():
+        for name, command in (
+                ("journal-hostagent.txt", "journalctl -b -u hostagent --no-pager -o short-precise"),
+                ("journal.txt", "journalctl -b --no-pager -o short-precise"),
+                ("xl-info.txt", "xl info; echo; xl list"),
+                ("xl-dmesg.txt", "xl dmesg"),
+                ("hostagent.conf", "cat /etc/hostagent/hostagent.conf"),
+                ("libxl-logs.txt", "tail -n 300 /var/log/libvirt/libxl/*.log 2>&1 || true"),
+                ("install.txt", f"cat {REMOTE}/install.log 2>/dev/null || true")):
+            try:
+                r = lab.ssh(command, check=False, timeout=60)
+                (ARTEFACTS / name).write_text(r.stdout + r.stderr)
+            except subprocess.TimeoutExpired:
+                (ARTEFACTS / name).write_text(f"timed out: {command}\n")
+
+
+def main():
+    pytest_args = sys.argv[1:]
+    keep = "--keep" in pytest_args
+    if keep:
+        pytest_args.remove("--keep")
+    if os.geteuid() != 0:
+        skip("the lab needs root (debootstrap, chroot)")
+    for tool in ("qemu-system-x86_64", "qemu-img", "debootstrap", "ssh"):
+        if not shutil.which(tool):
+            skip(f"{tool} is missing (make deps installs qemu-system-x86, qemu-utils, debootstrap, openssh-client)")
+    if available_mib() < NEEDED_MIB:
+        skip(f"{available_mib()} MiB of memory available, the lab needs about {NEEDED_MIB} MiB")
+    if not VENV_PY.exists():
+        sys.exit("lab-run: no .venv: run `make venv` first")
+    phases = Phases()
+    subprocess.run([sys.executable, str(ROOT / "lab/build.py")], check=True)
+    phases.done("build (image)")
+    wheelhouse()
+    phases.done("build (wheelhouse)")
+    lab = Dom0()
+    status = 1
+    try:
+        lab.start()
+        lab.wait_ssh()
+        phases.done("boot to ssh")
+        log(f"dom0: {lab.ssh_command()}")
+        lab.put(ROOT / "scripts/install-dom0", f"{REMOTE}/scripts")
+        lab.put(ROOT / "systemd", REMOTE)
+        lab.put(WHEELHOUSE, REMOTE)
+        r = lab.ssh(f"{REMOTE}/scripts/install-dom0 --offline --listen 0.0.0.0:8080 "
+                    f"{REMOTE}/wheelhouse > {REMOTE}/install.log 2>&1; rc=$?; "
+                    f"cat {REMOTE}/install.log; exit $rc", check=False)
+        print(r.stdout, end="")
+        if r.returncode != 0:
+            log(f"install-dom0 failed ({r.returncode}){r.stderr}")
+            raise SystemExit(1)
+        password = lab.ssh("cat /var/lib/hostagent/root-password").stdout.strip()
+        phases.done("install")
+        env = dict(os.environ, HOSTAGENT_LAB_URL=lab.api_url, HOSTAGENT_LAB_PASSWORD=password,
+                   HOSTAGENT_LAB_SSH=shlex.join(lab.ssh_argv()))
+        status = subprocess.run([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider",
+                                 str(ROOT / "tests/lab"), *pytest_args], cwd=ROOT, env=env).returncode
+        phases.done("tests")
+        lab.sample_rss()
+        collect(lab)
+        if keep:
+            log(f"--keep: dom0 stays up until Enter: {lab.ssh_command()}  (agent: {lab.api_url})")
+            input()
+        lab.poweroff()
+        phases.done("artefacts and power-off")
+    finally:
+        lab.sample_rss()
+        lab.kill()
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        for f in (lab.serial_log, lab.run_dir / "qemu.argv", lab.run_dir / "qemu.out"):
+            if f.exists():
+                shutil.copy(f, ARTEFACTS / f.name)
+    total = time.monotonic() - phases.t0
+    log(f"{phases.summary()}")
+    log(f"total {total:.0f} s ({total / 60:.1f} min); qemu peak RSS {lab.peak_rss_kib / 1024:.0f} MiB; "
+        f"pytest exit {status}; artefacts in {ARTEFACTS}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

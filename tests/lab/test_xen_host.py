@@ -1,0 +1,121 @@
+"""The agent inside a real Xen dom0 (the lab, docs/lab.md): the host as Xen describes it.
+
+Runs only under `lab/run.py` (make lab-smoke), which boots dom0 under QEMU, installs the agent
+there with scripts/install-dom0 and names it in the environment:
+
+    HOSTAGENT_LAB_URL        the agent's API through QEMU's forwarded loopback port
+    HOSTAGENT_LAB_PASSWORD   root's password, read from dom0's /var/lib/hostagent/root-password
+    HOSTAGENT_LAB_SSH        an ssh command line that runs a command in dom0 as root
+
+Without them (`make test`) every test here is skipped with that reason.
+"""
+
+import os
+import shlex
+import subprocess
+
+import pytest
+
+URL = os.environ.get("HOSTAGENT_LAB_URL")
+PASSWORD = os.environ.get("HOSTAGENT_LAB_PASSWORD")
+SSH = os.environ.get("HOSTAGENT_LAB_SSH")
+
+pytestmark = [
+    pytest.mark.xen,
+    pytest.mark.skipif(not (URL and PASSWORD and SSH),
+                       reason="needs the Xen lab: HOSTAGENT_LAB_URL, HOSTAGENT_LAB_PASSWORD and "
+                              "HOSTAGENT_LAB_SSH are set by lab/run.py (make lab-smoke)"),
+]
+
+
+def dom0(command: str) -> str:
+    """Run a shell command in dom0 as root; its stdout."""
+    r = subprocess.run(shlex.split(SSH) + [command], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"dom0: {command!r} failed ({r.returncode}): {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def xl_info() -> dict:
+    info = {}
+    for line in dom0("xl info").splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+@pytest.fixture(scope="module")
+def api():
+    import XenAPI
+    session = XenAPI.Session(URL)
+    session.xenapi.login_with_password("root", PASSWORD, "1.0", "hostagent-lab")
+    yield session.xenapi
+    session.xenapi.session.logout()
+
+
+@pytest.fixture(scope="module")
+def host(api):
+    hosts = api.host.get_all()
+    assert len(hosts) == 1
+    return hosts[0]
+
+
+@pytest.fixture(scope="module")
+def xen():
+    return xl_info()
+
+
+def test_software_version_names_xen_and_its_version(api, host, xen):
+    version = api.host.get_software_version(host)
+    assert "xen" in version, version
+    # xl: "xen_major 4, xen_minor 17, xen_extra .5..." and xen_version "4.17.5..."
+    major_minor = f"{xen['xen_major']}.{xen['xen_minor']}"
+    assert version["xen"].startswith(major_minor), (version["xen"], xen["xen_version"])
+    assert "libvirt" in version
+
+
+def test_capabilities_are_xen_guest_types(api, host):
+    capabilities = api.host.get_capabilities(host)
+    assert "xen-3.0-x86_64" in capabilities, capabilities
+
+
+def test_host_memory_is_xens_not_dom0s(api, host, xen):
+    metrics = api.host_metrics.get_record(api.host.get_metrics(host))
+    total = int(metrics["memory_total"])
+    xen_total = int(xen["total_memory"]) << 20          # MiB in xl info
+    assert abs(total - xen_total) <= max(xen_total // 50, 16 << 20), (total, xen_total)
+    meminfo = dom0("grep MemTotal /proc/meminfo").split()
+    dom0_total = int(meminfo[1]) << 10
+    assert total > dom0_total * 3 // 2, f"host memory {total} looks like dom0's {dom0_total}"
+    assert 0 < int(metrics["memory_free"]) <= total
+
+
+def control_domain(api):
+    controls = [(ref, rec) for ref, rec in api.VM.get_all_records().items()
+                if rec["is_control_domain"]]
+    assert len(controls) == 1, [rec["name_label"] for _, rec in controls]
+    return controls[0]
+
+
+def xl_dom0_mib() -> int:
+    # dom0_mem=1024M,max:1024M on Xen's command line (lab/boot.py).
+    return int(dom0("xl list 0 | awk 'NR == 2 {print $3}'"))
+
+
+def test_dom0_is_the_control_domain_with_dom0s_memory(api, host):
+    ref, rec = control_domain(api)
+    assert rec["power_state"] == "Running"
+    assert rec["resident_on"] == host
+    assert rec["domid"] == "0"
+    memory = int(api.VM_metrics.get_memory_actual(rec["metrics"]))
+    host_total = int(api.host_metrics.get_memory_total(api.host.get_metrics(host)))
+    # dom0's (at most its Xen allocation), not the host's 2 GiB.
+    assert 0 < memory <= xl_dom0_mib() << 20 < host_total, (memory, host_total)
+
+
+@pytest.mark.xfail(strict=True, reason="the agent reports dom0's /proc/meminfo MemTotal (about 890 "
+                   "MiB here) as its memory_actual, not Xen's allocation (xl list: 1024 MiB), "
+                   "as xapi does; see docs/lab.md")
+def test_dom0_memory_actual_is_xens_allocation(api):
+    ref, rec = control_domain(api)
+    memory = int(api.VM_metrics.get_memory_actual(rec["metrics"]))
+    assert abs((memory >> 20) - xl_dom0_mib()) <= 16, (memory >> 20, xl_dom0_mib())
