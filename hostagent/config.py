@@ -16,6 +16,8 @@ from .paths import default_state_dir
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_LIBVIRT = "test:///default"
+# hypervisors on which the agent manages links unless told otherwise
+MANAGED_NETWORK_URIS = ("xen:///system", "qemu:///system")
 
 
 class ConfigError(Exception):
@@ -36,6 +38,8 @@ class Config:
     address: str = ""  # management address shown in host.address
     event_queue: int = 5000  # events an event.next session may have waiting
     log_level: str = "INFO"
+    manage_network: bool = False  # touch links (bridges, VLANs); see MANAGED_NETWORK_URIS
+    netns: str = ""  # the network namespace whose links the agent manages ("" : its own)
 
     @property
     def socket_path(self) -> Optional[str]:
@@ -70,10 +74,19 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--event-queue", metavar="N", type=int,
                    help="events an event.next client may fall behind before EVENTS_LOST (default 5000)")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    p.add_argument("--manage-network", dest="manage_network", action="store_const", const="yes",
+                   help="make networks real bridges, PIFs real NICs and VLANs real links (default: on "
+                        "with xen:///system and qemu:///system, off on the embedded test:///default, "
+                        "where networks and PIFs are records only)")
+    p.add_argument("--no-manage-network", dest="manage_network", action="store_const", const="no",
+                   help="networks and PIFs are records only, whatever the hypervisor")
+    p.add_argument("--netns", metavar="NAME",
+                   help="manage the links of this network namespace (/run/netns/NAME) instead of the "
+                        "agent's own")
 
 
 _KEYS = ("state-dir", "listen", "tls-listen", "cert", "key", "unix-socket", "libvirt-uri", "auth",
-         "auth-failure-delay", "address", "log-level", "event-queue")
+         "auth-failure-delay", "address", "log-level", "event-queue", "manage-network", "netns")
 
 
 def _split(value: str) -> List[str]:
@@ -122,6 +135,18 @@ def load(args: argparse.Namespace, environ=os.environ) -> Config:
     if cfg.event_queue < 1:
         raise ConfigError("event-queue must be at least 1")
     cfg.log_level = (merged.get("log-level") or "INFO").upper()
+    manage = str(merged.get("manage-network", "")).strip().lower()
+    if manage in ("", "default"):
+        cfg.manage_network = cfg.libvirt_uri in MANAGED_NETWORK_URIS
+    elif manage in ("yes", "true", "on", "1"):
+        cfg.manage_network = True
+    elif manage in ("no", "false", "off", "0"):
+        cfg.manage_network = False
+    else:
+        raise ConfigError(f"manage-network must be yes or no, not {manage!r}")
+    cfg.netns = merged.get("netns") or ""
+    if cfg.netns and not cfg.manage_network:
+        raise ConfigError("--netns names the namespace whose links the agent manages: it needs --manage-network")
     if cfg.tls_listen and not (cfg.cert and cfg.key):
         raise ConfigError("--tls-listen needs --cert and --key")
     for spec in cfg.listen + cfg.tls_listen:

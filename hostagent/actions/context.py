@@ -21,6 +21,7 @@ from ..rpc.tasks import TaskManager
 if TYPE_CHECKING:  # the ports' types, for readers and checkers; nothing here calls them
     from ..backends.hypervisor import Hypervisor
     from ..backends.hypervisor.port import DomainPort
+    from ..backends.netlink import NetworkPort
     from ..backends.storage import Storage
     from .intents import IntentLog
 
@@ -41,6 +42,7 @@ class Ports:
     xenstore: Optional[object] = None  # backends.xenstore: Xenstore on a dom0, else FakeXenstore
     guest_agent: Optional[object] = None  # backends.guest_agent
     scratch_dir: str = ""  # where suspend images pass through on their way to and from a VDI
+    links: Optional["NetworkPort"] = None  # bridges, VLANs, NICs; None unless --manage-network
 
 
 @dataclass

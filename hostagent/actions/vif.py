@@ -1,4 +1,4 @@
-"""VIF: creation with xapi's checks and a generated MAC; network destruction guarded.
+"""VIF: creation with xapi's checks and a generated MAC.
 
 A VIF's `device` is its position in the guest ("0", "1", ...): a whole
 number that no other VIF of the same VM has (INVALID_DEVICE,
@@ -50,16 +50,4 @@ def create(ctx, args):
         return ctx.store.create("VIF", values)
 
 
-def destroy_network(ctx, self):
-    """network.destroy refuses while VIFs or PIFs are on the network (as xapi)."""
-    rec = ctx.need("network", self)
-    if rec["VIFs"]:
-        raise ApiError("NETWORK_CONTAINS_VIF", rec["VIFs"])
-    if rec["PIFs"]:
-        raise ApiError("NETWORK_CONTAINS_PIF", rec["PIFs"])
-    with ctx.store.transaction():
-        ctx.store.delete("network", self)
-    return ""
-
-
-HANDLERS = {"VIF.create": create, "network.destroy": destroy_network}
+HANDLERS = {"VIF.create": create}

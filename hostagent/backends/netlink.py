@@ -287,14 +287,16 @@ class NetworkPort:
         return lambda *args: self._call(lambda *a: fn(*a, netns=self.netns), *args)
 
     def scan(self):
-        """The NICs with their udev facts (in the host's namespace only: inside another, sysfs
-        and udev describe the host's links, not the namespace's)."""
+        """The NICs, each marked `physical`, with their udev facts in the host's namespace
+        (where udev decides what is physical); inside another namespace sysfs and udev
+        describe the host's links, not the namespace's, so its NICs are taken as they are."""
         def work():
             found = nics(self.netns)
-            if self._discover is not None and not self.netns:
-                for nic in found:
-                    nic.update(self._discover(nic["name"]))
-            return found
+            if self.netns or self._discover is None:
+                return [dict(nic, physical=True) for nic in found]
+            for nic in found:
+                nic.update(self._discover(nic["name"]))
+            return [nic for nic in found if nic["physical"]]
         return self._call(work)
 
 

@@ -18,14 +18,14 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers, domains, storage_boot, templates
+from ..actions import all_handlers, domains, pif, storage_boot, templates
 from ..actions.bootstrap import ensure_host, machine
 from ..actions.context import Ports, Runtime
 from ..actions.host_facts import HostMonitor
 from ..actions.intents import IntentLog
 from ..actions.oprules import TABLES
 from ..actions.reconcile import Reconcilers
-from ..backends import hostinfo, netlink
+from ..backends import hostinfo, netlink, udev
 from ..backends.auth import AuthError
 from ..backends.guest_agent import TestGuestAgent, XenstoreGuestAgent
 from ..backends.hypervisor import Domains, Hypervisor, HypervisorError
@@ -130,6 +130,8 @@ class Agent:
             xenstore=xenstore,
             guest_agent={"Xen": XenstoreGuestAgent(xenstore), "TEST": TestGuestAgent()}.get(driver),
             scratch_dir=os.path.join(config.state_dir, "suspend"),
+            links=(netlink.NetworkPort(config.netns or None, deferToThread, udev.nic_facts)
+                   if config.manage_network else None),
         )
         self.runtime = Runtime(store=self.store, sessions=self.sessions, tasks=self.tasks, events=self.events,
                                ports=ports, host=self.host_ref, clock=clock, sleep=sleep, shield=shield,
@@ -170,6 +172,7 @@ class Agent:
         r.at_start("storage", lambda ctx: storage_boot.start(ctx, state_dir))
         r.at_start("built-in templates", templates.ensure)
         r.at_start("VMs and their domains", domains.at_start)
+        r.at_start("PIFs on their bridges", pif.at_start)
         # allowed operations follow this host's SM capabilities; no operation survives a restart
         r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
         r.on("domain", domains.lifecycle)

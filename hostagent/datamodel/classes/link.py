@@ -1,6 +1,6 @@
 """PIF, PIF_metrics, VLAN, Bond: host interfaces and how they are combined."""
 
-from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, REMOVED, cls, field
+from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, REMOVED, cls, field, message, param
 from ..enums import (
     BOND_MODE, IPV6_CONFIGURATION_MODE, IP_CONFIGURATION_MODE, PIF_IGMP_STATUS,
     PRIMARY_ADDRESS_TYPE,
@@ -61,6 +61,18 @@ PIF = cls(
         field("sriov_logical_PIF_of", SetOf(Ref("network_sriov")), RO),
         field("PCI", Ref("PCI"), RO, NULL_REF),
     ],
+    messages=[
+        message("scan", [param("host", Ref("host"))],
+                doc="Make a PIF record (on a network of its own) for each NIC of the host that has "
+                    "none, and refresh the metrics of those that have one."),
+        message("plug", [param("self", Ref("PIF"))], errors=["PIF_CONFIGURATION_ERROR"],
+                doc="Bring the interface up on its network's bridge (making the VLAN link first "
+                    "for a VLAN PIF)."),
+        message("unplug", [param("self", Ref("PIF"))],
+                errors=["PIF_DOES_NOT_ALLOW_UNPLUG", "PIF_CONFIGURATION_ERROR"],
+                doc="Take the interface off its bridge (removing a VLAN link and an emptied "
+                    "bridge)."),
+    ],
 )
 
 
@@ -96,6 +108,15 @@ VLAN = cls(
               doc="The PIF on which the VLAN's traffic appears untagged."),
         field("tag", INT, RC, -1, doc="VLAN id, 0 to 4094 (-1 before it is set)."),
         field("other_config", SMAP, RW, {}),
+    ],
+    messages=[
+        message("create",
+                [param("tagged_PIF", Ref("PIF")), param("tag", INT), param("network", Ref("network"))],
+                Ref("VLAN"), ["VLAN_TAG_INVALID", "PIF_VLAN_EXISTS", "PIF_IS_VLAN",
+                              "NETWORK_ALREADY_CONNECTED", "PIF_CONFIGURATION_ERROR"],
+                doc="Carry `tag` over the tagged PIF: a new VLAN PIF on `network`, plugged."),
+        message("destroy", [param("self", Ref("VLAN"))],
+                doc="Unplug and forget the VLAN's PIF and the VLAN."),
     ],
 )
 

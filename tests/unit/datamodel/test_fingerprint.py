@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "5956418eea1a2cbd934239991abdc36f2bc5e3399cd5e19f18f260ea5a7a9299"
+EXPECTED_FINGERPRINT = "05809c56724909a9fcd9266fb973e2e5d11b03d583a49c0c8bee2147829b87d2"
 
 
 def _walk(t):

@@ -1,0 +1,168 @@
+"""PIF: the host's interfaces. Scan finds NICs; plug and unplug put them on their bridges.
+
+`PIF.scan(host)` asks the links port for this host's NICs (netlink for the
+links, udev for what is physical and its vendor, speed and duplex) and makes
+a PIF for each NIC with none, on a network of its own whose bridge is
+`xenbr<N>` (N from the device's number, eth0 -> xenbr0, else the first free
+one); PIFs already known get their MAC, MTU and metrics refreshed. A new PIF
+is not plugged. `PIF.plug` makes the network's bridge, enslaves the NIC (for
+a VLAN PIF: the 802.1Q link made on the tagged PIF's device, see vlan.py) and
+brings both up; `PIF.unplug` releases it, removes a VLAN link, and removes
+the bridge once nothing is left on it. Without `--manage-network` there is
+no links port: scan finds nothing and plug/unplug only change the records.
+Work for another host's PIF is refused with HOST_OFFLINE.
+"""
+
+import logging
+import re
+
+from ..datamodel.errors import ApiError
+from ..rpc.coerce import now_text
+from .network import link_errors, remove_bridge_if_empty
+from .storage_records import require_this_host, to_completion
+
+log = logging.getLogger("hostagent.pif")
+
+IFNAMSIZ = 15  # longest Linux interface name
+
+
+def vlan_link_name(device: str, tag: int) -> str:
+    """The 802.1Q link carrying `tag` on `device`: eth0.42, shortened to fit IFNAMSIZ."""
+    name = f"{device}.{tag}"
+    return name if len(name) <= IFNAMSIZ else f"{device[:IFNAMSIZ - len(str(tag)) - 1]}.{tag}"
+
+
+def link_name(ctx, rec: dict) -> str:
+    """The Linux link a PIF record stands for."""
+    return rec["device"] if rec["VLAN"] < 0 else vlan_link_name(rec["device"], rec["VLAN"])
+
+
+def _metrics(ctx, nic: dict) -> dict:
+    return {"carrier": bool(nic.get("carrier")), "speed": int(nic.get("speed", 0)),
+            "duplex": bool(nic.get("duplex", False)), "vendor_id": nic.get("vendor_id", ""),
+            "vendor_name": nic.get("vendor_name", ""), "device_id": nic.get("device_id", ""),
+            "device_name": nic.get("device_name", ""), "pci_bus_path": nic.get("pci_bus_path", ""),
+            "last_updated": now_text(ctx.clock())}
+
+
+def _bridge_for(store, device: str) -> str:
+    taken = {rec["bridge"] for rec in store.all("network").values()}
+    m = re.search(r"(\d+)$", device)
+    if m and f"xenbr{m.group(1)}" not in taken:
+        return f"xenbr{m.group(1)}"
+    n = 0
+    while f"xenbr{n}" in taken:
+        n += 1
+    return f"xenbr{n}"
+
+
+async def scan(ctx, host):
+    ctx.need("host", host)
+    require_this_host(ctx, host, "PIF.scan")
+    links = ctx.ports.links
+    if links is None:
+        log.info("PIF.scan: the agent does not manage networking here (--manage-network is off)")
+        return ""
+    with link_errors():
+        found = await links.scan()
+    store = ctx.store
+    known = {store.get("PIF", p)["device"]: p for p in store.get("host", host)["PIFs"]
+             if store.get("PIF", p)["VLAN"] < 0}
+    with store.transaction():
+        for nic in sorted(found, key=lambda n: n["name"]):
+            mac = nic["mac"].lower()
+            pif = known.get(nic["name"])
+            if pif is not None:
+                rec = store.get("PIF", pif)
+                if rec["MAC"] != mac or rec["MTU"] != nic["mtu"]:
+                    store.update("PIF", pif, MAC=mac, MTU=nic["mtu"])
+                if store.exists("PIF_metrics", rec["metrics"]):
+                    store.update("PIF_metrics", rec["metrics"], **_metrics(ctx, nic))
+                continue
+            bridge = _bridge_for(store, nic["name"])
+            network = store.create("network", {
+                "name_label": f"Pool-wide network associated with {nic['name']}",
+                "bridge": bridge, "MTU": nic["mtu"], "other_config": {}})
+            metrics = store.create("PIF_metrics", _metrics(ctx, nic))
+            store.create("PIF", {"device": nic["name"], "network": network, "host": host, "MAC": mac,
+                                 "MTU": nic["mtu"], "VLAN": -1, "metrics": metrics, "physical": True,
+                                 "currently_attached": False, "managed": True})
+            log.info("PIF.scan: new NIC %s (%s) on bridge %s", nic["name"], mac, bridge)
+    return ""
+
+
+@to_completion
+async def plug(ctx, self):
+    rec = ctx.need("PIF", self)
+    require_this_host(ctx, rec["host"], "PIF.plug")
+    await attach(ctx, self)
+    return ""
+
+
+async def attach(ctx, pif: str) -> None:
+    """Make the PIF's links match its record (idempotent), then record it attached."""
+    rec = ctx.store.get("PIF", pif)
+    links = ctx.ports.links
+    if links is not None and rec["managed"]:
+        bridge = ctx.store.get("network", rec["network"])["bridge"]
+        name = link_name(ctx, rec)
+        with link_errors(pif, bridge):
+            if rec["VLAN"] >= 0:
+                await links.ensure_vlan(name, rec["device"], rec["VLAN"])
+            await links.ensure_bridge(bridge)
+            await links.enslave(name, bridge)
+            await links.set_up(name, True)
+    if not rec["currently_attached"]:
+        with ctx.store.transaction():
+            ctx.store.update("PIF", pif, currently_attached=True)
+
+
+@to_completion
+async def unplug(ctx, self):
+    rec = ctx.need("PIF", self)
+    require_this_host(ctx, rec["host"], "PIF.unplug")
+    if rec["disallow_unplug"]:
+        raise ApiError("PIF_DOES_NOT_ALLOW_UNPLUG", self)
+    await detach(ctx, self)
+    return ""
+
+
+async def detach(ctx, pif: str) -> None:
+    """Take the PIF's links down (a VLAN link and an emptied bridge go), record it detached."""
+    rec = ctx.store.get("PIF", pif)
+    links = ctx.ports.links
+    if links is not None and rec["managed"]:
+        network = ctx.store.get("network", rec["network"])
+        name = link_name(ctx, rec)
+        with link_errors(pif):
+            if rec["VLAN"] >= 0:
+                await links.remove(name)
+            else:
+                await links.release(name)
+        if network["managed"]:
+            await remove_bridge_if_empty(links, network["bridge"])
+    if rec["currently_attached"]:
+        with ctx.store.transaction():
+            ctx.store.update("PIF", pif, currently_attached=False)
+
+
+async def at_start(ctx) -> None:
+    """Start-up: this host's PIFs recorded attached are plugged again (links already there
+    are adopted: every step is an ensure); a failure is logged and the PIF recorded detached."""
+    if ctx.ports.links is None:
+        log.info("networking is not managed here: networks and PIFs are records only "
+                 "(--manage-network turns it on)")
+        return
+    for pif in list(ctx.store.get("host", ctx.host)["PIFs"]):
+        rec = ctx.store.get("PIF", pif)
+        if not rec["currently_attached"]:
+            continue
+        try:
+            await attach(ctx, pif)
+        except ApiError as e:
+            log.warning("cannot re-plug PIF %s (%s): %s", rec["device"], rec["uuid"], e.description)
+            with ctx.store.transaction():
+                ctx.store.update("PIF", pif, currently_attached=False)
+
+
+HANDLERS = {"PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug}

@@ -1,0 +1,81 @@
+"""VLAN: an 802.1Q VLAN carried on a tagged PIF, as a Linux VLAN link on a bridge.
+
+`VLAN.create(tagged_PIF, tag, network)` checks as xapi does (tag 0..4094,
+VLAN_TAG_INVALID; a tagged PIF that is itself a VLAN, PIF_IS_VLAN; the tag
+already carried on that PIF, PIF_VLAN_EXISTS [device]; a network that already
+has a PIF on that host, NETWORK_ALREADY_CONNECTED), records a non-physical
+PIF (the tagged PIF's device and MAC, VLAN=tag, on `network`) with the VLAN,
+and plugs it: the link `<device>.<tag>` on the tagged PIF's device, enslaved
+to the network's bridge. When the links cannot be made the records go again
+and the error is PIF_CONFIGURATION_ERROR. `VLAN.destroy` unplugs and forgets
+both records.
+"""
+
+from ..datamodel.errors import ApiError
+from ..rpc.coerce import now_text
+from . import pif as P
+from .storage_records import require_this_host, to_completion
+
+
+@to_completion
+async def create(ctx, tagged_PIF, tag, network):
+    tagged = ctx.need("PIF", tagged_PIF)
+    net = ctx.need("network", network)
+    tag = int(tag)
+    if not 0 <= tag <= 4094:
+        raise ApiError("VLAN_TAG_INVALID", tag)
+    if tagged["VLAN"] >= 0:
+        raise ApiError("PIF_IS_VLAN", tagged_PIF)
+    host = tagged["host"]
+    require_this_host(ctx, host, "VLAN.create")
+    store = ctx.store
+    for vlan in tagged["VLAN_slave_of"]:
+        if store.get("VLAN", vlan)["tag"] == tag:
+            raise ApiError("PIF_VLAN_EXISTS", tagged["device"])
+    for other in net["PIFs"]:
+        if store.get("PIF", other)["host"] == host:
+            raise ApiError("NETWORK_ALREADY_CONNECTED", network, other)
+    with store.transaction():
+        metrics = store.create("PIF_metrics", {
+            "carrier": False, "speed": 0, "duplex": False, "vendor_id": "", "vendor_name": "",
+            "device_id": "", "device_name": "", "pci_bus_path": "", "last_updated": now_text(ctx.clock())})
+        untagged = store.create("PIF", {
+            "device": tagged["device"], "network": network, "host": host, "MAC": tagged["MAC"],
+            "MTU": tagged["MTU"], "VLAN": tag, "metrics": metrics, "physical": False,
+            "currently_attached": False, "managed": tagged["managed"]})
+        vlan = store.create("VLAN", {"tagged_PIF": tagged_PIF, "untagged_PIF": untagged, "tag": tag,
+                                     "other_config": {}})
+    try:
+        await P.attach(ctx, untagged)
+    except ApiError:
+        await P.detach(ctx, untagged)
+        _forget(ctx, vlan)
+        raise
+    return vlan
+
+
+@to_completion
+async def destroy(ctx, self):
+    rec = ctx.need("VLAN", self)
+    untagged = rec["untagged_PIF"]
+    if ctx.store.exists("PIF", untagged):
+        require_this_host(ctx, ctx.store.get("PIF", untagged)["host"], "VLAN.destroy")
+        await P.detach(ctx, untagged)
+    _forget(ctx, self)
+    return ""
+
+
+def _forget(ctx, vlan: str) -> None:
+    store = ctx.store
+    rec = store.get("VLAN", vlan)
+    with store.transaction():
+        untagged = rec["untagged_PIF"]
+        if store.exists("PIF", untagged):
+            metrics = store.get("PIF", untagged)["metrics"]
+            store.delete("PIF", untagged)
+            if store.exists("PIF_metrics", metrics):
+                store.delete("PIF_metrics", metrics)
+        store.delete("VLAN", vlan)
+
+
+HANDLERS = {"VLAN.create": create, "VLAN.destroy": destroy}

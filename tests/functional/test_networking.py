@@ -1,0 +1,163 @@
+"""Networking through the API on real links (root): an agent managing a throwaway namespace.
+
+The agent runs with `--manage-network --netns NS`; NS holds three veth ends
+eth0..eth2 as its NICs, their peers live in a second namespace (the "wire").
+What the records say is compared with `ip -n NS -d -j link`.
+"""
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+import XenAPI
+
+from .events_support import login, logout
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+@pytest.fixture
+def netns():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    name, wire = "ha-" + uuid.uuid4().hex[:8], "hw-" + uuid.uuid4().hex[:8]
+    ip("netns", "add", name)
+    ip("netns", "add", wire)
+    for n in range(3):
+        ip("-n", name, "link", "add", f"eth{n}", "type", "veth", "peer", "name", f"wire{n}", "netns", wire)
+        ip("-n", wire, "link", "set", f"wire{n}", "up")
+    yield name
+    ip("netns", "del", name, check=False)
+    ip("netns", "del", wire, check=False)
+
+
+def kernel(ns):
+    """Every link of the namespace, by name, as `ip -d -j link` reports it."""
+    return {li["ifname"]: li for li in json.loads(ip("-n", ns, "-d", "-j", "link", "show").stdout)}
+
+
+def kernel_has_8021q(ns) -> bool:
+    probe = ip("-n", ns, "link", "add", "link", "eth2", "name", "probe.9", "type", "vlan", "id", "9", check=False)
+    if probe.returncode == 0:
+        ip("-n", ns, "link", "del", "probe.9")
+    return probe.returncode == 0
+
+
+def test_scan_plug_vlan_and_back(agents, netns):
+    agent = agents("--manage-network", "--netns", netns)
+    s = login(agent, "networking-test")
+    x = s.xenapi
+    try:
+        host = x.host.get_all()[0]
+        x.PIF.scan(host)
+        pifs = {x.PIF.get_device(p): p for p in x.PIF.get_all()}
+        assert set(pifs) == {"eth0", "eth1", "eth2"}
+        links = kernel(netns)
+        for device, pif in pifs.items():
+            rec = x.PIF.get_record(pif)
+            assert rec["MAC"] == links[device]["address"] and int(rec["MTU"]) == links[device]["mtu"]
+            assert rec["physical"] and rec["VLAN"] == "-1" and not rec["currently_attached"]
+            assert x.network.get_bridge(rec["network"]) == "xenbr" + device[-1]
+            metrics = x.PIF_metrics.get_record(rec["metrics"])
+            assert metrics["carrier"] is False  # the NIC is down until plugged
+        x.PIF.scan(host)  # a second scan finds nothing new
+        assert len(x.PIF.get_all()) == 3
+
+        # plug: the network's bridge with the NIC enslaved, both up
+        eth0 = pifs["eth0"]
+        x.PIF.plug(eth0)
+        links = kernel(netns)
+        assert links["xenbr0"]["linkinfo"]["info_kind"] == "bridge" and "UP" in links["xenbr0"]["flags"]
+        assert links["eth0"]["master"] == "xenbr0" and "UP" in links["eth0"]["flags"]
+        assert x.PIF.get_currently_attached(eth0)
+        x.PIF.plug(eth0)  # again: nothing changes
+        assert kernel(netns)["eth0"]["master"] == "xenbr0"
+
+        # network.create picks xapi<N>; its bridge appears only when something is plugged
+        net = x.network.create({"name_label": "vlan 42", "name_description": "", "MTU": "1500",
+                                "other_config": {}, "tags": []})
+        assert x.network.get_bridge(net) == "xapi0"
+        with pytest.raises(XenAPI.Failure) as e:
+            x.VLAN.create(eth0, "4095", net)
+        assert e.value.details == ["VLAN_TAG_INVALID", "4095"]
+
+        if kernel_has_8021q(netns):
+            vlan = x.VLAN.create(eth0, "42", net)
+            untagged = x.VLAN.get_untagged_PIF(vlan)
+            rec = x.PIF.get_record(untagged)
+            assert rec["VLAN"] == "42" and rec["device"] == "eth0" and not rec["physical"]
+            assert rec["currently_attached"]
+            links = kernel(netns)
+            assert links["eth0.42"]["linkinfo"]["info_kind"] == "vlan"
+            assert links["eth0.42"]["linkinfo"]["info_data"]["id"] == 42
+            assert links["eth0.42"]["link"] == "eth0" and links["eth0.42"]["master"] == "xapi0"
+            with pytest.raises(XenAPI.Failure) as e:
+                x.VLAN.create(eth0, "42", x.PIF.get_network(pifs["eth1"]))
+            assert e.value.details == ["PIF_VLAN_EXISTS", "eth0"]
+            with pytest.raises(XenAPI.Failure) as e:
+                x.VLAN.create(untagged, "43", net)
+            assert e.value.details == ["PIF_IS_VLAN", untagged]
+            with pytest.raises(XenAPI.Failure) as e:
+                x.network.destroy(net)
+            assert e.value.details == ["NETWORK_CONTAINS_PIF", untagged]
+            x.VLAN.destroy(vlan)
+            assert not {"eth0.42", "xapi0"} & set(kernel(netns))
+            assert untagged not in x.PIF.get_all()
+        else:
+            # no CONFIG_VLAN_8021Q in this kernel: refused, and neither records nor links are left
+            with pytest.raises(XenAPI.Failure) as e:
+                x.VLAN.create(eth0, "42", net)
+            assert e.value.details[0] == "PIF_CONFIGURATION_ERROR"
+            assert x.VLAN.get_all() == [] and len(x.PIF.get_all()) == 3
+            assert not {"eth0.42", "xapi0"} & set(kernel(netns))
+        x.network.destroy(net)
+        assert net not in x.network.get_all()
+
+        # unplug: the NIC leaves, the emptied bridge goes
+        x.PIF.unplug(eth0)
+        links = kernel(netns)
+        assert "xenbr0" not in links and "master" not in links["eth0"]
+        assert not x.PIF.get_currently_attached(eth0)
+        with pytest.raises(XenAPI.Failure) as e:
+            x.network.destroy(x.PIF.get_network(eth0))
+        assert e.value.details == ["NETWORK_CONTAINS_PIF", eth0]
+    finally:
+        logout(s)
+
+
+def test_links_are_adopted_after_a_restart(agents, netns):
+    agent = agents("--manage-network", "--netns", netns)
+    s = login(agent, "networking-test")
+    x = s.xenapi
+    x.PIF.scan(x.host.get_all()[0])
+    eth1 = [p for p in x.PIF.get_all() if x.PIF.get_device(p) == "eth1"][0]
+    x.PIF.plug(eth1)
+    logout(s)
+    agent.stop()
+    ip("-n", netns, "link", "set", "eth1", "nomaster")  # changed behind the agent's back
+    agent = agents("--manage-network", "--netns", netns)
+    s = login(agent, "networking-test")
+    try:
+        links = kernel(netns)
+        assert links["eth1"]["master"] == "xenbr1"
+        assert sum(1 for li in links.values() if li.get("linkinfo", {}).get("info_kind") == "bridge") == 1
+        assert s.xenapi.PIF.get_currently_attached(eth1)
+    finally:
+        logout(s)
+
+
+def test_without_manage_network_pifs_are_records_only(agents, netns):
+    agent = agents()
+    s = login(agent, "networking-test")
+    try:
+        s.xenapi.PIF.scan(s.xenapi.host.get_all()[0])
+        assert s.xenapi.PIF.get_all() == []
+        assert "records only" in agent.log_text()
+    finally:
+        logout(s)

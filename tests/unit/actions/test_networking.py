@@ -1,0 +1,165 @@
+"""network, PIF and VLAN actions against an in-memory links port: checks, names, rollback."""
+
+import asyncio
+
+import pytest
+
+from hostagent.actions import network, pif, vlan
+from hostagent.actions.context import Ports, Runtime
+from hostagent.backends.netlink import LinkExists, LinkNotSupported
+from hostagent.datamodel.api import build_api
+from hostagent.datamodel.errors import ApiError
+from hostagent.db.store import Store
+
+
+class FakeLinks:
+    """The links port's operations over a dict of links, as the kernel would keep them."""
+
+    def __init__(self, nics=("eth0", "eth1"), vlans=True):
+        self.state = {n: {"name": n, "kind": "veth", "master": None, "mac": f"02:00:00:00:00:0{i}",
+                          "mtu": 1500, "carrier": False, "up": False}
+                      for i, n in enumerate(nics)}
+        self.vlans = vlans
+
+    async def scan(self):
+        return [dict(li, physical=True) for li in self.state.values() if li["kind"] == "veth"]
+
+    async def link(self, name):
+        return self.state.get(name)
+
+    async def links(self):
+        return list(self.state.values())
+
+    def _ensure(self, name, kind, **extra):
+        have = self.state.setdefault(name, {"name": name, "kind": kind, "master": None, **extra})
+        if have["kind"] != kind:
+            raise LinkExists(f"{name} is a {have['kind']}", name)
+
+    async def ensure_bridge(self, name):
+        self._ensure(name, "bridge")
+
+    async def ensure_vlan(self, name, parent, tag):
+        if not self.vlans:
+            raise LinkNotSupported("no 802.1Q", name)
+        self._ensure(name, "vlan", parent=parent, vlan=tag)
+
+    async def enslave(self, name, master):
+        self.state[name]["master"] = master
+
+    async def release(self, name):
+        self.state[name]["master"] = None
+
+    async def set_up(self, name, up):
+        self.state[name]["up"] = up
+
+    async def remove(self, name):
+        self.state.pop(name, None)
+
+
+def run(coro):
+    return asyncio.run(coro) if asyncio.iscoroutine(coro) else coro
+
+
+@pytest.fixture
+def env():
+    store = Store(build_api())
+    with store.transaction():
+        host = store.create("host", {"name_label": "h"})
+        other = store.create("host", {"name_label": "elsewhere"})
+    links = FakeLinks()
+    ports = Ports(storage=None, intents=None, authenticate=None, change_password=None, links=links)
+    rt = Runtime(store=store, sessions=None, tasks=None, events=None, ports=ports, host=host,
+                 clock=lambda: 0.0, sleep=None)
+    return rt.internal(), host, other, links
+
+
+def by_device(ctx):
+    return {r["device"]: ref for ref, r in ctx.store.all("PIF").items() if r["VLAN"] < 0}
+
+
+def test_network_create_picks_a_free_xapi_bridge_and_refuses_a_taken_one(env):
+    ctx = env[0]
+    a = network.create(ctx, {"name_label": "a"})
+    b = network.create(ctx, {"name_label": "b"})
+    assert [ctx.store.get("network", n)["bridge"] for n in (a, b)] == ["xapi0", "xapi1"]
+    with pytest.raises(ApiError) as e:
+        network.create(ctx, {"name_label": "c", "bridge": "xapi1"})
+    assert e.value.description == ["BRIDGE_NAME_EXISTS", "xapi1"]
+
+
+def test_scan_makes_one_network_per_nic_once(env):
+    ctx, host, other, _ = env
+    run(pif.scan(ctx, host))
+    run(pif.scan(ctx, host))
+    pifs = by_device(ctx)
+    assert sorted(pifs) == ["eth0", "eth1"]
+    rec = ctx.store.get("PIF", pifs["eth1"])
+    assert ctx.store.get("network", rec["network"])["bridge"] == "xenbr1"
+    assert rec["physical"] and not rec["currently_attached"] and rec["VLAN"] == -1
+    with pytest.raises(ApiError) as e:
+        run(pif.scan(ctx, other))
+    assert e.value.description == ["HOST_OFFLINE", other]
+
+
+def test_plug_and_unplug_follow_the_bridge(env):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    run(pif.plug(ctx, eth0))
+    assert links.state["eth0"]["master"] == "xenbr0" and links.state["xenbr0"]["kind"] == "bridge"
+    assert ctx.store.get("PIF", eth0)["currently_attached"]
+    run(pif.unplug(ctx, eth0))
+    assert "xenbr0" not in links.state and links.state["eth0"]["master"] is None
+    assert not ctx.store.get("PIF", eth0)["currently_attached"]
+
+
+def test_vlan_checks_come_before_anything_is_made(env):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    net = network.create(ctx, {"name_label": "v"})
+    for tag in (-1, 4095):
+        with pytest.raises(ApiError) as e:
+            run(vlan.create(ctx, eth0, tag, net))
+        assert e.value.description == ["VLAN_TAG_INVALID", str(tag)]
+    v = run(vlan.create(ctx, eth0, 42, net))
+    untagged = ctx.store.get("VLAN", v)["untagged_PIF"]
+    assert links.state["eth0.42"] == {"name": "eth0.42", "kind": "vlan", "master": "xapi0", "parent": "eth0",
+                                      "vlan": 42, "up": True}
+    with pytest.raises(ApiError) as e:
+        run(vlan.create(ctx, eth0, 42, network.create(ctx, {"name_label": "w"})))
+    assert e.value.description == ["PIF_VLAN_EXISTS", "eth0"]
+    with pytest.raises(ApiError) as e:
+        run(vlan.create(ctx, untagged, 7, network.create(ctx, {"name_label": "x"})))
+    assert e.value.description == ["PIF_IS_VLAN", untagged]
+    with pytest.raises(ApiError) as e:
+        run(network.destroy(ctx, net))
+    assert e.value.description == ["NETWORK_CONTAINS_PIF", untagged]
+    run(vlan.destroy(ctx, v))
+    assert "eth0.42" not in links.state and "xapi0" not in links.state
+    assert not ctx.store.exists("PIF", untagged) and not ctx.store.all("VLAN")
+    run(network.destroy(ctx, net))
+
+
+def test_a_vlan_the_kernel_cannot_make_leaves_nothing_behind(env):
+    ctx, host, _, links = env
+    links.vlans = False
+    run(pif.scan(ctx, host))
+    pifs_before = set(ctx.store.all("PIF"))
+    net = network.create(ctx, {"name_label": "v"})
+    with pytest.raises(ApiError) as e:
+        run(vlan.create(ctx, by_device(ctx)["eth0"], 42, net))
+    assert e.value.description[0] == "PIF_CONFIGURATION_ERROR"
+    assert set(ctx.store.all("PIF")) == pifs_before and not ctx.store.all("VLAN")
+    assert "xapi0" not in links.state
+
+
+def test_without_a_links_port_plug_only_changes_records(env):
+    ctx, host, _, _ = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    object.__setattr__(ctx.rt, "ports", Ports(storage=None, intents=None, authenticate=None,
+                                              change_password=None))
+    run(pif.unplug(ctx, eth0))
+    run(pif.plug(ctx, eth0))
+    assert ctx.store.get("PIF", eth0)["currently_attached"]
