@@ -184,7 +184,8 @@ def main():
         log(f"ssh up after {t_ssh:.1f} s: {lab.ssh_command()}")
         print(lab.ssh("xl info | grep -E '^(xen_version|total_memory|free_memory|virt_caps)'").stdout, end="")
         if args.hold:
-            log(f"holding; agent port {lab.api_url}; Ctrl-C powers off")
+            log(f"holding; agent port {lab.api_url}; Ctrl-C (or SIGTERM to pid {os.getpid()}) powers off")
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             try:
                 while lab.alive():
                     time.sleep(5)

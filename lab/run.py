@@ -3,8 +3,9 @@
 
     python3 lab/run.py [--keep] [PYTEST ARGS...]      (make lab-smoke)
 
-1. lab/build.py (cached image), and a wheelhouse of this checkout and its dependencies built
-   with the checkout's .venv (dom0 has no network: everything it installs comes from here)
+1. lab/build.py (cached image), a wheelhouse of this checkout and its dependencies built with
+   the checkout's .venv (dom0 has no network: everything it installs comes from here), and
+   tests/kvm's guest kit (copied into dom0's /var/lib/hostagent-lab/guest for PV guests)
 2. lab/boot.py's Dom0: QEMU + Xen + dom0, ssh and the agent's port forwarded to loopback
 3. scripts/install-dom0 --offline in dom0 over ssh, as an administrator would run it
 4. pytest -m xen tests/lab with HOSTAGENT_LAB_URL, HOSTAGENT_LAB_PASSWORD, HOSTAGENT_LAB_SSH
@@ -31,6 +32,7 @@ VENV_PY = ROOT / ".venv/bin/python"
 WHEELHOUSE = OUT / "wheelhouse"
 ARTEFACTS = OUT / "artefacts"
 REMOTE = "/root/hostagent-install"
+GUEST_DIR = "/var/lib/hostagent-lab/guest"   # the guest kit in dom0, for PV_kernel / PV_ramdisk
 NEEDED_MIB = MEMORY_MIB + 1536  # QEMU's guest RAM, its translation cache and its own overhead
 
 
@@ -77,6 +79,17 @@ def wheelhouse():
         sys.exit(f"lab-run: pip wheel failed:\n{r.stdout}{r.stderr}")
 
 
+def guest_kit():
+    """tests/kvm's guest kit (kernel + busybox initramfs), built or taken from its cache."""
+    r = subprocess.run([str(VENV_PY), "-c", "from tests.kvm.guestkit import build; "
+                        "k = build(log=lambda m: None); print(k.kernel); print(k.initrd)"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"lab-run: the guest kit failed:\n{r.stdout}{r.stderr}")
+    kernel, initrd = r.stdout.split()
+    return Path(kernel), Path(initrd)
+
+
 def collect(lab):
     if ARTEFACTS.exists():
         shutil.rmtree(ARTEFACTS)
@@ -115,7 +128,8 @@ def main():
     subprocess.run([sys.executable, str(ROOT / "lab/build.py")], check=True)
     phases.done("build (image)")
     wheelhouse()
-    phases.done("build (wheelhouse)")
+    kit_kernel, kit_initrd = guest_kit()
+    phases.done("build (wheelhouse, guest kit)")
     lab = Dom0()
     status = 1
     try:
@@ -126,6 +140,7 @@ def main():
         lab.put(ROOT / "scripts/install-dom0", f"{REMOTE}/scripts")
         lab.put(ROOT / "systemd", REMOTE)
         lab.put(WHEELHOUSE, REMOTE)
+        lab.put([kit_kernel, kit_initrd], GUEST_DIR)
         r = lab.ssh(f"{REMOTE}/scripts/install-dom0 --offline --listen 0.0.0.0:8080 "
                     f"{REMOTE}/wheelhouse > {REMOTE}/install.log 2>&1; rc=$?; "
                     f"cat {REMOTE}/install.log; exit $rc", check=False)
@@ -136,7 +151,9 @@ def main():
         password = lab.ssh("cat /var/lib/hostagent/root-password").stdout.strip()
         phases.done("install")
         env = dict(os.environ, HOSTAGENT_LAB_URL=lab.api_url, HOSTAGENT_LAB_PASSWORD=password,
-                   HOSTAGENT_LAB_SSH=shlex.join(lab.ssh_argv()))
+                   HOSTAGENT_LAB_SSH=shlex.join(lab.ssh_argv()),
+                   HOSTAGENT_LAB_GUEST_KERNEL=f"{GUEST_DIR}/{kit_kernel.name}",
+                   HOSTAGENT_LAB_GUEST_RAMDISK=f"{GUEST_DIR}/{kit_initrd.name}")
         status = subprocess.run([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider",
                                  str(ROOT / "tests/lab"), *pytest_args], cwd=ROOT, env=env).returncode
         phases.done("tests")
