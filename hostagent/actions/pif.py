@@ -6,10 +6,12 @@ a PIF for each NIC with none, on a network of its own whose bridge is
 `xenbr<N>` (N from the device's number, eth0 -> xenbr0, else the first free
 one); PIFs already known get their MAC, MTU and metrics refreshed. A new PIF
 is not plugged. `PIF.plug` makes the network's bridge, enslaves the NIC (for
-a VLAN PIF: the 802.1Q link made on the tagged PIF's device, see vlan.py) and
-brings both up; `PIF.unplug` releases it, removes a VLAN link, and removes
-the bridge once nothing is left on it. Without `--manage-network` there is
-no links port: scan finds nothing and plug/unplug only change the records.
+a VLAN PIF: the 802.1Q link made on the tagged PIF's device, see vlan.py; for
+a bond PIF: the bond with its members, see bond.py) and brings both up; a
+bond's member is refused (CANNOT_PLUG_BOND_SLAVE). `PIF.unplug` releases the
+NIC (a VLAN link or a bond is removed) and removes the bridge once nothing is
+left on it. Without `--manage-network` there is no links port: scan finds
+nothing and plug/unplug only change the records.
 Work for another host's PIF is refused with HOST_OFFLINE.
 """
 
@@ -17,6 +19,7 @@ import logging
 import re
 
 from ..datamodel.errors import ApiError
+from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
 from .network import link_errors, remove_bridge_if_empty
 from .storage_records import require_this_host, to_completion
@@ -95,6 +98,8 @@ async def scan(ctx, host):
 async def plug(ctx, self):
     rec = ctx.need("PIF", self)
     require_this_host(ctx, rec["host"], "PIF.plug")
+    if rec["bond_slave_of"] != NULL_REF:
+        raise ApiError("CANNOT_PLUG_BOND_SLAVE", self)
     await attach(ctx, self)
     return ""
 
@@ -109,6 +114,10 @@ async def attach(ctx, pif: str) -> None:
         with link_errors(pif, bridge):
             if rec["VLAN"] >= 0:
                 await links.ensure_vlan(name, rec["device"], rec["VLAN"])
+            elif rec["bond_master_of"]:
+                bond = ctx.store.get("Bond", rec["bond_master_of"][0])
+                members = sorted(ctx.store.get("PIF", m)["device"] for m in bond["slaves"])
+                await links.ensure_bond(name, bond["mode"], members)
             await links.ensure_bridge(bridge)
             await links.enslave(name, bridge)
             await links.set_up(name, True)
@@ -135,8 +144,8 @@ async def detach(ctx, pif: str) -> None:
         network = ctx.store.get("network", rec["network"])
         name = link_name(ctx, rec)
         with link_errors(pif):
-            if rec["VLAN"] >= 0:
-                await links.remove(name)
+            if rec["VLAN"] >= 0 or rec["bond_master_of"]:
+                await links.remove(name)  # a bond's members are released with it
             else:
                 await links.release(name)
         if network["managed"]:

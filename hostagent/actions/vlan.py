@@ -1,7 +1,8 @@
 """VLAN: an 802.1Q VLAN carried on a tagged PIF, as a Linux VLAN link on a bridge.
 
 `VLAN.create(tagged_PIF, tag, network)` checks as xapi does (tag 0..4094,
-VLAN_TAG_INVALID; a tagged PIF that is itself a VLAN, PIF_IS_VLAN; the tag
+VLAN_TAG_INVALID; a tagged PIF that is itself a VLAN, PIF_IS_VLAN, or a bond's
+member, CANNOT_ADD_VLAN_TO_BOND_SLAVE; the tag
 already carried on that PIF, PIF_VLAN_EXISTS [device]; a network that already
 has a PIF on that host, NETWORK_ALREADY_CONNECTED), records a non-physical
 PIF (the tagged PIF's device and MAC, VLAN=tag, on `network`) with the VLAN,
@@ -12,6 +13,7 @@ both records.
 """
 
 from ..datamodel.errors import ApiError
+from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
 from . import pif as P
 from .storage_records import require_this_host, to_completion
@@ -26,6 +28,8 @@ async def create(ctx, tagged_PIF, tag, network):
         raise ApiError("VLAN_TAG_INVALID", tag)
     if tagged["VLAN"] >= 0:
         raise ApiError("PIF_IS_VLAN", tagged_PIF)
+    if tagged["bond_slave_of"] != NULL_REF:
+        raise ApiError("CANNOT_ADD_VLAN_TO_BOND_SLAVE", tagged_PIF)
     host = tagged["host"]
     require_this_host(ctx, host, "VLAN.create")
     store = ctx.store

@@ -161,3 +161,45 @@ def test_without_manage_network_pifs_are_records_only(agents, netns):
         assert "records only" in agent.log_text()
     finally:
         logout(s)
+
+
+def kernel_has_bonding(ns) -> bool:
+    probe = ip("-n", ns, "link", "add", "probe-bond", "type", "bond", check=False)
+    if probe.returncode == 0:
+        ip("-n", ns, "link", "del", "probe-bond")
+    return probe.returncode == 0
+
+
+def test_an_active_backup_bond_of_two_nics(agents, netns):
+    agent = agents("--manage-network", "--netns", netns)
+    s = login(agent, "networking-test")
+    x = s.xenapi
+    try:
+        x.PIF.scan(x.host.get_all()[0])
+        pifs = {x.PIF.get_device(p): p for p in x.PIF.get_all()}
+        x.PIF.plug(pifs["eth0"])
+        net = x.network.create({"name_label": "bond", "name_description": "", "MTU": "1500",
+                                "other_config": {}, "tags": []})
+        members = [pifs["eth0"], pifs["eth1"]]
+        if not kernel_has_bonding(netns):
+            # no CONFIG_BONDING in this kernel: refused; eth0 back on its bridge, no records left
+            with pytest.raises(XenAPI.Failure) as e:
+                x.Bond.create(net, members, "", "active-backup", {})
+            assert e.value.details[0] == "PIF_CONFIGURATION_ERROR"
+            assert x.Bond.get_all() == [] and len(x.PIF.get_all()) == 3
+            links = kernel(netns)
+            assert links["eth0"]["master"] == "xenbr0" and "bond0" not in links
+            return
+        bond = x.Bond.create(net, members, "", "active-backup", {})
+        master = x.Bond.get_master(bond)
+        links = kernel(netns)
+        assert links["bond0"]["linkinfo"]["info_data"]["mode"] == "active-backup"
+        assert links["bond0"]["master"] == x.network.get_bridge(net)
+        assert links["eth0"]["master"] == "bond0" == links["eth1"]["master"]
+        assert "xenbr0" not in links
+        assert x.PIF.get_device(master) == "bond0" and x.PIF.get_currently_attached(master)
+        x.Bond.destroy(bond)
+        links = kernel(netns)
+        assert "bond0" not in links and "master" not in links["eth0"]
+    finally:
+        logout(s)

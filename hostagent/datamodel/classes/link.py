@@ -65,7 +65,8 @@ PIF = cls(
         message("scan", [param("host", Ref("host"))],
                 doc="Make a PIF record (on a network of its own) for each NIC of the host that has "
                     "none, and refresh the metrics of those that have one."),
-        message("plug", [param("self", Ref("PIF"))], errors=["PIF_CONFIGURATION_ERROR"],
+        message("plug", [param("self", Ref("PIF"))],
+                errors=["CANNOT_PLUG_BOND_SLAVE", "PIF_CONFIGURATION_ERROR"],
                 doc="Bring the interface up on its network's bridge (making the VLAN link first "
                     "for a VLAN PIF)."),
         message("unplug", [param("self", Ref("PIF"))],
@@ -113,7 +114,8 @@ VLAN = cls(
         message("create",
                 [param("tagged_PIF", Ref("PIF")), param("tag", INT), param("network", Ref("network"))],
                 Ref("VLAN"), ["VLAN_TAG_INVALID", "PIF_VLAN_EXISTS", "PIF_IS_VLAN",
-                              "NETWORK_ALREADY_CONNECTED", "PIF_CONFIGURATION_ERROR"],
+                              "CANNOT_ADD_VLAN_TO_BOND_SLAVE", "NETWORK_ALREADY_CONNECTED",
+                              "PIF_CONFIGURATION_ERROR"],
                 doc="Carry `tag` over the tagged PIF: a new VLAN PIF on `network`, plugged."),
         message("destroy", [param("self", Ref("VLAN"))],
                 doc="Unplug and forget the VLAN's PIF and the VLAN."),
@@ -135,5 +137,18 @@ BOND = cls(
         field("properties", SMAP, RO, {}, doc="Mode-specific settings (e.g. hashing_algorithm)."),
         field("links_up", INT, RO, 0, doc="Number of members with a link."),
         field("auto_update_mac", BOOL, RO, True, doc="Follow the primary member's MAC address."),
+    ],
+    messages=[
+        message("create",
+                [param("network", Ref("network")), param("members", SetOf(Ref("PIF"))),
+                 param("MAC", STRING), param("mode", BOND_MODE, "balance-slb"),
+                 param("properties", SMAP, {})],
+                Ref("Bond"), ["PIF_BOND_NEEDS_MORE_MEMBERS", "PIF_CANNOT_BOND_CROSS_HOST",
+                              "PIF_ALREADY_BONDED", "PIF_IS_VLAN", "NETWORK_ALREADY_CONNECTED",
+                              "PIF_CONFIGURATION_ERROR"],
+                doc="Combine the member PIFs into one bond PIF on `network`, plugged; the members "
+                    "leave their own bridges."),
+        message("destroy", [param("self", Ref("Bond"))], errors=["PIF_VLAN_STILL_EXISTS"],
+                doc="Unplug and forget the bond PIF; the members are left unplugged."),
     ],
 )

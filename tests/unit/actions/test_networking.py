@@ -4,22 +4,24 @@ import asyncio
 
 import pytest
 
-from hostagent.actions import network, pif, vlan
+from hostagent.actions import bond, network, pif, vlan
 from hostagent.actions.context import Ports, Runtime
 from hostagent.backends.netlink import LinkExists, LinkNotSupported
 from hostagent.datamodel.api import build_api
 from hostagent.datamodel.errors import ApiError
+from hostagent.datamodel.types import NULL_REF
 from hostagent.db.store import Store
 
 
 class FakeLinks:
     """The links port's operations over a dict of links, as the kernel would keep them."""
 
-    def __init__(self, nics=("eth0", "eth1"), vlans=True):
+    def __init__(self, nics=("eth0", "eth1", "eth2"), vlans=True, bonds=True):
         self.state = {n: {"name": n, "kind": "veth", "master": None, "mac": f"02:00:00:00:00:0{i}",
                           "mtu": 1500, "carrier": False, "up": False}
                       for i, n in enumerate(nics)}
         self.vlans = vlans
+        self.bonds = bonds
 
     async def scan(self):
         return [dict(li, physical=True) for li in self.state.values() if li["kind"] == "veth"]
@@ -43,6 +45,19 @@ class FakeLinks:
             raise LinkNotSupported("no 802.1Q", name)
         self._ensure(name, "vlan", parent=parent, vlan=tag)
 
+    async def ensure_bond(self, name, mode, members):
+        if not self.bonds:
+            raise LinkNotSupported("no bonding", name)
+        self._ensure(name, "bond", mode=mode)
+        for m in members:
+            self.state[m]["master"] = name
+
+    async def remove(self, name):
+        self.state.pop(name, None)
+        for li in self.state.values():
+            if li["master"] == name:
+                li["master"] = None
+
     async def enslave(self, name, master):
         self.state[name]["master"] = master
 
@@ -51,9 +66,6 @@ class FakeLinks:
 
     async def set_up(self, name, up):
         self.state[name]["up"] = up
-
-    async def remove(self, name):
-        self.state.pop(name, None)
 
 
 def run(coro):
@@ -92,7 +104,7 @@ def test_scan_makes_one_network_per_nic_once(env):
     run(pif.scan(ctx, host))
     run(pif.scan(ctx, host))
     pifs = by_device(ctx)
-    assert sorted(pifs) == ["eth0", "eth1"]
+    assert sorted(pifs) == ["eth0", "eth1", "eth2"]
     rec = ctx.store.get("PIF", pifs["eth1"])
     assert ctx.store.get("network", rec["network"])["bridge"] == "xenbr1"
     assert rec["physical"] and not rec["currently_attached"] and rec["VLAN"] == -1
@@ -163,3 +175,49 @@ def test_without_a_links_port_plug_only_changes_records(env):
     run(pif.unplug(ctx, eth0))
     run(pif.plug(ctx, eth0))
     assert ctx.store.get("PIF", eth0)["currently_attached"]
+
+
+def test_an_active_backup_bond_takes_its_members_off_their_bridges(env):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    pifs = by_device(ctx)
+    run(pif.plug(ctx, pifs["eth0"]))
+    net = network.create(ctx, {"name_label": "bonded"})
+    for members, code in (([pifs["eth0"]], "PIF_BOND_NEEDS_MORE_MEMBERS"),):
+        with pytest.raises(ApiError) as e:
+            run(bond.create(ctx, net, members, "", "active-backup"))
+        assert e.value.description[0] == code
+    b = run(bond.create(ctx, net, [pifs["eth0"], pifs["eth1"]], "", "active-backup"))
+    rec = ctx.store.get("Bond", b)
+    master = ctx.store.get("PIF", rec["master"])
+    assert master["device"] == "bond0" and master["MAC"] == ctx.store.get("PIF", pifs["eth0"])["MAC"]
+    assert master["currently_attached"] and sorted(rec["slaves"]) == sorted([pifs["eth0"], pifs["eth1"]])
+    assert links.state["bond0"]["mode"] == "active-backup" and links.state["bond0"]["master"] == "xapi0"
+    assert links.state["eth0"]["master"] == "bond0" == links.state["eth1"]["master"]
+    assert "xenbr0" not in links.state and not ctx.store.get("PIF", pifs["eth0"])["currently_attached"]
+    with pytest.raises(ApiError) as e:
+        run(bond.create(ctx, network.create(ctx, {}), [pifs["eth1"], pifs["eth2"]], "", "lacp"))
+    assert e.value.description == ["PIF_ALREADY_BONDED", pifs["eth1"]]
+    with pytest.raises(ApiError) as e:
+        run(pif.plug(ctx, pifs["eth0"]))
+    assert e.value.description == ["CANNOT_PLUG_BOND_SLAVE", pifs["eth0"]]
+    with pytest.raises(ApiError) as e:
+        run(vlan.create(ctx, pifs["eth0"], 5, network.create(ctx, {})))
+    assert e.value.description == ["CANNOT_ADD_VLAN_TO_BOND_SLAVE", pifs["eth0"]]
+    run(bond.destroy(ctx, b))
+    assert "bond0" not in links.state and "xapi0" not in links.state
+    assert links.state["eth0"]["master"] is None
+    assert not ctx.store.all("Bond") and ctx.store.get("PIF", pifs["eth0"])["bond_slave_of"] == NULL_REF
+
+
+def test_a_bond_the_kernel_cannot_make_puts_its_members_back(env):
+    ctx, host, _, links = env
+    links.bonds = False
+    run(pif.scan(ctx, host))
+    pifs = by_device(ctx)
+    run(pif.plug(ctx, pifs["eth0"]))
+    with pytest.raises(ApiError) as e:
+        run(bond.create(ctx, network.create(ctx, {}), [pifs["eth0"], pifs["eth1"]], "", "active-backup"))
+    assert e.value.description[0] == "PIF_CONFIGURATION_ERROR"
+    assert not ctx.store.all("Bond") and len(ctx.store.all("PIF")) == 3
+    assert links.state["eth0"]["master"] == "xenbr0" and ctx.store.get("PIF", pifs["eth0"])["currently_attached"]

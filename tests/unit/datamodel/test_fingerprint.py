@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "05809c56724909a9fcd9266fb973e2e5d11b03d583a49c0c8bee2147829b87d2"
+EXPECTED_FINGERPRINT = "e087403dc4fe3790e1c2fff03622c5b97ea1108a4296b376ea5e145712e6bcd5"
 
 
 def _walk(t):
