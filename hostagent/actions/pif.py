@@ -13,6 +13,12 @@ NIC (a VLAN link or a bond is removed) and removes the bridge once nothing is
 left on it. Without `--manage-network` there is no links port: scan finds
 nothing and plug/unplug only change the records.
 Work for another host's PIF is refused with HOST_OFFLINE.
+
+other_config (seed §5.5) is checked whenever it changes (INVALID_VALUE
+[other_config:key, value] before anything is applied or recorded): `mtu`
+(68..65535) and `promiscuous` (on/true, off/false) take effect on the PIF's
+link when it is plugged and again on every change of a plugged PIF; the
+ethtool-* keys are checked and recorded but not applied yet.
 """
 
 import logging
@@ -121,6 +127,7 @@ async def attach(ctx, pif: str) -> None:
             await links.ensure_bridge(bridge)
             await links.enslave(name, bridge)
             await links.set_up(name, True)
+            await apply_other_config(links, name, rec, rec["other_config"])
     if not rec["currently_attached"]:
         with ctx.store.transaction():
             ctx.store.update("PIF", pif, currently_attached=True)
@@ -155,6 +162,65 @@ async def detach(ctx, pif: str) -> None:
             ctx.store.update("PIF", pif, currently_attached=False)
 
 
+ON, OFF = ("on", "true"), ("off", "false")
+ETHTOOL_SWITCHES = ("ethtool-rx", "ethtool-tx", "ethtool-sg", "ethtool-tso", "ethtool-ufo", "ethtool-gso",
+                    "ethtool-autoneg")
+CHOICES = {**{k: ON + OFF for k in ETHTOOL_SWITCHES}, "promiscuous": ON + OFF,
+           "ethtool-speed": ("10", "100", "1000"), "ethtool-duplex": ("half", "full")}
+
+
+def check_other_config(config: dict) -> None:
+    """INVALID_VALUE for the first key of seed §5.5 whose value is not one it takes."""
+    for key, value in config.items():
+        v = str(value).strip().lower()
+        if key in CHOICES:
+            ok = v in CHOICES[key]
+        elif key == "mtu":
+            ok = v.isdigit() and 68 <= int(v) <= 65535
+        else:
+            continue
+        if not ok:
+            raise ApiError("INVALID_VALUE", f"other_config:{key}", value)
+
+
+async def apply_other_config(links, name: str, rec: dict, config: dict) -> None:
+    """Make link `name` carry what `config` says (a key that is absent means the default:
+    the PIF's recorded MTU, promiscuous off)."""
+    await links.set_mtu(name, int(config.get("mtu") or rec["MTU"]))
+    await links.set_promiscuous(name, str(config.get("promiscuous", "")).strip().lower() in ON)
+
+
+async def _change_other_config(ctx, pif: str, config: dict) -> str:
+    rec = ctx.need("PIF", pif)
+    check_other_config(config)
+    links = ctx.ports.links
+    if links is not None and rec["managed"] and rec["currently_attached"]:
+        require_this_host(ctx, rec["host"], "PIF other_config")
+        with link_errors(pif):
+            await apply_other_config(links, link_name(ctx, rec), rec, config)
+    with ctx.store.transaction():
+        ctx.store.set("PIF", pif, "other_config", config)
+    return ""
+
+
+async def set_other_config(ctx, self, value):
+    return await _change_other_config(ctx, self, dict(value))
+
+
+async def add_to_other_config(ctx, self, key, value):
+    old = ctx.need("PIF", self)["other_config"]
+    if key in old:
+        raise ApiError("MAP_DUPLICATE_KEY", "PIF", "other_config", self, key)
+    return await _change_other_config(ctx, self, {**old, key: value})
+
+
+async def remove_from_other_config(ctx, self, key):
+    old = ctx.need("PIF", self)["other_config"]
+    if key not in old:
+        return ""
+    return await _change_other_config(ctx, self, {k: v for k, v in old.items() if k != key})
+
+
 async def at_start(ctx) -> None:
     """Start-up: this host's PIFs recorded attached are plugged again (links already there
     are adopted: every step is an ensure); a failure is logged and the PIF recorded detached."""
@@ -174,4 +240,6 @@ async def at_start(ctx) -> None:
                 ctx.store.update("PIF", pif, currently_attached=False)
 
 
-HANDLERS = {"PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug}
+HANDLERS = {"PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug,
+            "PIF.set_other_config": set_other_config, "PIF.add_to_other_config": add_to_other_config,
+            "PIF.remove_from_other_config": remove_from_other_config}

@@ -203,3 +203,28 @@ def test_an_active_backup_bond_of_two_nics(agents, netns):
         assert "bond0" not in links and "master" not in links["eth0"]
     finally:
         logout(s)
+
+
+def test_mtu_and_promiscuous_other_config_reach_the_kernel(agents, netns):
+    agent = agents("--manage-network", "--netns", netns)
+    s = login(agent, "networking-test")
+    x = s.xenapi
+    try:
+        x.PIF.scan(x.host.get_all()[0])
+        eth2 = [p for p in x.PIF.get_all() if x.PIF.get_device(p) == "eth2"][0]
+        x.PIF.plug(eth2)
+        x.PIF.add_to_other_config(eth2, "mtu", "9000")
+        x.PIF.add_to_other_config(eth2, "promiscuous", "true")
+        seen = kernel(netns)["eth2"]  # a bridge port counts promiscuity already: the flag is ours
+        assert seen["mtu"] == 9000 and "PROMISC" in seen["flags"]
+        with pytest.raises(XenAPI.Failure) as e:
+            x.PIF.set_other_config(eth2, {"mtu": "1400", "ethtool-speed": "2500"})
+        assert e.value.details == ["INVALID_VALUE", "other_config:ethtool-speed", "2500"]
+        assert kernel(netns)["eth2"]["mtu"] == 9000  # nothing applied
+        x.PIF.set_other_config(eth2, {"mtu": "1400"})
+        seen = kernel(netns)["eth2"]
+        assert seen["mtu"] == 1400 and "PROMISC" not in seen["flags"]
+        x.PIF.remove_from_other_config(eth2, "mtu")
+        assert kernel(netns)["eth2"]["mtu"] == 1500
+    finally:
+        logout(s)

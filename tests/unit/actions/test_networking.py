@@ -64,6 +64,12 @@ class FakeLinks:
     async def release(self, name):
         self.state[name]["master"] = None
 
+    async def set_mtu(self, name, mtu):
+        self.state[name]["mtu"] = mtu
+
+    async def set_promiscuous(self, name, on):
+        self.state[name]["promiscuous"] = on
+
     async def set_up(self, name, up):
         self.state[name]["up"] = up
 
@@ -137,7 +143,7 @@ def test_vlan_checks_come_before_anything_is_made(env):
     v = run(vlan.create(ctx, eth0, 42, net))
     untagged = ctx.store.get("VLAN", v)["untagged_PIF"]
     assert links.state["eth0.42"] == {"name": "eth0.42", "kind": "vlan", "master": "xapi0", "parent": "eth0",
-                                      "vlan": 42, "up": True}
+                                      "vlan": 42, "up": True, "mtu": 1500, "promiscuous": False}
     with pytest.raises(ApiError) as e:
         run(vlan.create(ctx, eth0, 42, network.create(ctx, {"name_label": "w"})))
     assert e.value.description == ["PIF_VLAN_EXISTS", "eth0"]
@@ -221,3 +227,37 @@ def test_a_bond_the_kernel_cannot_make_puts_its_members_back(env):
     assert e.value.description[0] == "PIF_CONFIGURATION_ERROR"
     assert not ctx.store.all("Bond") and len(ctx.store.all("PIF")) == 3
     assert links.state["eth0"]["master"] == "xenbr0" and ctx.store.get("PIF", pifs["eth0"])["currently_attached"]
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mtu", "67"), ("mtu", "jumbo"), ("promiscuous", "maybe"), ("ethtool-tso", "yes"),
+    ("ethtool-speed", "2500"), ("ethtool-duplex", "quarter")])
+def test_an_invalid_other_config_value_is_refused_with_nothing_applied(env, key, value):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    run(pif.plug(ctx, eth0))
+    before = dict(links.state["eth0"])
+    with pytest.raises(ApiError) as e:
+        run(pif.add_to_other_config(ctx, eth0, key, value))
+    assert e.value.description == ["INVALID_VALUE", f"other_config:{key}", value]
+    with pytest.raises(ApiError):
+        run(pif.set_other_config(ctx, eth0, {"mtu": "9000", key: value}))
+    assert links.state["eth0"] == before and ctx.store.get("PIF", eth0)["other_config"] == {}
+
+
+def test_mtu_and_promiscuous_follow_other_config_on_a_plugged_pif(env):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    run(pif.add_to_other_config(ctx, eth0, "mtu", "9000"))  # unplugged: recorded only
+    assert links.state["eth0"]["mtu"] == 1500
+    run(pif.plug(ctx, eth0))
+    assert links.state["eth0"]["mtu"] == 9000
+    run(pif.add_to_other_config(ctx, eth0, "promiscuous", "on"))
+    assert links.state["eth0"]["promiscuous"] is True
+    run(pif.add_to_other_config(ctx, eth0, "ethtool-tso", "off"))  # recorded, not applied yet
+    run(pif.remove_from_other_config(ctx, eth0, "mtu"))
+    run(pif.remove_from_other_config(ctx, eth0, "promiscuous"))
+    assert links.state["eth0"]["mtu"] == 1500 and links.state["eth0"]["promiscuous"] is False
+    assert ctx.store.get("PIF", eth0)["other_config"] == {"ethtool-tso": "off"}
