@@ -221,13 +221,34 @@ async def remove_from_other_config(ctx, self, key):
     return await _change_other_config(ctx, self, {k: v for k, v in old.items() if k != key})
 
 
+async def first_start(ctx) -> None:
+    """A host with no PIFs yet gets one (and a network with its xenbr<N>) per NIC, and the
+    NIC the default route leaves by is marked the management PIF. Nothing is plugged: moving
+    the management address onto a bridge is host.management_reconfigure's work."""
+    if ctx.store.get("host", ctx.host)["PIFs"]:
+        return
+    await scan(ctx, ctx.host)
+    with link_errors():
+        device = await ctx.ports.links.default_route_link()
+    for ref in ctx.store.get("host", ctx.host)["PIFs"]:
+        if ctx.store.get("PIF", ref)["device"] == device:
+            with ctx.store.transaction():
+                ctx.store.update("PIF", ref, management=True)
+            log.info("management interface: %s", device)
+
+
 async def at_start(ctx) -> None:
-    """Start-up: this host's PIFs recorded attached are plugged again (links already there
-    are adopted: every step is an ensure); a failure is logged and the PIF recorded detached."""
+    """Start-up: on a first start, PIFs for the NICs (see first_start); then this host's PIFs
+    recorded attached are plugged again (links already there are adopted: every step is an
+    ensure); a failure is logged and the PIF recorded detached."""
     if ctx.ports.links is None:
         log.info("networking is not managed here: networks and PIFs are records only "
                  "(--manage-network turns it on)")
         return
+    try:
+        await first_start(ctx)
+    except ApiError as e:
+        log.warning("cannot list this host's NICs: %s", e.description)
     for pif in list(ctx.store.get("host", ctx.host)["PIFs"]):
         rec = ctx.store.get("PIF", pif)
         if not rec["currently_attached"]:

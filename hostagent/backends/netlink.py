@@ -146,6 +146,17 @@ def nics(netns: Optional[str] = None) -> List[dict]:
     return [li for li in links(netns) if li["ether"] and li["kind"] in nic_kinds]
 
 
+def default_route_link(netns: Optional[str] = None) -> Optional[str]:
+    """The name of the link the IPv4 default route leaves by, or None."""
+    with _netlink("read routes"), _ipr(netns) as ip:
+        for r in ip.get_routes(family=AF_INET, table=MAIN_TABLE):
+            oif = r.get_attr("RTA_OIF")
+            if r.get("dst_len") == 0 and oif:
+                found = ip.get_links(oif)
+                return found[0].get("IFLA_IFNAME") if found else None
+    return None
+
+
 def _index(ip, name: str) -> int:
     found = ip.link_lookup(ifname=name)
     if not found:
@@ -258,7 +269,7 @@ def remove(name: str, netns: Optional[str] = None) -> None:
 
 # the port actions use
 
-OPERATIONS = ("links", "link", "nics", "ensure_bridge", "ensure_vlan", "ensure_bond", "enslave",
+OPERATIONS = ("links", "link", "nics", "default_route_link", "ensure_bridge", "ensure_vlan", "ensure_bond", "enslave",
               "release", "set_up", "set_mtu", "set_promiscuous", "remove")
 
 

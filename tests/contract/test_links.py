@@ -133,3 +133,12 @@ def test_the_port_runs_the_functions_in_its_namespace(netns):
     found = asyncio.run(go())
     assert kernel(netns, "xapi0") is not None
     assert {n["name"] for n in found} == {"eth0", "eth1", "peer0", "peer1"}
+
+
+def test_the_default_route_link(netns):
+    assert netlink.default_route_link(netns) is None
+    subprocess.run(["ip", "-n", netns, "addr", "add", "192.0.2.10/24", "dev", "eth1"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth1", "up"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "peer1", "up"], check=True)
+    subprocess.run(["ip", "-n", netns, "route", "add", "default", "via", "192.0.2.1", "dev", "eth1"], check=True)
+    assert netlink.default_route_link(netns) == "eth1"

@@ -55,9 +55,11 @@ def test_scan_plug_vlan_and_back(agents, netns):
     x = s.xenapi
     try:
         host = x.host.get_all()[0]
+        assert len(x.PIF.get_all()) == 3  # the first start recorded the NICs
         x.PIF.scan(host)
         pifs = {x.PIF.get_device(p): p for p in x.PIF.get_all()}
         assert set(pifs) == {"eth0", "eth1", "eth2"}
+        assert not any(x.PIF.get_management(p) for p in pifs.values())  # no default route here
         links = kernel(netns)
         for device, pif in pifs.items():
             rec = x.PIF.get_record(pif)

@@ -26,6 +26,9 @@ class FakeLinks:
     async def scan(self):
         return [dict(li, physical=True) for li in self.state.values() if li["kind"] == "veth"]
 
+    async def default_route_link(self):
+        return "eth1"
+
     async def link(self, name):
         return self.state.get(name)
 
@@ -261,3 +264,14 @@ def test_mtu_and_promiscuous_follow_other_config_on_a_plugged_pif(env):
     run(pif.remove_from_other_config(ctx, eth0, "promiscuous"))
     assert links.state["eth0"]["mtu"] == 1500 and links.state["eth0"]["promiscuous"] is False
     assert ctx.store.get("PIF", eth0)["other_config"] == {"ethtool-tso": "off"}
+
+
+def test_a_first_start_records_the_nics_and_marks_the_management_one(env):
+    ctx, host, _, links = env
+    run(pif.at_start(ctx))
+    pifs = by_device(ctx)
+    assert sorted(pifs) == ["eth0", "eth1", "eth2"]
+    assert [d for d, p in pifs.items() if ctx.store.get("PIF", p)["management"]] == ["eth1"]
+    assert not any(li["master"] for li in links.state.values())  # nothing plugged
+    run(pif.at_start(ctx))  # a later start adds nothing
+    assert len(ctx.store.all("PIF")) == 3
