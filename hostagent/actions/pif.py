@@ -19,6 +19,9 @@ other_config (seed §5.5) is checked whenever it changes (INVALID_VALUE
 (68..65535) and `promiscuous` (on/true, off/false) take effect on the PIF's
 link when it is plugged and again on every change of a plugged PIF; the
 ethtool-* keys are checked and recorded but not applied yet.
+
+The link monitor's reports (`link_changed`) keep each NIC's carrier current and
+record a PIF unplugged when its link or bridge is removed behind the agent's back.
 """
 
 import logging
@@ -259,6 +262,32 @@ async def at_start(ctx) -> None:
             log.warning("cannot re-plug PIF %s (%s): %s", rec["device"], rec["uuid"], e.description)
             with ctx.store.transaction():
                 ctx.store.update("PIF", pif, currently_attached=False)
+
+
+async def link_changed(ctx, value: dict) -> None:
+    """A report of the link monitor: a NIC's carrier goes to its PIF_metrics; a PIF whose link
+    (or whose network's bridge) was removed behind the agent's back is recorded unplugged,
+    once the kernel confirms the link is still gone (our own removals and re-plugs race it)."""
+    store, name = ctx.store, value["name"]
+    for ref in list(store.get("host", ctx.host)["PIFs"]):
+        rec = store.get("PIF", ref)
+        mine = link_name(ctx, rec) == name
+        if mine and not value["deleted"] and rec["VLAN"] < 0 and store.exists("PIF_metrics", rec["metrics"]):
+            if store.get("PIF_metrics", rec["metrics"])["carrier"] != value["carrier"]:
+                with store.transaction():
+                    store.update("PIF_metrics", rec["metrics"], carrier=value["carrier"],
+                                 last_updated=now_text(ctx.clock()))
+        if not (value["deleted"] and rec["currently_attached"] and rec["managed"]):
+            continue
+        bridge = store.get("network", rec["network"])["bridge"] if store.exists("network", rec["network"]) else ""
+        if (mine or name == bridge) and ctx.ports.links is not None:
+            with link_errors(ref):
+                if await ctx.ports.links.link(name) is not None:
+                    continue
+            log.warning("link %s of PIF %s was removed behind the agent's back: recorded unplugged",
+                        name, rec["uuid"])
+            with store.transaction():
+                store.update("PIF", ref, currently_attached=False)
 
 
 HANDLERS = {"PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug,

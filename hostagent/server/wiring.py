@@ -144,6 +144,9 @@ class Agent:
         self.router = xapi_router(self.dispatcher)
         self.monitor = HostMonitor()
         self.reconcilers = self._reconcilers(config.state_dir)
+        # links changed behind the agent's back (carrier, removals), reported from a thread
+        self.link_monitor = (netlink.LinkMonitor(config.netns or None, self.feed.put)
+                             if config.manage_network else None)
         self._sampler = task.LoopingCall(self.sample)
         self._sampler.clock = reactor
         self.ports: List = []
@@ -177,6 +180,7 @@ class Agent:
         r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
         r.on("domain", domains.lifecycle)
         r.on("host_sample", self.monitor.apply)
+        r.on("link", pif.link_changed)
         r.on("connection", lambda ctx, v: log.warning("libvirt %s: connection %s", self.config.libvirt_uri, v[0]))
         return r
 
@@ -252,6 +256,8 @@ class Agent:
         # reconciled before any client can look: tasks of the last run settled, SRs
         # re-attached, interrupted storage work settled, scans done, locks reset
         await self.reconcilers.start()
+        if self.link_monitor is not None:
+            self.link_monitor.start()
         await self.commit.wait(self.commit.issued)
         tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router)  # noqa: E731
         for p, url in await listen_all(self.reactor, self.config, tcp_site):
@@ -274,6 +280,8 @@ class Agent:
         for p in self.ports:
             await p.stopListening()
         self.ports = []
+        if self.link_monitor is not None:
+            await deferToThread(self.link_monitor.stop)
         # queued storage calls are refused; running ones end in their threads, joined off
         # the reactor so their results (and records) still arrive
         self.storage.close()

@@ -142,3 +142,23 @@ def test_the_default_route_link(netns):
     subprocess.run(["ip", "-n", netns, "link", "set", "peer1", "up"], check=True)
     subprocess.run(["ip", "-n", netns, "route", "add", "default", "via", "192.0.2.1", "dev", "eth1"], check=True)
     assert netlink.default_route_link(netns) == "eth1"
+
+
+def test_the_monitor_reports_links_made_and_removed(netns):
+    import queue
+    seen = queue.Queue()
+    monitor = netlink.LinkMonitor(netns, lambda kind, value: seen.put((kind, value)), interval=0.05)
+    monitor.start()
+    try:
+        import time
+        time.sleep(0.2)  # its first look is before the change
+        netlink.ensure_bridge("xapi7", netns)
+        time.sleep(0.2)
+        netlink.remove("xapi7", netns)
+        events = []
+        while not any(v["name"] == "xapi7" and v["deleted"] for _, v in events):
+            events.append(seen.get(timeout=5))
+        assert all(kind == "link" for kind, _ in events)
+        assert any(v["name"] == "xapi7" and not v["deleted"] for _, v in events)
+    finally:
+        monitor.stop()

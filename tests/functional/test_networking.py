@@ -8,6 +8,7 @@ What the records say is compared with `ip -n NS -d -j link`.
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -228,5 +229,27 @@ def test_mtu_and_promiscuous_other_config_reach_the_kernel(agents, netns):
         assert seen["mtu"] == 1400 and "PROMISC" not in seen["flags"]
         x.PIF.remove_from_other_config(eth2, "mtu")
         assert kernel(netns)["eth2"]["mtu"] == 1500
+    finally:
+        logout(s)
+
+
+def test_a_bridge_removed_behind_the_agents_back_shows_the_pif_unplugged(agents, netns):
+    agent = agents("--manage-network", "--netns", netns)
+    s = login(agent, "networking-test")
+    x = s.xenapi
+    try:
+        eth0 = [p for p in x.PIF.get_all() if x.PIF.get_device(p) == "eth0"][0]
+        x.PIF.plug(eth0)
+        metrics = x.PIF.get_metrics(eth0)
+        deadline = time.monotonic() + 10
+        while not x.PIF_metrics.get_carrier(metrics):  # its peer is up: carrier once eth0 is up
+            assert time.monotonic() < deadline, "carrier never reported"
+            time.sleep(0.2)
+        ip("-n", netns, "link", "del", "xenbr0")
+        while x.PIF.get_currently_attached(eth0):
+            assert time.monotonic() < deadline, "the removal never reached the record"
+            time.sleep(0.2)
+        x.PIF.plug(eth0)  # plugging again rebuilds it
+        assert kernel(netns)["eth0"]["master"] == "xenbr0"
     finally:
         logout(s)

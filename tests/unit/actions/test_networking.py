@@ -275,3 +275,19 @@ def test_a_first_start_records_the_nics_and_marks_the_management_one(env):
     assert not any(li["master"] for li in links.state.values())  # nothing plugged
     run(pif.at_start(ctx))  # a later start adds nothing
     assert len(ctx.store.all("PIF")) == 3
+
+
+def test_link_reports_keep_carrier_and_catch_removals(env):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    run(pif.plug(ctx, eth0))
+    metrics = ctx.store.get("PIF", eth0)["metrics"]
+    run(pif.link_changed(ctx, {"name": "eth0", "deleted": False, "carrier": True, "up": True, "master": 3}))
+    assert ctx.store.get("PIF_metrics", metrics)["carrier"] is True
+    # a removal the kernel no longer confirms (re-made since) changes nothing
+    run(pif.link_changed(ctx, {"name": "xenbr0", "deleted": True, "carrier": False, "up": False, "master": None}))
+    assert ctx.store.get("PIF", eth0)["currently_attached"]
+    links.state.pop("xenbr0")
+    run(pif.link_changed(ctx, {"name": "xenbr0", "deleted": True, "carrier": False, "up": False, "master": None}))
+    assert not ctx.store.get("PIF", eth0)["currently_attached"]
