@@ -204,11 +204,15 @@ def ensure_bond(name: str, mode: str, members: List[str], netns: Optional[str] =
     """A bond `name` in XenAPI `mode` (see BOND_MODES) with exactly `members` enslaved, up."""
     if mode not in BOND_MODES:
         raise LinkNotSupported(f"bond mode {mode}", name, errno.EOPNOTSUPP)
-    _ensure_kind(name, "bond", netns, bond_mode=BOND_MODES[mode])
+    have = _ensure_kind(name, "bond", netns, bond_mode=BOND_MODES[mode])
+    if have["bond_mode"] != mode:
+        raise LinkExists(f"{name} is a bond in mode {have['bond_mode']}, not {mode}", name, errno.EEXIST)
     current = {li["name"] for li in links(netns) if li["master"] == name}
     for gone in current - set(members):
         release(gone, netns)
     for member in members:
+        if member in current:
+            continue  # already there: no flap
         set_up(member, False, netns)  # the kernel enslaves only links that are down
         enslave(member, name, netns)
         set_up(member, True, netns)
