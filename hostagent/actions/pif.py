@@ -279,7 +279,8 @@ async def link_changed(ctx, value: dict) -> None:
                                  last_updated=now_text(ctx.clock()))
         if not (value["deleted"] and rec["currently_attached"] and rec["managed"]):
             continue
-        bridge = store.get("network", rec["network"])["bridge"] if store.exists("network", rec["network"]) else ""
+        network = store.all("network").get(rec["network"])
+        bridge = network["bridge"] if network else ""
         if (mine or name == bridge) and ctx.ports.links is not None:
             with link_errors(ref):
                 if await ctx.ports.links.link(name) is not None:

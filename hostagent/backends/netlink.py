@@ -274,8 +274,8 @@ def remove(name: str, netns: Optional[str] = None) -> None:
 
 # the port actions use
 
-OPERATIONS = ("links", "link", "nics", "default_route_link", "ensure_bridge", "ensure_vlan", "ensure_bond", "enslave",
-              "release", "set_up", "set_mtu", "set_promiscuous", "remove")
+OPERATIONS = ("links", "link", "nics", "default_route_link", "ensure_bridge", "ensure_vlan", "ensure_bond",
+              "enslave", "release", "set_up", "set_mtu", "set_promiscuous", "remove")
 
 
 class NetworkPort:
