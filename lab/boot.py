@@ -147,10 +147,32 @@ class Dom0:
         if tar.wait() != 0 or r.returncode != 0:
             raise RuntimeError(f"copy to dom0:{remote} failed: {r.stderr}")
 
+    def responsive(self):
+        """dom0 alive and answering ssh within a few seconds."""
+        if not self.alive():
+            return False
+        try:
+            return subprocess.run(self.ssh_argv() + ["true"], capture_output=True, timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def crash_lines(self):
+        """Lines of the serial log that say dom0 or Xen crashed."""
+        try:
+            text = self.serial_log.read_text(errors="replace")
+        except OSError:
+            return []
+        marks = ("Kernel panic", "Dom0 crashed", "Panic on CPU", "BUG: ", "Oops:", "segfault at")
+        return [line.strip() for line in text.splitlines() if any(m in line for m in marks)]
+
     def poweroff(self, timeout=90):
         if not self.alive():
             return
         self.sample_rss()
+        if not self.responsive():
+            log("dom0 does not answer ssh: killing qemu")
+            self.kill()
+            return
         subprocess.run(self.ssh_argv() + ["systemctl poweroff"], capture_output=True, timeout=30)
         try:
             self.proc.wait(timeout)

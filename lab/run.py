@@ -94,7 +94,9 @@ def collect(lab):
     if ARTEFACTS.exists():
         shutil.rmtree(ARTEFACTS)
     ARTEFACTS.mkdir(parents=True)
-    if lab.alive():
+    if not lab.responsive():
+        (ARTEFACTS / "dom0-unreachable.txt").write_text("dom0 did not answer ssh at collection time\n")
+    else:
         for name, command in (
                 ("journal-hostagent.txt", "journalctl -b -u hostagent --no-pager -o short-precise"),
                 ("journal.txt", "journalctl -b --no-pager -o short-precise"),
@@ -154,7 +156,7 @@ def main():
                    HOSTAGENT_LAB_SSH=shlex.join(lab.ssh_argv()),
                    HOSTAGENT_LAB_GUEST_KERNEL=f"{GUEST_DIR}/{kit_kernel.name}",
                    HOSTAGENT_LAB_GUEST_RAMDISK=f"{GUEST_DIR}/{kit_initrd.name}")
-        status = subprocess.run([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider",
+        status = subprocess.run([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider", "--timeout=240",
                                  str(ROOT / "tests/lab"), *pytest_args], cwd=ROOT, env=env).returncode
         phases.done("tests")
         lab.sample_rss()
@@ -171,6 +173,10 @@ def main():
         for f in (lab.serial_log, lab.run_dir / "qemu.argv", lab.run_dir / "qemu.out"):
             if f.exists():
                 shutil.copy(f, ARTEFACTS / f.name)
+    crashes = lab.crash_lines()
+    if crashes:
+        log("the serial log shows a crash:\n  " + "\n  ".join(crashes[:10]))
+        status = status or 1
     total = time.monotonic() - phases.t0
     log(f"{phases.summary()}")
     log(f"total {total:.0f} s ({total / 60:.1f} min); qemu peak RSS {lab.peak_rss_kib / 1024:.0f} MiB; "
