@@ -1,4 +1,4 @@
-"""The `hostagent` command: serve the XenAPI, manage local users."""
+"""The `hostagent` command: serve the XenAPI, manage local users, check a dom0."""
 
 import argparse
 import sys
@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "terminal) as a salted hash in the state dir's user database.")
     pw.add_argument("user", metavar="USER")
     pw.add_argument("--state-dir", metavar="DIR", help="default: as for serve")
+    doc = sub.add_parser("doctor", help="report what this dom0 lacks for the agent",
+                         description="Check this machine as a dom0 for the agent: Xen running, libvirt's "
+                                     "xen driver, xenstore tools, bridges, free memory, nbdkit and "
+                                     "nbd-client, qemu deprivilege users. Exit status 1 when something "
+                                     "the agent needs is missing.")
+    doc.add_argument("--libvirt-uri", default="xen:///system", metavar="URI")
     return p
 
 
@@ -40,6 +46,9 @@ def main(argv=None) -> int:
             parser.exit(2, f"hostagent: {e}\n")
         from .server.run import serve
         return serve(config)
+    if args.command == "doctor":
+        from . import doctor
+        return doctor.main(argv[1:])
     if args.command == "passwd":
         from . import passwd
         return passwd.main(argv[1:], sys.stdin, sys.stdout, sys.stderr)
