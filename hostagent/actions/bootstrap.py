@@ -9,7 +9,9 @@ describes the machine (names, address, memory, CPUs, versions, liveness).
 
 `machine(proc, node)` lays the hypervisor's view (the host's memory and
 CPUs, its guest capabilities and versions) over what /proc says, which on a
-Xen dom0 describes dom0 only.
+Xen dom0 describes dom0 only; dom0's own memory is Xen's allocation for
+domain 0 where the hypervisor reports it (/proc's MemTotal is less: the
+kernel's reservations are not in it), else /proc's.
 
 The compatibility numbers: clients gate features on `software_version`'s
 `product_version` (XenServer/XCP-ng release: 8.4.0) and `xapi` (the xapi
@@ -61,7 +63,8 @@ def machine(proc: HostFacts, node=None) -> HostFacts:
     versions = {node.driver.lower(): node.hypervisor_version, "libvirt": node.libvirt_version}
     return dataclasses.replace(proc, cpus=cpus, sockets=node.sockets, memory_total=node.memory_total,
                                memory_free=node.memory_free, capabilities=list(node.capabilities),
-                               versions=versions, dom0_memory=proc.memory_total, dom0_vcpus=len(proc.cpus))
+                               versions=versions, dom0_memory=node.dom0_memory or proc.memory_total,
+                               dom0_vcpus=node.dom0_vcpus or len(proc.cpus))
 
 
 def cpu_info(facts: HostFacts) -> dict:
@@ -101,6 +104,10 @@ def ensure_host(store: Store, facts: HostFacts, version: str, clock=time.time,
             store.update("host_metrics", rec["metrics"], live=True, last_updated=now,
                          memory_total=facts.memory_total, memory_free=facts.memory_free)
         _sync_cpus(store, host, facts)
+        if facts.dom0_memory and store.exists("VM", rec["control_domain"]):
+            metrics = store.get("VM", rec["control_domain"])["metrics"]
+            if store.exists("VM_metrics", metrics):
+                store.update("VM_metrics", metrics, memory_actual=facts.dom0_memory)
         return host
 
 

@@ -24,6 +24,10 @@ class NodeFacts:
     memory_total: int  # bytes
     memory_free: int  # bytes
     capabilities: List[str] = field(default_factory=list)  # xapi's "xen-3.0-x86_64" style
+    # The control domain as the hypervisor allocates it (Xen's domain 0); 0 where the driver
+    # lists no such domain (KVM, test): /proc's figures describe it there.
+    dom0_memory: int = 0  # bytes
+    dom0_vcpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,29 @@ def guest_capabilities(caps_xml: str) -> List[str]:
     return sorted(set(out))
 
 
+def control_domain(conn, driver: str) -> Tuple[int, int]:
+    """Xen's allocation for domain 0 (bytes) and its vCPUs, from libvirt's info of domid 0;
+    (0, 0) on other drivers or when libvirt does not list it."""
+    if driver != "Xen":
+        return 0, 0
+    try:
+        _state, _max_kib, memory_kib, vcpus, _cpu_time = conn.lookupByID(0).info()
+    except libvirt.libvirtError:
+        return 0, 0
+    return memory_kib << 10, vcpus
+
+
 def node_facts(conn) -> NodeFacts:
     try:
         model, mem_mib, cpus, mhz, nodes, sockets, _cores, _threads = conn.getInfo()
+        driver = conn.getType()
+        dom0_memory, dom0_vcpus = control_domain(conn, driver)
         return NodeFacts(
-            driver=conn.getType(), hypervisor_version=_version(conn.getVersion()),
+            driver=driver, hypervisor_version=_version(conn.getVersion()),
             libvirt_version=_version(conn.getLibVersion()), hostname=conn.getHostname(),
             cpus=cpus, mhz=mhz, sockets=max(1, nodes * sockets), memory_total=mem_mib << 20,
-            memory_free=conn.getFreeMemory(), capabilities=guest_capabilities(conn.getCapabilities()))
+            memory_free=conn.getFreeMemory(), capabilities=guest_capabilities(conn.getCapabilities()),
+            dom0_memory=dom0_memory, dom0_vcpus=dom0_vcpus)
     except libvirt.libvirtError as e:
         raise translate(e) from None
 

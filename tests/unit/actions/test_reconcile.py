@@ -3,6 +3,7 @@ the feed that serialises reports onto the reactor, and host-bound work refused f
 another host."""
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -197,3 +198,43 @@ def test_another_hosts_work_is_refused(api):
         == ["HOST_OFFLINE", other]
     assert store.get("PBD", pbd)["currently_attached"] is False
     assert [r["name_label"] for r in store.all("SR").values()] == ["remote"]
+
+
+def test_dom0_memory_is_xens_allocation_when_the_hypervisor_reports_domain_0():
+    proc = HostFacts("h", "192.0.2.9", [Cpu(0, "GenuineIntel", 1000, "Xeon")], 890 << 20, 500 << 20)
+    node = NodeFacts("Xen", "4.17.3", "9.0.0", "h", cpus=2, mhz=2400, sockets=1, memory_total=2 << 30,
+                     memory_free=1 << 30, dom0_memory=1 << 30, dom0_vcpus=2)
+    m = machine(proc, node)
+    assert (m.dom0_memory, m.dom0_vcpus) == (1 << 30, 2)
+    store = Store(build_api())
+    host = ensure_host(store, m, "test", lambda: 0.0, HOST_UUID)
+    dom0 = store.get("VM", store.get("host", host)["control_domain"])
+    assert store.get("VM_metrics", dom0["metrics"])["memory_actual"] == 1 << 30
+    assert dom0["memory_static_max"] == 1 << 30 and dom0["VCPUs_max"] == 2
+    # a later start with dom0 resized (xl mem-set 0 ...) follows Xen's figure
+    ensure_host(store, dataclasses.replace(m, dom0_memory=768 << 20), "test", lambda: 0.0, HOST_UUID)
+    assert store.get("VM_metrics", dom0["metrics"])["memory_actual"] == 768 << 20
+
+
+def test_control_domain_facts_come_from_domid_0_on_xen_only():
+    import libvirt
+
+    from hostagent.backends.hypervisor.facts import control_domain
+
+    class Dom:
+        def info(self):
+            return [1, 1048576, 1048576, 2, 0]
+
+    class Conn:
+        def __init__(self, fail=False):
+            self.fail = fail
+
+        def lookupByID(self, domid):
+            assert domid == 0
+            if self.fail:
+                raise libvirt.libvirtError("Domain not found")
+            return Dom()
+
+    assert control_domain(Conn(), "Xen") == (1 << 30, 2)
+    assert control_domain(Conn(), "QEMU") == (0, 0)
+    assert control_domain(Conn(fail=True), "Xen") == (0, 0)
