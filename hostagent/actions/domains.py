@@ -52,6 +52,24 @@ async def lifecycle(ctx, event) -> None:
         store.update("VM", vm, power_state=state, resident_on=ctx.host)
 
 
+async def guest_metrics(ctx) -> None:
+    """Read again what running guests publish (a guest agent writes its OS and addresses into
+    xenstore after boot and when they change, long after VM.start); for agents that read real
+    guests only (`periodic`), on every host sample."""
+    agent = ctx.ports.guest_agent
+    if not getattr(agent, "periodic", False):
+        return
+    store = ctx.store
+    for vm, rec in list(store.all("VM").items()):
+        if (rec["is_control_domain"] or rec["power_state"] != "Running" or rec["current_operations"]
+                or rec["resident_on"] != ctx.host or rec["domid"] < 1):
+            continue
+        facts = await run.guest_facts(ctx, vm, rec["domid"])
+        rec = store.get("VM", vm) if store.exists("VM", vm) else None
+        if facts is not None and rec is not None and rec["power_state"] == "Running":
+            run.refresh_guest_metrics(ctx, vm, facts)
+
+
 async def at_start(ctx) -> None:
     store = ctx.store
     if ctx.ports.domains is None:

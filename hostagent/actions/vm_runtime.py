@@ -156,6 +156,21 @@ def _make_consoles(ctx, vm: str, rec: dict) -> None:
         store.set("console", ref, "location", f"https://{address}/console?uuid={uuid}")
 
 
+def refresh_guest_metrics(ctx, vm: str, facts) -> bool:
+    """VM_guest_metrics from what the guest publishes now; no write when nothing changed.
+    True when something was written."""
+    store = ctx.store
+    current = store.get("VM", vm)["guest_metrics"]
+    if store.exists("VM_guest_metrics", current):
+        rec = store.get("VM_guest_metrics", current)
+        if (rec["os_version"], rec["networks"], rec["PV_drivers_version"], rec["other"]) == (
+                facts.os_version, facts.networks, facts.pv_drivers_version, facts.other):
+            return False
+    with store.transaction():
+        _guest_metrics(ctx, vm, facts, now_text(ctx.clock()))
+    return True
+
+
 def _guest_metrics(ctx, vm: str, facts, now: str) -> None:
     store = ctx.store
     values = {"os_version": facts.os_version, "networks": facts.networks,

@@ -21,6 +21,8 @@ class GuestFacts:
 
 
 class XenstoreGuestAgent:
+    periodic = True  # a real guest's keys change while it runs: read them again now and then
+
     def __init__(self, xenstore):
         self.xenstore = xenstore
 

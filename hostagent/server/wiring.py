@@ -143,6 +143,7 @@ class Agent:
         # HTTP handlers (/export, /import, /console, ...) register here before any listener opens
         self.router = xapi_router(self.dispatcher)
         self.monitor = HostMonitor()
+        self._reading_guests = False
         self.reconcilers = self._reconcilers(config.state_dir)
         # links changed behind the agent's back (carrier, removals), reported from a thread
         self.link_monitor = (netlink.LinkMonitor(config.netns or None, self.feed.put)
@@ -179,10 +180,21 @@ class Agent:
         # allowed operations follow this host's SM capabilities; no operation survives a restart
         r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
         r.on("domain", domains.lifecycle)
-        r.on("host_sample", self.monitor.apply)
+        r.on("host_sample", self._sampled)
         r.on("link", pif.link_changed)
         r.on("connection", lambda ctx, v: log.warning("libvirt %s: connection %s", self.config.libvirt_uri, v[0]))
         return r
+
+    async def _sampled(self, ctx, sample):
+        """Every host sample: the host's figures, then what running guests publish."""
+        self.monitor.apply(ctx, sample)
+        if self._reading_guests:
+            return  # the last round still runs (many guests, slow xenstore): skip this one
+        self._reading_guests = True
+        try:
+            await domains.guest_metrics(ctx)
+        finally:
+            self._reading_guests = False
 
     async def _reconcile(self, kind, value):
         if self.reconcilers is not None:

@@ -238,3 +238,47 @@ def test_control_domain_facts_come_from_domid_0_on_xen_only():
     assert control_domain(Conn(), "Xen") == (1 << 30, 2)
     assert control_domain(Conn(), "QEMU") == (0, 0)
     assert control_domain(Conn(fail=True), "Xen") == (0, 0)
+
+
+def test_running_guests_publish_metrics_later_and_they_are_read_again(env):
+    """A guest agent writes its keys after boot: the periodic read fills VM_guest_metrics in,
+    rewrites it only when the guest's keys change, and leaves halted VMs alone."""
+    from hostagent.actions.domains import guest_metrics
+    from hostagent.backends.guest_agent import GuestFacts
+
+    store, rt, host, changes = env
+
+    class Agent:
+        periodic = True
+        published = None
+
+        def facts(self, domid, vm, vifs):
+            return self.published
+
+    class Domains:
+        async def run(self, fn, *args):
+            return fn(*args)
+
+    agent = Agent()
+    object.__setattr__(rt.ports, "guest_agent", agent)   # Ports is frozen; this runtime is the test's
+    object.__setattr__(rt.ports, "domains", Domains())
+    vm = new_vm(store, power_state="Running", domid=3, resident_on=host)
+    halted = new_vm(store)
+    ctx = rt.internal()
+    run(guest_metrics(ctx))
+    assert store.get("VM", vm)["guest_metrics"] == "OpaqueRef:NULL"   # nothing published yet
+    agent.published = GuestFacts({"name": "lab busybox guest"}, {"0/ip": "192.0.2.10"})
+    run(guest_metrics(ctx))
+    gm = store.get("VM_guest_metrics", store.get("VM", vm)["guest_metrics"])
+    assert gm["os_version"] == {"name": "lab busybox guest"} and gm["networks"]["0/ip"] == "192.0.2.10"
+    assert store.get("VM", halted)["guest_metrics"] == "OpaqueRef:NULL"
+    changes.clear()
+    run(guest_metrics(ctx))
+    assert changes == []                                              # unchanged: no write
+    agent.published = GuestFacts({"name": "lab busybox guest"}, {"0/ip": "192.0.2.11"})
+    run(guest_metrics(ctx))
+    assert store.get("VM_guest_metrics", store.get("VM", vm)["guest_metrics"])["networks"]["0/ip"] == "192.0.2.11"
+    agent.periodic = False                                            # the test driver's stand-in
+    agent.published = GuestFacts({"name": "other"})
+    run(guest_metrics(ctx))
+    assert store.get("VM_guest_metrics", store.get("VM", vm)["guest_metrics"])["os_version"]["name"] != "other"
