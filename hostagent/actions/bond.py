@@ -8,7 +8,7 @@ NETWORK_ALREADY_CONNECTED), takes the members off their own bridges, records
 a bond PIF `bond<N>` (MAC given, else the first member's) and the Bond, and
 plugs it: the bonding device with the members enslaved, on the network's
 bridge. active-backup is Linux's active-backup, lacp is 802.3ad, and
-balance-slb (no Linux twin) is balance-tlb (see backends/netlink.py). When
+balance-slb (no Linux twin) is balance-tlb (see backends/netlink/change.py). When
 the links cannot be made the records go again and members that were plugged
 are plugged again. `Bond.destroy` unplugs and forgets the bond PIF and the
 Bond; the members are left unplugged, for the caller to plug where wanted.

@@ -1,0 +1,82 @@
+"""The links adapter's exceptions, the one place netlink errors are translated, and sockets.
+
+`translated(what, name)` turns pyroute2's NetlinkError (by errno: ENODEV,
+EEXIST, EOPNOTSUPP, EBUSY) and socket errors into LinkError subclasses;
+`ipr(netns)` opens IPRoute, or NetNS when a namespace is named.
+"""
+
+import errno
+from contextlib import contextmanager
+from typing import Optional
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+MAIN_TABLE = 254
+SCOPE_UNIVERSE = 0
+AF_INET = 2
+ARPHRD_ETHER = 1
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+
+
+class LinkError(Exception):
+    """A link operation failed; `name` is the link, `errno` netlink's value."""
+
+    def __init__(self, message: str, name: str = "", code: int = 0):
+        super().__init__(message)
+        self.name = name
+        self.errno = code
+
+
+class LinkNotFound(LinkError):
+    """No link of that name (ENODEV)."""
+
+
+class LinkExists(LinkError):
+    """A link of that name exists and is not what was asked for."""
+
+
+class LinkNotSupported(LinkError):
+    """The kernel or the link's driver cannot do this (no 8021q or bonding support, no
+    settable speed on a veth, ...)."""
+
+
+class LinkBusy(LinkError):
+    """The link is in use (EBUSY)."""
+
+
+ERRORS = {
+    errno.ENODEV: LinkNotFound,
+    errno.ENOENT: LinkNotFound,
+    errno.EEXIST: LinkExists,
+    errno.EOPNOTSUPP: LinkNotSupported,
+    errno.EBUSY: LinkBusy,
+}
+
+
+@contextmanager
+def translated(what: str, name: str = ""):
+    """Translate netlink and socket errors raised inside into LinkError subclasses."""
+    try:
+        yield
+    except NetlinkError as e:
+        kind = ERRORS.get(e.code, LinkError)
+        raise kind(f"{what} {name}: {e.args[1] if len(e.args) > 1 else e}", name, e.code) from None
+    except OSError as e:
+        kind = ERRORS.get(e.errno, LinkError)
+        raise kind(f"{what} {name}: {e}", name, e.errno or 0) from None
+
+
+def ipr(netns: Optional[str]):
+    if netns:
+        from pyroute2 import NetNS
+        return NetNS(netns)
+    return IPRoute()
+
+
+def index(ip, name: str) -> int:
+    found = ip.link_lookup(ifname=name)
+    if not found:
+        raise LinkNotFound(f"no link {name}", name, errno.ENODEV)
+    return found[0]

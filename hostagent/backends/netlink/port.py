@@ -1,0 +1,50 @@
+"""The links port actions use: the adapter's functions bound to one namespace, run off the reactor."""
+
+from typing import Callable, Optional
+
+from . import change, read
+
+# the operations actions may call, by name
+OPERATIONS = {fn.__name__: fn for fn in (
+    read.links, read.link, read.nics, read.default_route_link,
+    change.ensure_bridge, change.ensure_vlan, change.ensure_bond, change.enslave, change.release,
+    change.set_up, change.set_mtu, change.set_promiscuous, change.remove,
+)}
+
+
+class NetworkPort:
+    """The adapter's functions bound to one namespace, each run by `run(fn, *args)` (a worker
+    thread in the agent) and awaited: `await port.ensure_bridge("xenbr0")`. `discover(name)`
+    adds what udev knows of a NIC (vendor, speed, ...) outside a namespace."""
+
+    def __init__(self, netns: Optional[str] = None, run: Optional[Callable] = None,
+                 discover: Optional[Callable[[str], dict]] = None):
+        self.netns = netns
+        self._run = run
+        self._discover = discover
+
+    def _call(self, fn, *args):
+        if self._run is None:
+            async def now():
+                return fn(*args)
+            return now()
+        return self._run(fn, *args)
+
+    def __getattr__(self, name):
+        fn = OPERATIONS.get(name)
+        if fn is None:
+            raise AttributeError(name)
+        return lambda *args: self._call(lambda *a: fn(*a, netns=self.netns), *args)
+
+    def scan(self):
+        """The NICs, each marked `physical`, with their udev facts in the host's namespace
+        (where udev decides what is physical); inside another namespace sysfs and udev
+        describe the host's links, not the namespace's, so its NICs are taken as they are."""
+        def work():
+            found = read.nics(self.netns)
+            if self.netns or self._discover is None:
+                return [dict(nic, physical=True) for nic in found]
+            for nic in found:
+                nic.update(self._discover(nic["name"]))
+            return [nic for nic in found if nic["physical"]]
+        return self._call(work)
