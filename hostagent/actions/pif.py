@@ -14,11 +14,10 @@ left on it. Without `--manage-network` there is no links port: scan finds
 nothing and plug/unplug only change the records.
 Work for another host's PIF is refused with HOST_OFFLINE.
 
-other_config (seed §5.5) is checked whenever it changes (INVALID_VALUE
-[other_config:key, value] before anything is applied or recorded): `mtu`
-(68..65535) and `promiscuous` (on/true, off/false) take effect on the PIF's
-link when it is plugged and again on every change of a plugged PIF; the
-ethtool-* keys are checked and recorded but not applied yet.
+other_config (seed §5.5, see link_config.py) is checked whenever it changes
+(INVALID_VALUE [other_config:key, value] before anything is applied or
+recorded): `mtu`, `promiscuous` and the ethtool-* keys take effect on the
+PIF's link when it is plugged and again on every change of a plugged PIF.
 
 The link monitor's reports (`link_changed`) keep each NIC's carrier current and
 record a PIF unplugged when its link or bridge is removed behind the agent's back.
@@ -30,6 +29,7 @@ import re
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
+from . import link_config as LC
 from .network import link_errors, remove_bridge_if_empty
 from .storage_records import require_this_host, to_completion
 
@@ -130,7 +130,7 @@ async def attach(ctx, pif: str) -> None:
             await links.ensure_bridge(bridge)
             await links.enslave(name, bridge)
             await links.set_up(name, True)
-            await apply_other_config(links, name, rec, rec["other_config"])
+            await configure(ctx, pif, name, rec["other_config"])
     if not rec["currently_attached"]:
         with ctx.store.transaction():
             ctx.store.update("PIF", pif, currently_attached=True)
@@ -165,42 +165,25 @@ async def detach(ctx, pif: str) -> None:
             ctx.store.update("PIF", pif, currently_attached=False)
 
 
-ON, OFF = ("on", "true"), ("off", "false")
-ETHTOOL_SWITCHES = ("ethtool-rx", "ethtool-tx", "ethtool-sg", "ethtool-tso", "ethtool-ufo", "ethtool-gso",
-                    "ethtool-autoneg")
-CHOICES = {**{k: ON + OFF for k in ETHTOOL_SWITCHES}, "promiscuous": ON + OFF,
-           "ethtool-speed": ("10", "100", "1000"), "ethtool-duplex": ("half", "full")}
-
-
-def check_other_config(config: dict) -> None:
-    """INVALID_VALUE for the first key of seed §5.5 whose value is not one it takes."""
-    for key, value in config.items():
-        v = str(value).strip().lower()
-        if key in CHOICES:
-            ok = v in CHOICES[key]
-        elif key == "mtu":
-            ok = v.isdigit() and 68 <= int(v) <= 65535
-        else:
-            continue
-        if not ok:
-            raise ApiError("INVALID_VALUE", f"other_config:{key}", value)
-
-
-async def apply_other_config(links, name: str, rec: dict, config: dict) -> None:
-    """Make link `name` carry what `config` says (a key that is absent means the default:
-    the PIF's recorded MTU, promiscuous off)."""
-    await links.set_mtu(name, int(config.get("mtu") or rec["MTU"]))
-    await links.set_promiscuous(name, str(config.get("promiscuous", "")).strip().lower() in ON)
+async def configure(ctx, pif: str, name: str, config: dict) -> None:
+    """Link `name` made to carry the PIF's other_config `config` (see link_config.py); the
+    ethtool values it had before the agent first changed them are kept with the PIF."""
+    rec = ctx.store.get("PIF", pif)
+    originals = ctx.store.private_of("PIF", pif).get("ethtool_originals") or {}
+    kept = await LC.apply(ctx.ports.links, name, config, rec["MTU"], originals)
+    if kept != originals:
+        with ctx.store.transaction():
+            ctx.store.set_private("PIF", pif, ethtool_originals=kept)
 
 
 async def _change_other_config(ctx, pif: str, config: dict) -> str:
     rec = ctx.need("PIF", pif)
-    check_other_config(config)
+    LC.check(config)
     links = ctx.ports.links
     if links is not None and rec["managed"] and rec["currently_attached"]:
         require_this_host(ctx, rec["host"], "PIF other_config")
         with link_errors(pif):
-            await apply_other_config(links, link_name(ctx, rec), rec, config)
+            await configure(ctx, pif, link_name(ctx, rec), config)
     with ctx.store.transaction():
         ctx.store.set("PIF", pif, "other_config", config)
     return ""

@@ -5,49 +5,15 @@ eth0..eth2 as its NICs, their peers live in a second namespace (the "wire").
 What the records say is compared with `ip -n NS -d -j link`.
 """
 
-import json
-import os
-import subprocess
 import time
-import uuid
 
 import pytest
 import XenAPI
 
 from .events_support import login, logout
+from .net_support import ip, kernel, kernel_has_8021q, kernel_has_bonding, netns  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-
-
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
-
-
-@pytest.fixture
-def netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name, wire = "ha-" + uuid.uuid4().hex[:8], "hw-" + uuid.uuid4().hex[:8]
-    ip("netns", "add", name)
-    ip("netns", "add", wire)
-    for n in range(3):
-        ip("-n", name, "link", "add", f"eth{n}", "type", "veth", "peer", "name", f"wire{n}", "netns", wire)
-        ip("-n", wire, "link", "set", f"wire{n}", "up")
-    yield name
-    ip("netns", "del", name, check=False)
-    ip("netns", "del", wire, check=False)
-
-
-def kernel(ns):
-    """Every link of the namespace, by name, as `ip -d -j link` reports it."""
-    return {li["ifname"]: li for li in json.loads(ip("-n", ns, "-d", "-j", "link", "show").stdout)}
-
-
-def kernel_has_8021q(ns) -> bool:
-    probe = ip("-n", ns, "link", "add", "link", "eth2", "name", "probe.9", "type", "vlan", "id", "9", check=False)
-    if probe.returncode == 0:
-        ip("-n", ns, "link", "del", "probe.9")
-    return probe.returncode == 0
 
 
 def test_scan_plug_vlan_and_back(agents, netns):
@@ -164,13 +130,6 @@ def test_without_manage_network_pifs_are_records_only(agents, netns):
         assert "records only" in agent.log_text()
     finally:
         logout(s)
-
-
-def kernel_has_bonding(ns) -> bool:
-    probe = ip("-n", ns, "link", "add", "probe-bond", "type", "bond", check=False)
-    if probe.returncode == 0:
-        ip("-n", ns, "link", "del", "probe-bond")
-    return probe.returncode == 0
 
 
 def test_an_active_backup_bond_of_two_nics(agents, netns):

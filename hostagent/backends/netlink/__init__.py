@@ -4,14 +4,16 @@ Stateless functions over `IPRoute` (or `NetNS` when a namespace is named, so
 the whole agent can manage links inside one), returning plain dicts:
 `read` (links, NICs, the default route's link, the management address),
 `change` (bridges, 802.1Q VLAN links, bonds, enslaving, MTU, promiscuous,
-up/down; every change an `ensure`), `errors` (our exceptions; netlink errno
-values translated in one place), `port` (`NetworkPort`: the functions bound
+up/down; every change an `ensure`), `ethtool` (offloads, speed, duplex,
+autoneg), `errors` (our exceptions; netlink errno values translated in one
+place), `port` (`NetworkPort`: the functions bound
 to a namespace, run off the reactor for actions) and `monitor`
 (`LinkMonitor`). The names below are the package's import surface.
 """
 
 from .change import (BOND_MODES, enslave, ensure_bond, ensure_bridge, ensure_vlan, release, remove,
                      set_mtu, set_promiscuous, set_up)
+from .ethtool import apply_ethtool, ethtool_state
 from .errors import LinkBusy, LinkError, LinkExists, LinkNotFound, LinkNotSupported
 from .monitor import LinkMonitor
 from .port import OPERATIONS, NetworkPort
@@ -19,7 +21,7 @@ from .read import BOND_MODE_NAMES, default_route_link, link, links, management_a
 
 __all__ = [
     "BOND_MODES", "BOND_MODE_NAMES", "LinkBusy", "LinkError", "LinkExists", "LinkMonitor", "LinkNotFound",
-    "LinkNotSupported", "NetworkPort", "OPERATIONS", "default_route_link", "enslave", "ensure_bond",
+    "LinkNotSupported", "apply_ethtool", "ethtool_state", "NetworkPort", "OPERATIONS", "default_route_link", "enslave", "ensure_bond",
     "ensure_bridge", "ensure_vlan", "link", "links", "management_address", "nics", "release", "remove",
     "set_mtu", "set_promiscuous", "set_up",
 ]

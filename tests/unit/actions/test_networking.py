@@ -76,6 +76,14 @@ class FakeLinks:
     async def set_up(self, name, up):
         self.state[name]["up"] = up
 
+    async def apply_ethtool(self, name, wanted):
+        """Offloads on by default; like a veth, no settable speed or duplex, and no ufo."""
+        now = self.state[name].setdefault("ethtool", {"rx": True, "tso": True, "ufo": None, "speed": 10000})
+        before = dict(now)
+        refused = {k: "not supported" for k in wanted if k in ("speed", "duplex") or now.get(k, 0) is None}
+        now.update({k: v for k, v in wanted.items() if k not in refused})
+        return {"before": before, "after": dict(now), "refused": refused}
+
 
 def run(coro):
     return asyncio.run(coro) if asyncio.iscoroutine(coro) else coro
@@ -259,11 +267,33 @@ def test_mtu_and_promiscuous_follow_other_config_on_a_plugged_pif(env):
     assert links.state["eth0"]["mtu"] == 9000
     run(pif.add_to_other_config(ctx, eth0, "promiscuous", "on"))
     assert links.state["eth0"]["promiscuous"] is True
-    run(pif.add_to_other_config(ctx, eth0, "ethtool-tso", "off"))  # recorded, not applied yet
+    run(pif.add_to_other_config(ctx, eth0, "ethtool-tso", "off"))
+    assert links.state["eth0"]["ethtool"]["tso"] is False
     run(pif.remove_from_other_config(ctx, eth0, "mtu"))
     run(pif.remove_from_other_config(ctx, eth0, "promiscuous"))
     assert links.state["eth0"]["mtu"] == 1500 and links.state["eth0"]["promiscuous"] is False
     assert ctx.store.get("PIF", eth0)["other_config"] == {"ethtool-tso": "off"}
+
+
+def test_ethtool_keys_are_applied_refusals_logged_and_removal_restores(env, caplog):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    run(pif.plug(ctx, eth0))
+    run(pif.set_other_config(ctx, eth0, {"ethtool-rx": "off", "ethtool-speed": "100", "ethtool-ufo": "on",
+                                         "HideFromXenCenter": "true"}))
+    assert links.state["eth0"]["ethtool"]["rx"] is False
+    assert links.state["eth0"]["ethtool"]["speed"] == 10000  # refused by the driver: logged, not fatal
+    assert "ethtool speed=100 not applied" in caplog.text and "ethtool ufo=True not applied" in caplog.text
+    assert ctx.store.get("PIF", eth0)["other_config"]["HideFromXenCenter"] == "true"
+    run(pif.set_other_config(ctx, eth0, {"ethtool-rx": "on"}))
+    assert links.state["eth0"]["ethtool"]["rx"] is True
+    run(pif.remove_from_other_config(ctx, eth0, "ethtool-rx"))  # back to what it was before the agent
+    assert links.state["eth0"]["ethtool"]["rx"] is True
+    run(pif.add_to_other_config(ctx, eth0, "ethtool-rx", "false"))
+    run(pif.remove_from_other_config(ctx, eth0, "ethtool-rx"))
+    assert links.state["eth0"]["ethtool"]["rx"] is True
+    assert ctx.store.private_of("PIF", eth0).get("ethtool_originals") == {}
 
 
 def test_a_first_start_records_the_nics_and_marks_the_management_one(env):
