@@ -30,6 +30,7 @@ from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
 from . import link_config as LC
+from . import vif_links
 from .network import link_errors, remove_bridge_if_empty
 from .storage_records import require_this_host, to_completion
 
@@ -91,16 +92,24 @@ async def scan(ctx, host):
                 if store.exists("PIF_metrics", rec["metrics"]):
                     store.update("PIF_metrics", rec["metrics"], **_metrics(ctx, nic))
                 continue
-            bridge = _bridge_for(store, nic["name"])
-            network = store.create("network", {
-                "name_label": f"Pool-wide network associated with {nic['name']}",
-                "bridge": bridge, "MTU": nic["mtu"], "other_config": {}})
-            metrics = store.create("PIF_metrics", _metrics(ctx, nic))
-            store.create("PIF", {"device": nic["name"], "network": network, "host": host, "MAC": mac,
-                                 "MTU": nic["mtu"], "VLAN": -1, "metrics": metrics, "physical": True,
-                                 "currently_attached": False, "managed": True})
-            log.info("PIF.scan: new NIC %s (%s) on bridge %s", nic["name"], mac, bridge)
+            record_nic(ctx, host, dict(nic, mac=mac))
     return ""
+
+
+def record_nic(ctx, host: str, nic: dict) -> str:
+    """A PIF (not plugged) and its metrics for `nic`, on a new network with its xenbr<N>
+    (inside the caller's transaction)."""
+    store = ctx.store
+    bridge = _bridge_for(store, nic["name"])
+    network = store.create("network", {
+        "name_label": f"Pool-wide network associated with {nic['name']}",
+        "bridge": bridge, "MTU": nic["mtu"], "other_config": {}})
+    metrics = store.create("PIF_metrics", _metrics(ctx, nic))
+    ref = store.create("PIF", {"device": nic["name"], "network": network, "host": host, "MAC": nic["mac"],
+                               "MTU": nic["mtu"], "VLAN": -1, "metrics": metrics, "physical": True,
+                               "currently_attached": False, "managed": True})
+    log.info("new NIC %s (%s) on bridge %s", nic["name"], nic["mac"], bridge)
+    return ref
 
 
 @to_completion
@@ -134,6 +143,7 @@ async def attach(ctx, pif: str) -> None:
     if not rec["currently_attached"]:
         with ctx.store.transaction():
             ctx.store.update("PIF", pif, currently_attached=True)
+    await pif_config.apply_ip(ctx, pif)
 
 
 @to_completion
@@ -245,6 +255,10 @@ async def at_start(ctx) -> None:
             log.warning("cannot re-plug PIF %s (%s): %s", rec["device"], rec["uuid"], e.description)
             with ctx.store.transaction():
                 ctx.store.update("PIF", pif, currently_attached=False)
+    try:
+        await vif_links.at_start(ctx)
+    except ApiError as e:
+        log.warning("cannot put the VIFs' bridges and backends back: %s", e.description)
 
 
 async def link_changed(ctx, value: dict) -> None:
@@ -272,8 +286,11 @@ async def link_changed(ctx, value: dict) -> None:
                         name, rec["uuid"])
             with store.transaction():
                 store.update("PIF", ref, currently_attached=False)
+    await vif_links.link_changed(ctx, value)
 
 
-HANDLERS = {"PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug,
+from . import pif_config  # noqa: E402 - it uses this module's functions
+
+HANDLERS = {**pif_config.HANDLERS, "PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug,
             "PIF.set_other_config": set_other_config, "PIF.add_to_other_config": add_to_other_config,
             "PIF.remove_from_other_config": remove_from_other_config}

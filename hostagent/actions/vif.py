@@ -1,4 +1,4 @@
-"""VIF: creation with xapi's checks and a generated MAC.
+"""VIF: creation with xapi's checks and a generated MAC; move, locking mode, other_config.
 
 A VIF's `device` is its position in the guest ("0", "1", ...): a whole
 number that no other VIF of the same VM has (INVALID_DEVICE,
@@ -8,6 +8,13 @@ MACs again (after an export and import, say): an MD5 of seed and device,
 made a locally administered unicast address. `currently_attached` is the
 agent's to set (a new VIF is not plugged), and an MTU of 0 takes the
 network's.
+
+With `--manage-network` a VIF's network has its bridge from VIF.create on,
+and the VIF's backend device sits on it while the VM runs (vif_links.py).
+`VIF.move` changes the network, moving a running VIF's backend to the new
+bridge. `locking_mode` is recorded (no traffic filter is applied yet).
+other_config is checked like a PIF's (INVALID_VALUE before anything is
+recorded) and applied to a running VIF's backend on every change.
 """
 
 import hashlib
@@ -15,6 +22,8 @@ import re
 
 from ..datamodel.errors import ApiError
 from ..rpc.implicit import check_refs
+from . import link_config as LC
+from . import vif_links as VL
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 
@@ -25,7 +34,7 @@ def generated_mac(seed: str, device: str) -> str:
     return ":".join(f"{b:02x}" for b in digest)
 
 
-def create(ctx, args):
+async def create(ctx, args):
     values = dict(args)
     check_refs(ctx.store, "VIF", values)
     vm = ctx.need("VM", values.get("VM"))
@@ -46,8 +55,79 @@ def create(ctx, args):
     if not values.get("MTU"):
         values["MTU"] = network["MTU"]
     values.update(device=device, currently_attached=False)
+    LC.check(dict(values.get("other_config") or {}))
+    await VL.ensure_network_bridge(ctx, values["network"])
     with ctx.store.transaction():
         return ctx.store.create("VIF", values)
 
 
-HANDLERS = {"VIF.create": create}
+async def destroy(ctx, self):
+    rec = ctx.need("VIF", self)
+    backend = VL.backend_of(ctx, self)
+    with ctx.store.transaction():
+        ctx.store.delete("VIF", self)
+    if backend is not None and ctx.ports.links is not None:
+        await VL.release_backend(ctx, backend)
+    await VL.drop_network_bridge(ctx, rec["network"])
+    return ""
+
+
+async def move(ctx, self, network):
+    rec = ctx.need("VIF", self)
+    ctx.need("network", network)
+    old = rec["network"]
+    if network == old:
+        return ""
+    await VL.ensure_network_bridge(ctx, network)
+    backend = VL.backend_of(ctx, self)
+    with ctx.store.transaction():
+        ctx.store.update("VIF", self, network=network)
+    if backend is not None and ctx.ports.links is not None:
+        await VL.release_backend(ctx, backend)
+        await VL.attach_backend(ctx, self, fresh=False)
+    await VL.drop_network_bridge(ctx, old)
+    return ""
+
+
+async def set_locking_mode(ctx, self, value):
+    ctx.need("VIF", self)
+    with ctx.store.transaction():
+        ctx.store.update("VIF", self, locking_mode=value)
+    return ""
+
+
+async def _change_other_config(ctx, vif: str, config: dict) -> str:
+    ctx.need("VIF", vif)
+    LC.check(config)
+    backend = VL.backend_of(ctx, vif)
+    if backend is not None and VL.managed(ctx, ctx.store.get("VIF", vif)["network"]) is not None:
+        with VL.link_errors():
+            if await ctx.ports.links.link(backend) is not None:
+                await VL.configure(ctx, vif, backend, config)
+    with ctx.store.transaction():
+        ctx.store.set("VIF", vif, "other_config", config)
+    return ""
+
+
+async def set_other_config(ctx, self, value):
+    return await _change_other_config(ctx, self, dict(value))
+
+
+async def add_to_other_config(ctx, self, key, value):
+    old = ctx.need("VIF", self)["other_config"]
+    if key in old:
+        raise ApiError("MAP_DUPLICATE_KEY", "VIF", "other_config", self, key)
+    return await _change_other_config(ctx, self, {**old, key: value})
+
+
+async def remove_from_other_config(ctx, self, key):
+    old = ctx.need("VIF", self)["other_config"]
+    if key not in old:
+        return ""
+    return await _change_other_config(ctx, self, {k: v for k, v in old.items() if k != key})
+
+
+HANDLERS = {"VIF.create": create, "VIF.destroy": destroy, "VIF.move": move,
+            "VIF.set_locking_mode": set_locking_mode, "VIF.set_other_config": set_other_config,
+            "VIF.add_to_other_config": add_to_other_config,
+            "VIF.remove_from_other_config": remove_from_other_config}

@@ -14,6 +14,7 @@ from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
 from . import storage_records as R
+from . import vif_links
 from . import vm_runtime as run
 from .hypervisor_errors import translated
 from .storage_errors import translated as storage_translated
@@ -128,10 +129,17 @@ async def _vif(ctx, vif: str, plug: bool) -> str:
     rec = ctx.need("VIF", vif)
     nic = policy.nic(rec, ctx.need("network", rec["network"]))
     op = "attach_nic" if plug else "detach_nic"
+    backend = vif_links.backend_of(ctx, vif)
+    if plug:
+        await vif_links.ensure_network_bridge(ctx, rec["network"])
     with translated(rec["VM"], "VIF.plug" if plug else "VIF.unplug"):
         await ctx.ports.domains.call(op, ctx.store.get("VM", rec["VM"])["uuid"], nic)
     with ctx.store.transaction():
         ctx.store.set("VIF", vif, "currently_attached", plug)
+    if plug:
+        await vif_links.attach_backend(ctx, vif)  # its backend on the bridge, configured
+    elif backend is not None and ctx.ports.links is not None:
+        await vif_links.release_backend(ctx, backend)  # a backend slow to go leaves the bridge now
     return ""
 
 

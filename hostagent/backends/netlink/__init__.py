@@ -11,8 +11,8 @@ to a namespace, run off the reactor for actions) and `monitor`
 (`LinkMonitor`). The names below are the package's import surface.
 """
 
-from .change import (BOND_MODES, enslave, ensure_bond, ensure_bridge, ensure_vlan, release, remove,
-                     set_mtu, set_promiscuous, set_up)
+from .change import (BOND_MODES, addresses, enslave, ensure_bond, ensure_bridge, ensure_vlan, release, remove,
+                     set_addresses, set_mtu, set_promiscuous, set_up)
 from .ethtool import apply_ethtool, ethtool_state
 from .errors import LinkBusy, LinkError, LinkExists, LinkNotFound, LinkNotSupported
 from .monitor import LinkMonitor
@@ -21,7 +21,7 @@ from .read import BOND_MODE_NAMES, default_route_link, link, links, management_a
 
 __all__ = [
     "BOND_MODES", "BOND_MODE_NAMES", "LinkBusy", "LinkError", "LinkExists", "LinkMonitor", "LinkNotFound",
-    "LinkNotSupported", "apply_ethtool", "ethtool_state", "NetworkPort", "OPERATIONS", "default_route_link", "enslave", "ensure_bond",
+    "LinkNotSupported", "addresses", "apply_ethtool", "ethtool_state", "set_addresses", "NetworkPort", "OPERATIONS", "default_route_link", "enslave", "ensure_bond",
     "ensure_bridge", "ensure_vlan", "link", "links", "management_address", "nics", "release", "remove",
     "set_mtu", "set_promiscuous", "set_up",
 ]

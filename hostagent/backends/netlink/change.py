@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .errors import IFF_PROMISC, LinkExists, LinkNotSupported, index, ipr, translated
+from .errors import AF_INET, IFF_PROMISC, SCOPE_UNIVERSE, LinkExists, LinkNotSupported, index, ipr, translated
 from .read import link, links
 
 # XenAPI bond modes onto Linux bonding modes. balance-slb (xapi's source-MAC load balancing
@@ -119,3 +119,29 @@ def remove(name: str, netns: Optional[str] = None) -> None:
         except NetlinkError as e:
             if e.code not in (errno.ENODEV, errno.ENOENT):
                 raise
+
+
+def addresses(name: str, netns: Optional[str] = None) -> List[str]:
+    """The link's global IPv4 addresses as "a.b.c.d/len"."""
+    with translated("read addresses of", name), ipr(netns) as ip:
+        found = index(ip, name)
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ip.get_addr(family=AF_INET, index=found)
+                if a["scope"] == SCOPE_UNIVERSE]
+
+
+def set_addresses(name: str, wanted: List[str], netns: Optional[str] = None, keep_others: bool = False) -> List[str]:
+    """Make the link's global IPv4 addresses `wanted` ("a.b.c.d/len"): missing ones added,
+    others removed unless `keep_others`."""
+    have = addresses(name, netns)
+    with translated("set addresses of", name), ipr(netns) as ip:
+        found = index(ip, name)
+        for cidr in wanted:
+            if cidr not in have:
+                address, length = cidr.split("/")
+                ip.addr("add", index=found, address=address, prefixlen=int(length))
+        if not keep_others:
+            for cidr in have:
+                if cidr not in wanted:
+                    address, length = cidr.split("/")
+                    ip.addr("del", index=found, address=address, prefixlen=int(length))
+    return addresses(name, netns)

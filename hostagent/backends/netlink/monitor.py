@@ -11,8 +11,9 @@ log = logging.getLogger("hostagent.netlink")
 
 
 class LinkMonitor:
-    """Link changes reported from a thread: `report("link", {name, deleted, carrier, up,
-    master})` for each link that appeared, went or changed (`report` must be thread-safe).
+    """Link changes reported from a thread: `report("link", {name, deleted, new, carrier, up,
+    master})` for each link that appeared (new), went (deleted) or changed (`report` must be
+    thread-safe).
 
     It compares a dump of the namespace's links every `interval` seconds rather than
     listening to netlink's multicast group: pyroute2 0.9 buffers broadcast messages where a
@@ -51,7 +52,7 @@ class LinkMonitor:
             if before is not None and now is not None:
                 for name, state in now.items():
                     if before.get(name) != state:
-                        self.report("link", state)
+                        self.report("link", dict(state, new=name not in before))
                 for name in before.keys() - now.keys():
                     self.report("link", dict(before[name], deleted=True))
             before = now

@@ -8,7 +8,8 @@ from . import change, ethtool, read
 OPERATIONS = {fn.__name__: fn for fn in (
     read.links, read.link, read.nics, read.default_route_link,
     change.ensure_bridge, change.ensure_vlan, change.ensure_bond, change.enslave, change.release,
-    change.set_up, change.set_mtu, change.set_promiscuous, change.remove,
+    change.set_up, change.set_mtu, change.set_promiscuous, change.remove, change.addresses,
+    change.set_addresses,
     ethtool.ethtool_state, ethtool.apply_ethtool,
 )}
 

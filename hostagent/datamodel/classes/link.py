@@ -73,6 +73,21 @@ PIF = cls(
                 errors=["PIF_DOES_NOT_ALLOW_UNPLUG", "PIF_CONFIGURATION_ERROR"],
                 doc="Take the interface off its bridge (removing a VLAN link and an emptied "
                     "bridge)."),
+        message("introduce",
+                [param("host", Ref("host")), param("MAC", STRING), param("device", STRING),
+                 param("managed", BOOL, True)],
+                Ref("PIF"), ["MAC_INVALID", "DUPLICATE_PIF_DEVICE_NAME", "PIF_DEVICE_NOT_FOUND"],
+                doc="Make a PIF record for one NIC of the host (on a network of its own)."),
+        message("forget", [param("self", Ref("PIF"))],
+                errors=["PIF_IS_MANAGEMENT_INTERFACE", "PIF_IS_VLAN", "PIF_VLAN_STILL_EXISTS",
+                        "PIF_ALREADY_BONDED"],
+                doc="Unplug the interface and forget its record (its network stays)."),
+        message("reconfigure_ip",
+                [param("self", Ref("PIF")), param("mode", IP_CONFIGURATION_MODE), param("IP", STRING),
+                 param("netmask", STRING), param("gateway", STRING), param("DNS", STRING)],
+                errors=["INVALID_IP_ADDRESS_SPECIFIED"],
+                doc="Record the interface's IPv4 configuration (None, DHCP or Static) and put a "
+                    "static address on its bridge when it is plugged and not the management one."),
     ],
 )
 

@@ -81,6 +81,11 @@ VIF = cls(
                 doc="Hot-plug the interface into its running VM."),
         message("unplug", [param("self", Ref("VIF"))], errors=["DEVICE_ALREADY_DETACHED"],
                 doc="Hot-unplug the interface from its running VM."),
+        message("move", [param("self", Ref("VIF")), param("network", Ref("network"))],
+                doc="Put the interface on another network, even while its VM runs (its backend "
+                    "device moves to the new network's bridge)."),
+        message("set_locking_mode", [param("self", Ref("VIF")), param("value", VIF_LOCKING_MODE)],
+                doc="Record the interface's traffic filter.", sets="locking_mode"),
     ],
 )
 

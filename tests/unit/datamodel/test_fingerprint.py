@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "e087403dc4fe3790e1c2fff03622c5b97ea1108a4296b376ea5e145712e6bcd5"
+EXPECTED_FINGERPRINT = "b5baf01e5ab520d49dfb96f21ee624e086bbf09bd7ab991274a7a97decb909f9"
 
 
 def _walk(t):

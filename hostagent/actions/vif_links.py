@@ -1,0 +1,154 @@
+"""A VIF's backend device on its network's bridge (with `--manage-network`).
+
+A running VM's VIF has a backend link in dom0 named `vif<domid>.<device>`:
+Xen's netback device, or the tap libvirt makes for a KVM guest (its domain
+XML names that target). The hypervisor's own scripts (Xen's vif-bridge,
+libvirt's `<interface type='bridge'>`) usually enslave it; the agent makes
+sure of it and applies the VIF's other_config (link_config.py) when the
+backend appears (the link monitor's report), after VIF.plug, on VIF.move and
+on every other_config change. A backend link of no attached VIF is taken off
+the agent's bridges.
+
+A network's bridge exists while it has VIFs (made at VIF.create and at
+start-up), so that a hypervisor that wants the bridge at domain start finds
+it; it goes with the last VIF when no PIF is plugged on it and nothing is on
+it.
+"""
+
+import logging
+import re
+from typing import Optional
+
+from . import link_config as LC
+from .network import link_errors, remove_bridge_if_empty
+
+log = logging.getLogger("hostagent.network")
+
+BACKEND = re.compile(r"^vif(\d+)\.(\d+)$")
+RUNNING = ("Running", "Paused")
+
+
+def backend_name(domid: int, device: str) -> str:
+    return f"vif{domid}.{device}"
+
+
+def managed(ctx, network: str) -> Optional[dict]:
+    """The network's record when the agent manages its links, else None."""
+    if ctx.ports.links is None or not ctx.store.exists("network", network):
+        return None
+    rec = ctx.store.get("network", network)
+    return rec if rec["managed"] and rec["bridge"] else None
+
+
+async def ensure_network_bridge(ctx, network: str) -> None:
+    net = managed(ctx, network)
+    if net is not None:
+        with link_errors(bridge=net["bridge"]):
+            await ctx.ports.links.ensure_bridge(net["bridge"])
+
+
+async def drop_network_bridge(ctx, network: str) -> None:
+    """The network's bridge removed when no VIF and no plugged PIF needs it and nothing is on it."""
+    net = managed(ctx, network)
+    if net is None or net["VIFs"] or any(ctx.store.get("PIF", p)["currently_attached"] for p in net["PIFs"]):
+        return
+    await remove_bridge_if_empty(ctx.ports.links, net["bridge"])
+
+
+def backend_of(ctx, vif: str) -> Optional[str]:
+    """The backend link name of an attached VIF of a running VM on this host, else None."""
+    rec = ctx.store.get("VIF", vif)
+    vm = ctx.store.get("VM", rec["VM"])
+    if vm["power_state"] not in RUNNING or vm["resident_on"] != ctx.host or vm["domid"] < 0:
+        return None
+    return backend_name(vm["domid"], rec["device"]) if rec["currently_attached"] else None
+
+
+def owner(ctx, name: str) -> Optional[str]:
+    """The attached VIF whose backend link is `name`, or None."""
+    m = BACKEND.match(name)
+    if not m:
+        return None
+    domid, device = int(m.group(1)), m.group(2)
+    for vm, rec in ctx.store.all("VM").items():
+        if rec["domid"] == domid and rec["resident_on"] == ctx.host and rec["power_state"] in RUNNING:
+            for vif in rec["VIFs"]:
+                vif_rec = ctx.store.get("VIF", vif)
+                if vif_rec["device"] == device and vif_rec["currently_attached"]:
+                    return vif
+    return None
+
+
+async def configure(ctx, vif: str, name: str, config: dict, fresh: bool = False) -> None:
+    """The backend link carries the VIF's other_config; its own ethtool values are kept with
+    the VIF (a new backend, `fresh`, starts from its driver's)."""
+    rec = ctx.store.get("VIF", vif)
+    originals = {} if fresh else ctx.store.private_of("VIF", vif).get("ethtool_originals") or {}
+    kept = await LC.apply(ctx.ports.links, name, config, rec["MTU"], originals)
+    if kept != ctx.store.private_of("VIF", vif).get("ethtool_originals"):
+        with ctx.store.transaction():
+            ctx.store.set_private("VIF", vif, ethtool_originals=kept)
+
+
+async def attach_backend(ctx, vif: str, fresh: bool = True) -> bool:
+    """The VIF's backend enslaved to its network's bridge, up and configured; False when there
+    is no backend link (yet) or the agent does not manage the network."""
+    name = backend_of(ctx, vif)
+    rec = ctx.store.get("VIF", vif)
+    net = managed(ctx, rec["network"])
+    if name is None or net is None:
+        return False
+    links = ctx.ports.links
+    with link_errors(bridge=net["bridge"]):
+        if await links.link(name) is None:
+            return False
+        await links.ensure_bridge(net["bridge"])
+        await links.enslave(name, net["bridge"])
+        await links.set_up(name, True)
+        await configure(ctx, vif, name, rec["other_config"], fresh=fresh)
+    log.info("VIF %s: %s on bridge %s", rec["uuid"], name, net["bridge"])
+    return True
+
+
+async def release_backend(ctx, name: str) -> None:
+    """A backend link left without its VIF taken off whichever of the agent's bridges holds it."""
+    links = ctx.ports.links
+    with link_errors():
+        found = await links.link(name)
+        bridges = {rec["bridge"] for rec in ctx.store.all("network").values() if rec["managed"]}
+        if found is not None and found["master"] in bridges:
+            await links.release(name)
+            log.info("%s (no attached VIF) taken off bridge %s", name, found["master"])
+
+
+async def link_changed(ctx, value: dict) -> None:
+    """A link monitor report about a `vif<domid>.<device>` link: a new backend of an attached
+    VIF is put on its bridge; one of no VIF is taken off. A backend that appears while its VM
+    is still starting (the domain exists before the records say so) is looked for again for
+    a few seconds."""
+    name = value["name"]
+    if value["deleted"] or not BACKEND.match(name) or ctx.ports.links is None:
+        return
+    vif = owner(ctx, name)
+    tries = 20 if value.get("new") else 0
+    while vif is None and tries:
+        await ctx.sleep(0.25)
+        tries -= 1
+        vif = owner(ctx, name)
+    if vif is None:
+        await release_backend(ctx, name)
+        return
+    net = managed(ctx, ctx.store.get("VIF", vif)["network"])
+    if net is not None and (value.get("new") or value["master"] != net["bridge"]):
+        await attach_backend(ctx, vif, fresh=bool(value.get("new")))
+
+
+async def at_start(ctx) -> None:
+    """Bridges for the networks that have VIFs; backends of running VMs put back on them."""
+    if ctx.ports.links is None:
+        return
+    for network, rec in ctx.store.all("network").items():
+        if rec["VIFs"]:
+            await ensure_network_bridge(ctx, network)
+    for vif in list(ctx.store.all("VIF")):
+        await attach_backend(ctx, vif, fresh=False)
