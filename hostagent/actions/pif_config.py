@@ -1,4 +1,4 @@
-"""PIF.introduce, PIF.forget and PIF.reconfigure_ip: one NIC's record, and its IPv4 settings.
+"""PIF.introduce, forget, reconfigure_ip and host.management_reconfigure: records and IPv4.
 
 `introduce(host, MAC, device, managed)` records one NIC as PIF.scan would
 (a network of its own with its xenbr<N>): an invalid MAC is MAC_INVALID, a
@@ -16,7 +16,9 @@ Static (Static checks IP, netmask and gateway: INVALID_IP_ADDRESS_SPECIFIED
 when the PIF is plugged, now and at every plug; setting None takes the
 bridge's addresses away. The agent has no DHCP client: DHCP is recorded and logged.
 The management PIF's link is never changed here: moving the address the
-agent is reached by is host.management_reconfigure's work (not there yet).
+agent is reached by is `host.management_reconfigure(pif)`'s work, which
+puts the new PIF's address up beside the old one and hands over the role
+only once the new address answers.
 """
 
 import ipaddress
@@ -138,4 +140,45 @@ async def apply_ip(ctx, pif: str, changed: bool = False) -> None:
         await links.set_addresses(bridge, wanted)
 
 
-HANDLERS = {"PIF.introduce": introduce, "PIF.forget": forget, "PIF.reconfigure_ip": reconfigure_ip}
+@to_completion
+async def management_reconfigure(ctx, pif):
+    """`pif` becomes the management interface. With `--manage-network` it is plugged, its
+    static address put on its bridge beside whatever is there, and it must answer (a datagram
+    from that address back to it) within a few seconds before the old management PIF gives up
+    the role; if it does not, the address is taken away again and nothing else changes."""
+    rec = ctx.need("PIF", pif)
+    require_this_host(ctx, rec["host"], "host.management_reconfigure")
+    if rec["ip_configuration_mode"] == "None":
+        raise ApiError("PIF_HAS_NO_NETWORK_CONFIGURATION", pif)
+    links = ctx.ports.links
+    if links is not None and rec["managed"] and rec["ip_configuration_mode"] == "Static":
+        if not rec["currently_attached"]:
+            await P.attach(ctx, pif)
+        bridge = ctx.store.get("network", rec["network"])["bridge"]
+        cidr = _check_static(rec["IP"], rec["netmask"], rec["gateway"])
+        with link_errors(pif, bridge):
+            before = await links.addresses(bridge)
+            await links.set_addresses(bridge, [cidr], True)  # the old address stays meanwhile
+            answered = False
+            for _ in range(10):
+                if await links.address_answers(rec["IP"]):
+                    answered = True
+                    break
+                await ctx.sleep(0.25)
+            if not answered:
+                if cidr not in before:
+                    await links.set_addresses(bridge, before)
+                raise ApiError("PIF_CONFIGURATION_ERROR", pif, f"{rec['IP']} does not answer on {bridge}")
+    with ctx.store.transaction():
+        for other in ctx.store.get("host", rec["host"])["PIFs"]:
+            if other != pif and ctx.store.get("PIF", other)["management"]:
+                ctx.store.update("PIF", other, management=False)
+        ctx.store.update("PIF", pif, management=True)
+        if rec["IP"]:
+            ctx.store.update("host", rec["host"], address=rec["IP"])
+    log.info("management interface: %s (%s)", rec["device"], rec["IP"] or rec["ip_configuration_mode"])
+    return ""
+
+
+HANDLERS = {"PIF.introduce": introduce, "PIF.forget": forget, "PIF.reconfigure_ip": reconfigure_ip,
+            "host.management_reconfigure": management_reconfigure}

@@ -129,19 +129,19 @@ def addresses(name: str, netns: Optional[str] = None) -> List[str]:
                 if a["scope"] == SCOPE_UNIVERSE]
 
 
-def set_addresses(name: str, wanted: List[str], netns: Optional[str] = None, keep_others: bool = False) -> List[str]:
+def set_addresses(name: str, wanted: List[str], keep_others: bool = False,
+                  netns: Optional[str] = None) -> List[str]:
     """Make the link's global IPv4 addresses `wanted` ("a.b.c.d/len"): missing ones added,
     others removed unless `keep_others`."""
     have = addresses(name, netns)
     with translated("set addresses of", name), ipr(netns) as ip:
         found = index(ip, name)
+        # removals first: deleting a subnet's primary address takes its secondaries with it
+        for cidr in [] if keep_others else [c for c in have if c not in wanted]:
+            address, length = cidr.split("/")
+            ip.addr("del", index=found, address=address, prefixlen=int(length))
         for cidr in wanted:
             if cidr not in have:
                 address, length = cidr.split("/")
                 ip.addr("add", index=found, address=address, prefixlen=int(length))
-        if not keep_others:
-            for cidr in have:
-                if cidr not in wanted:
-                    address, length = cidr.split("/")
-                    ip.addr("del", index=found, address=address, prefixlen=int(length))
     return addresses(name, netns)

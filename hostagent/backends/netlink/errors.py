@@ -2,15 +2,18 @@
 
 `translated(what, name)` turns pyroute2's NetlinkError (by errno: ENODEV,
 EEXIST, EOPNOTSUPP, EBUSY) and socket errors into LinkError subclasses;
-`ipr(netns)` opens IPRoute, or NetNS when a namespace is named.
+`ipr(netns)` opens IPRoute, or NetNS when a namespace is named;
+`in_netns(netns, fn)` runs fn inside the namespace.
 """
 
 import errno
+import threading
 from contextlib import contextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netns import setns
 
 MAIN_TABLE = 254
 SCOPE_UNIVERSE = 0
@@ -80,3 +83,26 @@ def index(ip, name: str) -> int:
     if not found:
         raise LinkNotFound(f"no link {name}", name, errno.ENODEV)
     return found[0]
+
+
+def in_netns(netns: Optional[str], fn: Callable):
+    """fn() run in the namespace `netns` (None: here), its result or exception passed back.
+    Sockets that take no namespace argument (ethtool's, plain ones) are opened inside: in a
+    thread of its own, because setns moves only the calling thread and this one ends with the
+    call, so no worker thread is left inside."""
+    if not netns:
+        return fn()
+    box = {}
+
+    def work():
+        try:
+            setns(netns, flags=0)
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
+            box["error"] = e
+    thread = threading.Thread(target=work, name=f"in-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

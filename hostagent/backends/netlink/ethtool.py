@@ -16,13 +16,11 @@ speed) must not stop the others: {"before", "after", "refused": {key: why}}.
 
 import ctypes
 import re
-import threading
-from typing import Callable, Optional
+from typing import Optional
 
 from pyroute2.ethtool.ioctl import EthtoolError, IoctlEthtool, NoSuchDevice, NotSupportedError
-from pyroute2.netns import setns
 
-from .errors import ERRORS, LinkError, LinkNotFound, LinkNotSupported
+from .errors import ERRORS, LinkError, LinkNotFound, LinkNotSupported, in_netns
 
 # XenAPI's short names onto the kernel's feature names (ETH_SS_FEATURES) each switches, as
 # `ethtool -K` groups them; tso includes every TCP segmentation feature the kernel has
@@ -38,26 +36,6 @@ OFFLOADS = {
 ORDER = ("sg", "rx", "tx", "tso", "ufo", "gso")
 ETHTOOL_SLINKSETTINGS = 0x4D
 DUPLEX = {0: "half", 1: "full"}
-
-
-def _in_netns(netns: Optional[str], fn: Callable):
-    """fn() run in the namespace `netns` (None: here), its result or exception passed back."""
-    if not netns:
-        return fn()
-    box = {}
-
-    def work():
-        try:
-            setns(netns, flags=0)
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
-            box["error"] = e
-    thread = threading.Thread(target=work, name=f"ethtool-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _translate(e: Exception, what: str, name: str) -> LinkError:
@@ -148,7 +126,7 @@ def ethtool_state(name: str, netns: Optional[str] = None) -> dict:
             raise _translate(e, "read ethtool settings of", name) from None
         finally:
             tool.close()
-    return _in_netns(netns, work)
+    return in_netns(netns, work)
 
 
 def apply_ethtool(name: str, wanted: dict, netns: Optional[str] = None) -> dict:
@@ -182,4 +160,4 @@ def apply_ethtool(name: str, wanted: dict, netns: Optional[str] = None) -> dict:
             raise _translate(e, "change ethtool settings of", name) from None
         finally:
             tool.close()
-    return _in_netns(netns, work)
+    return in_netns(netns, work)

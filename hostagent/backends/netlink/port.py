@@ -6,7 +6,7 @@ from . import change, ethtool, read
 
 # the operations actions may call, by name
 OPERATIONS = {fn.__name__: fn for fn in (
-    read.links, read.link, read.nics, read.default_route_link,
+    read.links, read.link, read.nics, read.default_route_link, read.address_answers,
     change.ensure_bridge, change.ensure_vlan, change.ensure_bond, change.enslave, change.release,
     change.set_up, change.set_mtu, change.set_promiscuous, change.remove, change.addresses,
     change.set_addresses,

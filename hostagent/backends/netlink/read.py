@@ -7,11 +7,13 @@ interface, or else 127.0.0.1.
 """
 
 import logging
+import socket
 from typing import Dict, List, Optional
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .errors import AF_INET, ARPHRD_ETHER, IFF_PROMISC, IFF_UP, MAIN_TABLE, SCOPE_UNIVERSE, ipr, translated
+from .errors import (AF_INET, ARPHRD_ETHER, IFF_PROMISC, IFF_UP, MAIN_TABLE, SCOPE_UNIVERSE, LinkError, in_netns, ipr,
+                     translated)
 
 log = logging.getLogger("hostagent.netlink")
 
@@ -105,3 +107,21 @@ def management_address(netns: Optional[str] = None) -> str:
     except (NetlinkError, OSError) as e:
         log.warning("cannot read addresses: %s", e)
     return "127.0.0.1"
+
+
+def address_answers(address: str, netns: Optional[str] = None) -> bool:
+    """Whether the namespace answers on IPv4 `address`: a UDP datagram sent from a socket bound
+    to it comes back to it (the address is assigned, usable, on a link that is up)."""
+    def work():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.25)
+            try:
+                sock.bind((address, 0))
+                sock.sendto(b"hostagent", sock.getsockname())
+                return sock.recvfrom(64)[0] == b"hostagent"
+            except OSError:
+                return False
+    try:
+        return in_netns(netns, work)
+    except OSError as e:
+        raise LinkError(f"enter namespace {netns}: {e}", "", e.errno or 0) from None

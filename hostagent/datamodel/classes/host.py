@@ -2,7 +2,7 @@
 itself."""
 
 from ..decl import (
-    RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, DEPRECATED, PROTOTYPED, REMOVED, cls, field,
+    RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, DEPRECATED, PROTOTYPED, REMOVED, cls, field, message, param,
 )
 from ..enums import (
     HOST_ALLOWED_OPERATIONS, HOST_DISPLAY, HOST_NUMA_AFFINITY_POLICY,
@@ -110,6 +110,13 @@ HOST = cls(
               lifecycle=PROTOTYPED),
         field("pending_guidances_full", SetOf(UPDATE_GUIDANCES), RO, [], lifecycle=PROTOTYPED),
         field("last_update_hash", STRING, RO, "", lifecycle=PROTOTYPED),
+    ],
+    messages=[
+        message("management_reconfigure", [param("pif", Ref("PIF"))],
+                errors=["PIF_HAS_NO_NETWORK_CONFIGURATION", "PIF_CONFIGURATION_ERROR"],
+                doc="Make `pif` the host's management interface: its address is put on its "
+                    "bridge and must answer before the old management interface gives up the "
+                    "role."),
     ],
 )
 

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "b5baf01e5ab520d49dfb96f21ee624e086bbf09bd7ab991274a7a97decb909f9"
+EXPECTED_FINGERPRINT = "1a2d0ff728089cf1c5db87c371a93d64d931b8b4efab768e3cfcb4782c3285b4"
 
 
 def _walk(t):
