@@ -26,9 +26,8 @@ OUT = ROOT / "build/lab"
 
 # xen-lab-notes.md: -monitor off (Xen panics on MWAIT under TCG), smap=0 (dom0 crashes at once).
 # thread=single: one host thread runs both virtual CPUs in turn. With thread=multi (QEMU 7.2)
-# dom0's init once died of SIGSEGV with its own code unmapped (serial log: "Unable to access
-# opcode bytes" at systemd's RIP, then "Attempted to kill init!"), the mark of a page-table
-# update lost between two virtual CPUs; see docs/lab.md.
+# dom0's init once died of SIGSEGV with its own code unmapped; thread=single did not end such
+# crashes (docs/lab.md, "Stability"), but costs nothing measurable and takes one race away.
 TCG = ["-accel", "tcg,thread=single,tb-size=512", "-cpu", "EPYC,-monitor"]
 MEMORY_MIB = 2048
 XEN_CMDLINE = "dom0_mem=1024M,max:1024M console=com1 com1=115200,8n1 noreboot smap=0"

@@ -40,7 +40,7 @@ BASE_INCLUDE = ["systemd-sysv", "udev", "kmod", "iproute2", "busybox", "ca-certi
 PACKAGES = ["linux-image-amd64", "xen-system-amd64", "qemu-system-xen", "libvirt-daemon-system",
             "libvirt-daemon-driver-xen", "libvirt-clients", "openssh-server", "bridge-utils",
             "xenstore-utils", "python3", "python3-venv", "libpam-modules", "qemu-utils",
-            "nbdkit", "nbdkit-plugin-python", "lvm2", "procps", "less"]
+            "nbdkit", "nbdkit-plugin-python", "nbd-client", "lvm2", "procps", "less"]
 IMAGE_SIZE = "4G"
 HOSTNAME = "xenlab"
 
@@ -212,6 +212,26 @@ def build(out, digest, parts, phases):
     final = out / f"dom0-{digest}"
     work.rename(final)
     return final
+
+
+def image_current(out=ROOT / "build/lab") -> bool:
+    """The image of today's recipe is built already (no debootstrap, no network needed)."""
+    out = Path(out).resolve()
+    if not (out / "id_ed25519.pub").exists():
+        return False
+    digest, _ = recipe(out)
+    return (out / f"dom0-{digest}" / "dom0.img").exists()
+
+
+def mirror_reachable(timeout=10.0):
+    """None when the mirror answers, else why not (debootstrap and apt need it)."""
+    import urllib.request
+    url = f"{mirror().rstrip('/')}/dists/{SUITE}/Release"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except Exception as e:  # noqa: BLE001 - any failure means no image can be built
+        return f"{url}: {e}"
 
 
 def main():

@@ -1,23 +1,25 @@
 #!/usr/bin/env python3
 """The lab end to end: build dom0 if needed, boot it, install the agent, run the `xen` tests.
 
-    python3 lab/run.py [--keep] [PYTEST ARGS...]      (make lab-smoke)
+    python3 lab/run.py [--keep] [PYTEST ARGS...]      (make lab-test)
 
 1. lab/build.py (cached image), a wheelhouse of this checkout and its dependencies built with
    the checkout's .venv (dom0 has no network: everything it installs comes from here), and
-   tests/kvm's guest kit (copied into dom0's /var/lib/hostagent-lab/guest for PV guests)
+   the lab's PV guest (lab/guest.py; its initramfs copied into dom0's /var/lib/hostagent-lab/guest)
 2. lab/boot.py's Dom0: QEMU + Xen + dom0, ssh and the agent's port forwarded to loopback
 3. scripts/install-dom0 --offline in dom0 over ssh, as an administrator would run it
 4. pytest -m xen tests/lab with HOSTAGENT_LAB_URL, HOSTAGENT_LAB_PASSWORD, HOSTAGENT_LAB_SSH
 5. artefacts into build/lab/artefacts/: the journal (agent, libvirtd, xen), libvirt's libxl
-   logs, xl info/dmesg, the serial log, QEMU's command line
+   logs, xl info/dmesg, `hostagent doctor`'s report, the serial log, QEMU's command line
 6. power-off; prints each phase's time, the total, and QEMU's peak RSS
 
-Exit status: pytest's. Exits 0 with a SKIP line when the machine cannot run the lab (no root,
-no QEMU, not enough free memory).
+Exit status: pytest's, or 1 when dom0 crashed (the serial log's crash lines are printed and
+pytest is stopped at once). Exits 0 with a "SKIPPED: reason" line when the machine cannot run
+the lab: no root, no QEMU, not enough free memory, or no image yet and no network to build one.
 """
 
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -27,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from boot import MEMORY_MIB, OUT, ROOT, Dom0  # noqa: E402
+from build import image_current, mirror_reachable  # noqa: E402
+import guest  # noqa: E402
 
 VENV_PY = ROOT / ".venv/bin/python"
 WHEELHOUSE = OUT / "wheelhouse"
@@ -41,7 +45,8 @@ def log(msg):
 
 
 def skip(reason):
-    print(f"lab-run: SKIP: {reason}", flush=True)
+    """Not a pass: the lab did not run, and says why (make lab-test exits 0 for CI)."""
+    print(f"lab-run: SKIPPED: {reason}", flush=True)
     sys.exit(0)
 
 
@@ -112,6 +117,36 @@ def collect(lab):
                 (ARTEFACTS / name).write_text(f"timed out: {command}\n")
 
 
+def run_tests(lab, env, pytest_args):
+    """pytest -m xen tests/lab; stopped as soon as the serial log shows dom0 or Xen crashed."""
+    tests = subprocess.Popen([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider",
+                              "--timeout=240", str(ROOT / "tests/lab"), *pytest_args], cwd=ROOT, env=env)
+    while tests.poll() is None:
+        time.sleep(2)
+        lab.sample_rss()
+        if lab.crash_lines():
+            log("the serial log shows a crash: stopping pytest")
+            tests.terminate()
+            tests.wait()
+            return 1
+    return tests.returncode
+
+
+def install(lab, guest_initrd):
+    lab.put([ROOT / "scripts/install-dom0", ROOT / "scripts/xen-qemu-depriv"], f"{REMOTE}/scripts")
+    lab.put(ROOT / "systemd", REMOTE)
+    lab.put(WHEELHOUSE, REMOTE)
+    lab.put(guest_initrd, GUEST_DIR)
+    r = lab.ssh(f"{REMOTE}/scripts/install-dom0 --offline --no-compile --listen 0.0.0.0:8080 "
+                f"{REMOTE}/wheelhouse > {REMOTE}/install.log 2>&1; rc=$?; "
+                f"cat {REMOTE}/install.log; exit $rc", check=False)
+    print(r.stdout, end="")
+    if r.returncode != 0:
+        log(f"install-dom0 failed ({r.returncode}){r.stderr}")
+        raise SystemExit(1)
+    return lab.ssh("cat /var/lib/hostagent/root-password").stdout.strip()
+
+
 def main():
     pytest_args = sys.argv[1:]
     keep = "--keep" in pytest_args
@@ -126,12 +161,18 @@ def main():
         skip(f"{available_mib()} MiB of memory available, the lab needs about {NEEDED_MIB} MiB")
     if not VENV_PY.exists():
         sys.exit("lab-run: no .venv: run `make venv` first")
+    if not image_current():
+        why = mirror_reachable()
+        if why:
+            skip(f"no dom0 image built yet and its Debian mirror cannot be reached ({why})")
     phases = Phases()
     subprocess.run([sys.executable, str(ROOT / "lab/build.py")], check=True)
     phases.done("build (image)")
     wheelhouse()
-    kit_kernel, kit_initrd = guest_kit()
-    phases.done("build (wheelhouse, guest kit)")
+    _kit_kernel, kit_initrd = guest_kit()
+    lab_initrd = OUT / "guest-initrd.gz"
+    guest_kernel = guest.build((OUT / "current").resolve(), kit_initrd, lab_initrd)
+    phases.done("build (wheelhouse, guest)")
     lab = Dom0()
     status = 1
     try:
@@ -139,28 +180,18 @@ def main():
         lab.wait_ssh()
         phases.done("boot to ssh")
         log(f"dom0: {lab.ssh_command()}")
-        lab.put(ROOT / "scripts/install-dom0", f"{REMOTE}/scripts")
-        lab.put(ROOT / "systemd", REMOTE)
-        lab.put(WHEELHOUSE, REMOTE)
-        lab.put([kit_kernel, kit_initrd], GUEST_DIR)
-        r = lab.ssh(f"{REMOTE}/scripts/install-dom0 --offline --listen 0.0.0.0:8080 "
-                    f"{REMOTE}/wheelhouse > {REMOTE}/install.log 2>&1; rc=$?; "
-                    f"cat {REMOTE}/install.log; exit $rc", check=False)
-        print(r.stdout, end="")
-        if r.returncode != 0:
-            log(f"install-dom0 failed ({r.returncode}){r.stderr}")
-            raise SystemExit(1)
-        password = lab.ssh("cat /var/lib/hostagent/root-password").stdout.strip()
+        password = install(lab, lab_initrd)
         phases.done("install")
         env = dict(os.environ, HOSTAGENT_LAB_URL=lab.api_url, HOSTAGENT_LAB_PASSWORD=password,
                    HOSTAGENT_LAB_SSH=shlex.join(lab.ssh_argv()),
-                   HOSTAGENT_LAB_GUEST_KERNEL=f"{GUEST_DIR}/{kit_kernel.name}",
-                   HOSTAGENT_LAB_GUEST_RAMDISK=f"{GUEST_DIR}/{kit_initrd.name}")
-        status = subprocess.run([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider", "--timeout=240",
-                                 str(ROOT / "tests/lab"), *pytest_args], cwd=ROOT, env=env).returncode
+                   HOSTAGENT_LAB_GUEST_KERNEL=guest_kernel,
+                   HOSTAGENT_LAB_GUEST_RAMDISK=f"{GUEST_DIR}/{lab_initrd.name}")
+        status = run_tests(lab, env, pytest_args)
         phases.done("tests")
         lab.sample_rss()
         collect(lab)
+        r = lab.ssh("hostagent doctor", check=False, timeout=120)
+        (ARTEFACTS / "doctor.txt").write_text(r.stdout + r.stderr)
         if keep:
             log(f"--keep: dom0 stays up until Enter: {lab.ssh_command()}  (agent: {lab.api_url})")
             input()
@@ -175,12 +206,15 @@ def main():
                 shutil.copy(f, ARTEFACTS / f.name)
     crashes = lab.crash_lines()
     if crashes:
-        log("the serial log shows a crash:\n  " + "\n  ".join(crashes[:10]))
+        log("DOM0 CRASHED (the serial log, " + str(ARTEFACTS / "serial.log") + "):\n  "
+            + "\n  ".join(crashes[:10]))
         status = status or 1
     total = time.monotonic() - phases.t0
+    children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     log(f"{phases.summary()}")
-    log(f"total {total:.0f} s ({total / 60:.1f} min); qemu peak RSS {lab.peak_rss_kib / 1024:.0f} MiB; "
-        f"pytest exit {status}; artefacts in {ARTEFACTS}")
+    log(f"total {total:.0f} s ({total / 60:.1f} min); peak memory: qemu {lab.peak_rss_kib / 1024:.0f} MiB "
+        f"(largest process of the run {max(children_mib, lab.peak_rss_kib / 1024):.0f} MiB); "
+        f"{'PASSED' if status == 0 else 'FAILED'} (pytest exit {status}); artefacts in {ARTEFACTS}")
     return status
 
 

@@ -1,0 +1,128 @@
+"""The seed's §3.1 walkthrough on real Xen, with the lab's PV busybox guest (lab/guest.py).
+
+One guest goes the whole way, since each step costs seconds under QEMU's emulation: a clone of
+a template provisioned on the local file SR (its disk a VHD served by nbdkit and handed to Xen as
+/dev/nbdN), started, its `vm-data` keys in xenstore, VM_guest_metrics filled from what its init
+publishes (as a guest agent does), its device model (the VNC framebuffer's QEMU) running without
+root, suspended and resumed, a disk hot-plugged and seen inside the guest, shut down cleanly.
+The guest's init writes the block devices it sees into `data/blocks` of its xenstore home.
+"""
+
+import os
+import time
+
+import pytest
+
+from .test_xen_host import SSH, api, dom0, ssh, wait  # noqa: F401 - api is a fixture
+
+GUEST_KERNEL = os.environ.get("HOSTAGENT_LAB_GUEST_KERNEL")
+GUEST_RAMDISK = os.environ.get("HOSTAGENT_LAB_GUEST_RAMDISK")
+GUEST_MIB = 128
+MiB = 1 << 20
+RANGE_BASE_UID = 131072  # xen-qemuuser-range-base (scripts/install-dom0)
+
+pytestmark = [
+    pytest.mark.xen,
+    pytest.mark.skipif(not (SSH and GUEST_KERNEL and GUEST_RAMDISK),
+                       reason="needs the Xen lab and its guest (lab/run.py: make lab-test)"),
+]
+
+
+def xs(domid, key):
+    r = ssh(f"xenstore-read /local/domain/{domid}/{key}")
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def vdi_record(sr, size, name):
+    return {"SR": sr, "virtual_size": str(size), "name_label": name, "name_description": "",
+            "type": "user", "sharable": False, "read_only": False, "other_config": {},
+            "xenstore_data": {}, "sm_config": {}, "tags": []}
+
+
+def timed(label, fn, *args):
+    started = time.monotonic()
+    out = fn(*args)
+    print(f"{label}: {time.monotonic() - started:.1f} s")
+    return out
+
+
+def nbd_devices():
+    return dom0("ls /sys/block | grep '^nbd' | while read d; do [ -e /sys/block/$d/pid ] && echo $d; done; true").split()
+
+
+def test_seed_walkthrough_on_xen(api):
+    pool = api.pool.get_all()[0]
+    sr = api.pool.get_default_SR(pool)
+    assert api.SR.get_type(sr) in ("file", "ext")
+    [template] = [ref for ref, rec in api.VM.get_all_records().items()
+                  if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+    vm = api.VM.clone(template, f"lab-walkthrough-{os.getpid()}")
+    try:
+        api.VM.provision(vm)
+        assert api.VM.get_is_a_template(vm) is False
+        [root_vbd] = api.VM.get_VBDs(vm)
+        assert api.VDI.get_SR(api.VBD.get_VDI(root_vbd)) == sr
+        api.VM.set_PV_bootloader(vm, "")
+        api.VM.set_PV_kernel(vm, GUEST_KERNEL)
+        api.VM.set_PV_ramdisk(vm, GUEST_RAMDISK)
+        api.VM.set_PV_args(vm, "console=hvc0 quiet")
+        api.VM.set_memory_limits(vm, *[str(GUEST_MIB * MiB)] * 4)
+        api.VM.set_xenstore_data(vm, {"vm-data/walkthrough": "yes", "other/ignored": "x"})
+        before = set(nbd_devices())
+        timed("VM.start", api.VM.start, vm, False, False)
+        rec = api.VM.get_record(vm)
+        assert rec["power_state"] == "Running"
+        domid = int(rec["domid"])
+        # the VHD chain reaches Xen as a dom0 NBD device (nbdkit + nbd-client), as xvda
+        assert len(set(nbd_devices()) - before) == 1, nbd_devices()
+        assert api.VBD.get_currently_attached(root_vbd) is True
+        assert api.VBD.get_device(root_vbd) == "xvda"
+        # xenstore_data: vm-data keys under the domain's home, others not written
+        assert xs(domid, "vm-data/walkthrough") == "yes"
+        assert xs(domid, "other/ignored") is None
+        # the guest sees its disk and says so through xenstore
+        wait(lambda: "xvda" in (xs(domid, "data/blocks") or ""), 120, "the guest to see xvda")
+        # VM_guest_metrics from the guest's own keys, read after start (the guest wrote them later)
+        def guest_metrics():
+            ref = api.VM.get_guest_metrics(vm)
+            return None if ref == "OpaqueRef:NULL" else api.VM_guest_metrics.get_record(ref)
+        gm = wait(lambda: (m := guest_metrics()) and m["networks"] and m, 60, "VM_guest_metrics")
+        assert gm["os_version"]["name"] == "lab busybox guest", gm["os_version"]
+        assert gm["os_version"]["uname"].endswith("-amd64")
+        assert gm["networks"]["0/ip"] == "192.0.2.10"
+        # the VNC framebuffer's device model runs as xen-qemuuser-range-base + domid, not root
+        ps = dom0(f"ps -eo uid=,args= | grep -- '-xen-domid {domid} ' | grep -v grep || true").split("\n")
+        uids = [int(line.split()[0]) for line in ps if line.strip()]
+        assert uids == [RANGE_BASE_UID + domid], ps
+        # suspend and resume
+        timed("VM.suspend", api.VM.suspend, vm)
+        assert api.VM.get_power_state(vm) == "Suspended"
+        assert set(nbd_devices()) == before, "the suspended VM's disk is still connected"
+        timed("VM.resume", api.VM.resume, vm, False, False)
+        assert api.VM.get_power_state(vm) == "Running"
+        domid = int(api.VM.get_domid(vm))
+        wait(lambda: "xvda" in (xs(domid, "data/blocks") or ""), 120, "the resumed guest to run")
+        # a new disk hot-plugged, seen inside the guest
+        disk = api.VDI.create(vdi_record(sr, 16 * MiB, "lab hot-plug"))
+        vbd = api.VBD.create({"VM": vm, "VDI": disk, "userdevice": "1", "bootable": False, "mode": "RW",
+                              "type": "Disk", "empty": False, "other_config": {},
+                              "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        timed("VBD.plug", api.VBD.plug, vbd)
+        assert api.VBD.get_currently_attached(vbd) is True
+        wait(lambda: "xvdb" in (xs(domid, "data/blocks") or ""), 60, "the guest to see the new disk")
+        # a clean shutdown: the guest's kernel powers off on Xen's request
+        timed("VM.clean_shutdown", api.VM.clean_shutdown, vm)
+        rec = api.VM.get_record(vm)
+        assert rec["power_state"] == "Halted" and rec["domid"] == "-1"
+        assert dom0(f"xl list {domid} >/dev/null 2>&1 && echo present || echo gone").strip() == "gone"
+        assert set(nbd_devices()) == before
+        assert api.VBD.get_currently_attached(root_vbd) is False
+    finally:
+        if api.VM.get_power_state(vm) != "Halted":
+            api.VM.hard_shutdown(vm)
+        for vbd in api.VM.get_VBDs(vm):
+            vdi = api.VBD.get_VDI(vbd)
+            api.VBD.destroy(vbd)
+            if vdi != "OpaqueRef:NULL":
+                api.VDI.destroy(vdi)
+        api.VM.destroy(vm)
