@@ -13,6 +13,7 @@ SRs go on. The queue is first come, first served between calls that conflict
 what a driver keeps between calls (the VHD drivers' parsed files) lasts.
 """
 
+import dataclasses
 import logging
 import os
 import time
@@ -24,6 +25,8 @@ from sm import datapath
 from sm.errors import BackendFailure, SMError
 from sm.registry import default_registry
 from sm.runner import Runner
+
+from .nbd_block import NbdBlockError
 
 log = logging.getLogger("hostagent.storage")
 
@@ -105,6 +108,8 @@ class Storage:
         self._drivers: "OrderedDict[str, Any]" = OrderedDict()
         self.running = 0  # driver calls in worker threads right now
         self.closed = False
+        # On Xen: NBD attachments handed over as dom0 block devices (backends/nbd_block.py)
+        self.nbd_devices = None
         self.fault_delay = {k[len(FAULT_DELAY_PREFIX):].lower(): float(v) for k, v in environ.items()
                             if k.startswith(FAULT_DELAY_PREFIX) and v}
         if self.fault_delay:
@@ -233,10 +238,23 @@ class Storage:
         """Attach a VDI for `owner` (a VBD's uuid, say) on this host: a VHD chain gets its
         own nbdkit, which outlives the agent. Attaching again for the same owner gives the
         same attachment."""
-        return await self.call(drv, "vol_attach", vdi_uuid, writable, owner)
+        attached = await self.call(drv, "vol_attach", vdi_uuid, writable, owner)
+        if self.nbd_devices is None or attached.kind != "nbd":
+            return attached
+        try:
+            device = await self.run_blocking(self.nbd_devices.connect, attached.path, owner)
+        except NbdBlockError as e:
+            await self.call(drv, "vol_detach", vdi_uuid, owner)
+            raise BackendFailure("VDIUnavailable", f"VDI {vdi_uuid}: {e}") from None
+        return dataclasses.replace(attached, kind="block", path=device, format="raw")
 
     async def detach(self, drv, vdi_uuid: str, owner: str) -> None:
         """Undo attach (its nbdkit stopped); nothing to do if `owner` holds none."""
+        if self.nbd_devices is not None:
+            try:
+                await self.run_blocking(self.nbd_devices.disconnect, owner)
+            except NbdBlockError as e:
+                raise BackendFailure("VDIUnavailable", f"VDI {vdi_uuid}: {e}") from None
         await self.call(drv, "vol_detach", vdi_uuid, owner)
 
     async def attachments(self) -> List[Attached]:

@@ -19,6 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
 from ..actions import all_handlers, domains, pif, storage_boot, templates
+from ..backends.nbd_block import NbdBlockDevices
 from ..actions.bootstrap import ensure_host, machine
 from ..actions.context import Ports, Runtime
 from ..actions.host_facts import HostMonitor
@@ -118,6 +119,8 @@ class Agent:
                                  self.journal.intents, deferToThread)
         in_libvirt_pool = lambda fn, *a: deferToThreadPool(reactor, self.libvirt_pool, fn, *a)  # noqa: E731
         driver = self.node.driver if self.node else None
+        if driver == "Xen":  # libxl takes no NBD disk: VHD chains as /dev/nbdN (nbd-client)
+            self.storage.nbd_devices = NbdBlockDevices(config.state_dir)
         xenstore = Xenstore() if driver == "Xen" else FakeXenstore()
         ports = Ports(
             storage=self.storage,
