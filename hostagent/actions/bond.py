@@ -10,7 +10,8 @@ plugs it: the bonding device with the members enslaved, on the network's
 bridge. active-backup is Linux's active-backup, lacp is 802.3ad, and
 balance-slb (no Linux twin) is balance-tlb (see backends/netlink/change.py). When
 the links cannot be made the records go again and members that were plugged
-are plugged again. `Bond.destroy` unplugs and forgets the bond PIF and the
+are plugged again; the records are durable, marked "creating", before the
+bond is made, so a start after a kill in between does the same. `Bond.destroy` unplugs and forgets the bond PIF and the
 Bond; the members are left unplugged, for the caller to plug where wanted.
 """
 
@@ -67,15 +68,30 @@ async def create(ctx, network, members, MAC, mode="balance-slb", properties=None
                                      "links_up": 0, "auto_update_mac": not MAC})
         for m in members:
             store.update("PIF", m, bond_slave_of=bond)
+    await P.mark(ctx, master, creating=True, members_were_attached=was_attached)
     try:
         await P.attach(ctx, master)
     except ApiError:
-        await P.detach(ctx, master)
-        _forget(ctx, bond)
-        for m in was_attached:
-            await P.attach(ctx, m)
+        await undo_create(ctx, bond)
         raise
+    with store.transaction():
+        store.set_private("PIF", master, creating=False, members_were_attached=[])
     return bond
+
+
+async def undo_create(ctx, bond: str) -> None:
+    """A bond whose creation failed (or was interrupted by a kill): the bonding device and
+    its emptied bridge removed, the records forgotten, the members that were plugged plugged
+    again."""
+    master = ctx.store.get("Bond", bond)["master"]
+    was_attached = []
+    if ctx.store.exists("PIF", master):
+        was_attached = list(ctx.store.private_of("PIF", master).get("members_were_attached") or [])
+        await P.detach(ctx, master)
+    _forget(ctx, bond)
+    for m in was_attached:
+        if ctx.store.exists("PIF", m):
+            await P.attach(ctx, m)
 
 
 @to_completion

@@ -118,8 +118,41 @@ async def plug(ctx, self):
     require_this_host(ctx, rec["host"], "PIF.plug")
     if rec["bond_slave_of"] != NULL_REF:
         raise ApiError("CANNOT_PLUG_BOND_SLAVE", self)
+    if not rec["currently_attached"]:
+        await mark(ctx, self, plugging=True)
     await attach(ctx, self)
     return ""
+
+
+async def mark(ctx, pif: str, **flags) -> None:
+    """Durably note work on the PIF's links before it starts (plugging, creating: see
+    settle_interrupted), so a start after a kill knows what to undo."""
+    with ctx.store.transaction():
+        ctx.store.set_private("PIF", pif, **flags)
+    await ctx.durable()
+
+
+async def settle_interrupted(ctx) -> None:
+    """Links work an earlier run was killed in the middle of is undone, so that links and
+    records agree: a VLAN or bond being created is removed with its records (vlan.py,
+    bond.py), and a PIF being plugged is taken off its bridge again (it is recorded
+    unplugged: the call never answered)."""
+    from . import bond, vlan
+    for pif in list(ctx.store.get("host", ctx.host)["PIFs"]):
+        if not ctx.store.exists("PIF", pif):
+            continue
+        rec, flags = ctx.store.get("PIF", pif), ctx.store.private_of("PIF", pif)
+        if flags.get("creating"):
+            log.warning("undoing the interrupted creation of %s (PIF %s)", link_name(ctx, rec), rec["uuid"])
+            if rec["VLAN"] >= 0 and rec["VLAN_master_of"] != NULL_REF:
+                await vlan.undo_create(ctx, rec["VLAN_master_of"])
+            elif rec["bond_master_of"]:
+                await bond.undo_create(ctx, rec["bond_master_of"][0])
+        elif flags.get("plugging") and not rec["currently_attached"]:
+            log.warning("undoing the interrupted plug of PIF %s (%s)", rec["device"], rec["uuid"])
+            await detach(ctx, pif)
+            with ctx.store.transaction():
+                ctx.store.set_private("PIF", pif, plugging=False)
 
 
 async def attach(ctx, pif: str) -> None:
@@ -140,9 +173,10 @@ async def attach(ctx, pif: str) -> None:
             await links.enslave(name, bridge)
             await links.set_up(name, True)
             await configure(ctx, pif, name, rec["other_config"])
-    if not rec["currently_attached"]:
+    if not rec["currently_attached"] or ctx.store.private_of("PIF", pif).get("plugging"):
         with ctx.store.transaction():
             ctx.store.update("PIF", pif, currently_attached=True)
+            ctx.store.set_private("PIF", pif, plugging=False)
     await pif_config.apply_ip(ctx, pif)
 
 
@@ -241,6 +275,10 @@ async def at_start(ctx) -> None:
         log.info("networking is not managed here: networks and PIFs are records only "
                  "(--manage-network turns it on)")
         return
+    try:
+        await settle_interrupted(ctx)
+    except ApiError as e:
+        log.warning("cannot undo interrupted links work: %s", e.description)
     try:
         await first_start(ctx)
     except ApiError as e:

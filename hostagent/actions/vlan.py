@@ -8,7 +8,9 @@ has a PIF on that host, NETWORK_ALREADY_CONNECTED), records a non-physical
 PIF (the tagged PIF's device and MAC, VLAN=tag, on `network`) with the VLAN,
 and plugs it: the link `<device>.<tag>` on the tagged PIF's device, enslaved
 to the network's bridge. When the links cannot be made the records go again
-and the error is PIF_CONFIGURATION_ERROR. `VLAN.destroy` unplugs and forgets
+and the error is PIF_CONFIGURATION_ERROR. The records are durable, marked
+"creating", before any link is made: a start after a kill in between undoes
+the creation (pif.settle_interrupted). `VLAN.destroy` unplugs and forgets
 both records.
 """
 
@@ -49,13 +51,24 @@ async def create(ctx, tagged_PIF, tag, network):
             "currently_attached": False, "managed": tagged["managed"]})
         vlan = store.create("VLAN", {"tagged_PIF": tagged_PIF, "untagged_PIF": untagged, "tag": tag,
                                      "other_config": {}})
+    await P.mark(ctx, untagged, creating=True)
     try:
         await P.attach(ctx, untagged)
     except ApiError:
-        await P.detach(ctx, untagged)
-        _forget(ctx, vlan)
+        await undo_create(ctx, vlan)
         raise
+    with store.transaction():
+        store.set_private("PIF", untagged, creating=False)
     return vlan
+
+
+async def undo_create(ctx, vlan: str) -> None:
+    """A VLAN whose creation failed (or was interrupted by a kill): its link and emptied
+    bridge removed, its records forgotten."""
+    untagged = ctx.store.get("VLAN", vlan)["untagged_PIF"]
+    if ctx.store.exists("PIF", untagged):
+        await P.detach(ctx, untagged)
+    _forget(ctx, vlan)
 
 
 @to_completion

@@ -1,6 +1,14 @@
-"""The links port actions use: the adapter's functions bound to one namespace, run off the reactor."""
+"""The links port actions use: the adapter's functions bound to one namespace, run off the reactor.
 
-from typing import Callable, Optional
+Test hook: HOSTAGENT_FAULT_DELAY_LINK_<OP>=<seconds> (e.g. ..._LINK_ENSURE_VLAN=60)
+holds the worker thread that long after operation <op> has changed the
+kernel and before the call returns, a window for tests that kill the agent.
+"""
+
+import logging
+import os
+import time
+from typing import Callable, Mapping, Optional
 
 from . import change, ethtool, read
 
@@ -12,6 +20,8 @@ OPERATIONS = {fn.__name__: fn for fn in (
     change.set_addresses,
     ethtool.ethtool_state, ethtool.apply_ethtool,
 )}
+FAULT_DELAY_PREFIX = "HOSTAGENT_FAULT_DELAY_LINK_"
+log = logging.getLogger("hostagent.netlink")
 
 
 class NetworkPort:
@@ -20,10 +30,13 @@ class NetworkPort:
     adds what udev knows of a NIC (vendor, speed, ...) outside a namespace."""
 
     def __init__(self, netns: Optional[str] = None, run: Optional[Callable] = None,
-                 discover: Optional[Callable[[str], dict]] = None):
+                 discover: Optional[Callable[[str], dict]] = None, environ: Optional[Mapping] = None):
         self.netns = netns
         self._run = run
         self._discover = discover
+        environ = os.environ if environ is None else environ
+        self.fault_delay = {k[len(FAULT_DELAY_PREFIX):].lower(): float(v) for k, v in environ.items()
+                            if k.startswith(FAULT_DELAY_PREFIX) and v}
 
     def _call(self, fn, *args):
         if self._run is None:
@@ -36,7 +49,15 @@ class NetworkPort:
         fn = OPERATIONS.get(name)
         if fn is None:
             raise AttributeError(name)
-        return lambda *args: self._call(lambda *a: fn(*a, netns=self.netns), *args)
+        delay = self.fault_delay.get(name)
+
+        def work(*args):
+            out = fn(*args, netns=self.netns)
+            if delay:
+                log.warning("test hook: holding %s for %ss", name, delay)
+                time.sleep(delay)
+            return out
+        return lambda *args: self._call(work, *args)
 
     def scan(self):
         """The NICs, each marked `physical`, with their udev facts in the host's namespace
