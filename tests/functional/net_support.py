@@ -18,6 +18,9 @@ def ip(*args, check=True):
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
+WIRES = {}  # the agent's namespace -> the namespace holding its NICs' peers (the "wire")
+
+
 @pytest.fixture
 def netns():
     if os.geteuid() != 0:
@@ -25,10 +28,12 @@ def netns():
     name, wire = "ha-" + uuid.uuid4().hex[:8], "hw-" + uuid.uuid4().hex[:8]
     ip("netns", "add", name)
     ip("netns", "add", wire)
+    WIRES[name] = wire
     for n in range(3):
         ip("-n", name, "link", "add", f"eth{n}", "type", "veth", "peer", "name", f"wire{n}", "netns", wire)
         ip("-n", wire, "link", "set", f"wire{n}", "up")
     yield name
+    WIRES.pop(name, None)
     ip("netns", "del", name, check=False)
     ip("netns", "del", wire, check=False)
 
