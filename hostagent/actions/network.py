@@ -79,7 +79,7 @@ async def remove_bridge_if_empty(links, bridge: str) -> bool:
             return True
         if found["kind"] != "bridge":
             return False  # not ours to remove
-        if any(li["master"] == bridge for li in await links.links()):
+        if await links.ports(bridge):
             return False
         await links.remove(bridge)
     log.info("removed bridge %s", bridge)

@@ -162,3 +162,16 @@ def test_the_monitor_reports_links_made_and_removed(netns):
         assert any(v["name"] == "xapi7" and not v["deleted"] for _, v in events)
     finally:
         monitor.stop()
+
+
+def test_ports_and_link_states_read_the_kernel(netns):
+    netlink.ensure_bridge("xapi3", netns)
+    assert netlink.ports("xapi3", netns) == []
+    netlink.enslave("eth0", "xapi3", netns)
+    netlink.enslave("eth1", "xapi3", netns)
+    assert sorted(netlink.ports("xapi3", netns)) == ["eth0", "eth1"]
+    assert netlink.ports("eth0", netns) == [] and netlink.ports("nothere", netns) == []
+    states = {li["name"]: li for li in netlink.link_states(netns)}
+    assert states["eth0"]["master"] == "xapi3" and states["xapi3"]["up"] and not states["eth0"]["up"]
+    assert set(states) == {li["ifname"] for li in json.loads(subprocess.run(
+        ["ip", "-n", netns, "-j", "link"], capture_output=True, text=True).stdout)}

@@ -17,11 +17,12 @@ from .ethtool import apply_ethtool, ethtool_state
 from .errors import LinkBusy, LinkError, LinkExists, LinkNotFound, LinkNotSupported
 from .monitor import LinkMonitor
 from .port import OPERATIONS, NetworkPort
-from .read import BOND_MODE_NAMES, address_answers, default_route_link, link, links, management_address, nics
+from .read import (BOND_MODE_NAMES, address_answers, default_route_link, link, link_states, links,
+                   management_address, nics, ports)
 
 __all__ = [
     "BOND_MODES", "BOND_MODE_NAMES", "LinkBusy", "LinkError", "LinkExists", "LinkMonitor", "LinkNotFound",
     "LinkNotSupported", "address_answers", "addresses", "apply_ethtool", "ethtool_state", "set_addresses", "NetworkPort", "OPERATIONS", "default_route_link", "enslave", "ensure_bond",
-    "ensure_bridge", "ensure_vlan", "link", "links", "management_address", "nics", "release", "remove",
+    "ensure_bridge", "ensure_vlan", "link", "link_states", "links", "management_address", "nics", "ports", "release", "remove",
     "set_mtu", "set_promiscuous", "set_up",
 ]

@@ -8,7 +8,8 @@ from typing import List, Optional
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .errors import AF_INET, IFF_PROMISC, SCOPE_UNIVERSE, LinkExists, LinkNotSupported, index, ipr, translated
+from .errors import (AF_INET, IFF_PROMISC, SCOPE_UNIVERSE, LinkExists, LinkNotFound, LinkNotSupported, index, ipr,
+                     lookup, translated)
 from .read import link, links
 
 # XenAPI bond modes onto Linux bonding modes. balance-slb (xapi's source-MAC load balancing
@@ -69,53 +70,59 @@ def ensure_bond(name: str, mode: str, members: List[str], netns: Optional[str] =
     return set_up(name, True, netns)
 
 
+def _change(name: str, what: str, netns: Optional[str], needed, **change) -> dict:
+    """Set `change` on link `name` only when `needed(current dict)` says so; the link after."""
+    have = link(name, netns)
+    if have is None:
+        raise LinkNotFound(f"{what} {name}: no such link", name, errno.ENODEV)
+    if not needed(have):
+        return have
+    with translated(what, name), ipr(netns) as ip:
+        ip.link("set", index=have["index"], **change)
+    return link(name, netns)
+
+
 def enslave(name: str, master: str, netns: Optional[str] = None) -> dict:
     """Make `master` (a bridge or bond) the master of `name`."""
     with translated("enslave", name), ipr(netns) as ip:
-        ip.link("set", index=index(ip, name), master=index(ip, master))
-    return link(name, netns)
+        master_index = index(ip, master)
+    return _change(name, "enslave", netns, lambda li: li["master"] != master, master=master_index)
 
 
 def release(name: str, netns: Optional[str] = None) -> Optional[dict]:
     """Free `name` from its master; a missing link is already free."""
-    with translated("release", name), ipr(netns) as ip:
-        found = ip.link_lookup(ifname=name)
-        if not found:
-            return None
-        ip.link("set", index=found[0], master=0)
-    return link(name, netns)
+    if link(name, netns) is None:
+        return None
+    return _change(name, "release", netns, lambda li: li["master"] is not None, master=0)
 
 
 def set_up(name: str, up: bool = True, netns: Optional[str] = None) -> dict:
-    with translated("set state of", name), ipr(netns) as ip:
-        ip.link("set", index=index(ip, name), state="up" if up else "down")
-    return link(name, netns)
+    return _change(name, "set state of", netns, lambda li: li["up"] != up, state="up" if up else "down")
 
 
 def set_mtu(name: str, mtu: int, netns: Optional[str] = None) -> dict:
-    with translated("set MTU of", name), ipr(netns) as ip:
-        ip.link("set", index=index(ip, name), mtu=int(mtu))
-    return link(name, netns)
+    return _change(name, "set MTU of", netns, lambda li: li["mtu"] != int(mtu), mtu=int(mtu))
 
 
 def set_promiscuous(name: str, on: bool, netns: Optional[str] = None) -> dict:
+    have = link(name, netns)
+    if have is None:
+        raise LinkNotFound(f"set promiscuous mode of {name}: no such link", name, errno.ENODEV)
+    if have["promiscuous"] == on:
+        return have
     with translated("set promiscuous mode of", name), ipr(netns) as ip:
-        found = index(ip, name)
-        flags = ip.get_links(found)[0]["flags"]
-        wanted = (flags | IFF_PROMISC) if on else (flags & ~IFF_PROMISC)
-        if wanted != flags:
-            ip.link("set", index=found, flags=wanted, change=IFF_PROMISC)
+        ip.link("set", index=have["index"], flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
     return link(name, netns)
 
 
 def remove(name: str, netns: Optional[str] = None) -> None:
     """Delete link `name`; one that is already gone is fine."""
     with translated("remove", name), ipr(netns) as ip:
-        found = ip.link_lookup(ifname=name)
-        if not found:
+        found = lookup(ip, name)
+        if found is None:
             return
         try:
-            ip.link("del", index=found[0])
+            ip.link("del", index=found)
         except NetlinkError as e:
             if e.code not in (errno.ENODEV, errno.ENOENT):
                 raise

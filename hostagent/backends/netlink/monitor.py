@@ -5,7 +5,7 @@ import threading
 from typing import Callable, Optional
 
 from .errors import LinkError
-from .read import links
+from .read import link_states
 
 log = logging.getLogger("hostagent.netlink")
 
@@ -45,7 +45,7 @@ class LinkMonitor:
         before = None
         while not self._stop.is_set():
             try:
-                now = {li["name"]: self._state(li) for li in links(self.netns)}
+                now = {li["name"]: self._state(li) for li in link_states(self.netns)}
             except LinkError as e:
                 log.warning("link monitor: %s", e)
                 now = before

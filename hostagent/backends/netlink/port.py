@@ -5,16 +5,18 @@ holds the worker thread that long after operation <op> has changed the
 kernel and before the call returns, a window for tests that kill the agent.
 """
 
+import concurrent.futures
 import logging
 import os
 import time
 from typing import Callable, Mapping, Optional
 
 from . import change, ethtool, read
+from .errors import keep_socket, setns
 
 # the operations actions may call, by name
 OPERATIONS = {fn.__name__: fn for fn in (
-    read.links, read.link, read.nics, read.default_route_link, read.address_answers,
+    read.links, read.link, read.ports, read.default_route_link, read.address_answers,
     change.ensure_bridge, change.ensure_vlan, change.ensure_bond, change.enslave, change.release,
     change.set_up, change.set_mtu, change.set_promiscuous, change.remove, change.addresses,
     change.set_addresses,
@@ -22,6 +24,22 @@ OPERATIONS = {fn.__name__: fn for fn in (
 )}
 FAULT_DELAY_PREFIX = "HOSTAGENT_FAULT_DELAY_LINK_"
 log = logging.getLogger("hostagent.netlink")
+
+
+class NamespaceThread:
+    """One thread that entered the namespace once and keeps one netlink socket there: every
+    operation of a port on a namespace runs on it, with no namespace argument. Opening a
+    socket in another namespace costs pyroute2 a child process (about 10 ms); this costs
+    nothing per call, and serializes the port's work on the namespace's links."""
+
+    def __init__(self, netns: str):
+        def enter():
+            setns(netns, flags=0)
+            keep_socket()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, f"links-{netns}", initializer=enter)
+
+    def call(self, fn, *args):
+        return self._pool.submit(fn, *args).result()
 
 
 class NetworkPort:
@@ -34,11 +52,14 @@ class NetworkPort:
         self.netns = netns
         self._run = run
         self._discover = discover
+        self._inside = NamespaceThread(netns) if netns else None
         environ = os.environ if environ is None else environ
         self.fault_delay = {k[len(FAULT_DELAY_PREFIX):].lower(): float(v) for k, v in environ.items()
                             if k.startswith(FAULT_DELAY_PREFIX) and v}
 
     def _call(self, fn, *args):
+        if self._inside is not None:
+            fn, args = self._inside.call, (fn, *args)
         if self._run is None:
             async def now():
                 return fn(*args)
@@ -52,7 +73,7 @@ class NetworkPort:
         delay = self.fault_delay.get(name)
 
         def work(*args):
-            out = fn(*args, netns=self.netns)
+            out = fn(*args, netns=None if self._inside else self.netns)
             if delay:
                 log.warning("test hook: holding %s for %ss", name, delay)
                 time.sleep(delay)
@@ -64,7 +85,7 @@ class NetworkPort:
         (where udev decides what is physical); inside another namespace sysfs and udev
         describe the host's links, not the namespace's, so its NICs are taken as they are."""
         def work():
-            found = read.nics(self.netns)
+            found = read.nics(None, veths=True) if self._inside else read.nics(self.netns)
             if self.netns or self._discover is None:
                 return [dict(nic, physical=True) for nic in found]
             for nic in found:

@@ -6,14 +6,17 @@ first global IPv4 address), or else the first global address of any
 interface, or else 127.0.0.1.
 """
 
+import errno
 import logging
+import os
 import socket
+import struct
 from typing import Dict, List, Optional
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .errors import (AF_INET, ARPHRD_ETHER, IFF_PROMISC, IFF_UP, MAIN_TABLE, SCOPE_UNIVERSE, LinkError, in_netns, ipr,
-                     translated)
+                     lookup, translated)
 
 log = logging.getLogger("hostagent.netlink")
 
@@ -60,17 +63,98 @@ def links(netns: Optional[str] = None) -> List[dict]:
 
 
 def link(name: str, netns: Optional[str] = None) -> Optional[dict]:
-    """One link as a plain dict, or None when there is none of that name."""
-    for found in links(netns):
-        if found["name"] == name:
-            return found
-    return None
+    """One link as a plain dict, or None when there is none of that name (one request for the
+    link, and one for each of its master and, for a VLAN, parent)."""
+    with translated("read link", name), ipr(netns) as ip:
+        try:
+            msg = ip.link("get", ifname=name)[0]
+        except NetlinkError as e:
+            if e.code in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+                return None
+            raise
+        related = [msg.get("IFLA_MASTER")]
+        info = msg.get("IFLA_LINKINFO")
+        if info and info.get("IFLA_INFO_KIND") == "vlan":
+            related.append(msg.get("IFLA_LINK"))
+        names = {}
+        for other in filter(None, related):
+            try:
+                names[other] = ip.get_links(other)[0].get("IFLA_IFNAME")
+            except NetlinkError:
+                pass
+    return _as_dict(msg, names)
 
 
-def nics(netns: Optional[str] = None) -> List[dict]:
+def ports(name: str, netns: Optional[str] = None) -> List[str]:
+    """The names of the links whose master is `name`: a dump the kernel filters by master
+    (pyroute2 dumps and parses every link instead, some 60 ms with a hundred links)."""
+    with translated("list ports of", name), ipr(netns) as ip:
+        found = lookup(ip, name)
+    if found is None:
+        return []
+    with translated("list ports of", name):
+        return [li["name"] for li in in_netns(netns, lambda: raw_links(found)) if li["master"] == found]
+
+
+def link_states(netns: Optional[str] = None) -> List[dict]:
+    """Every link's {name, up, carrier, master (a name)}: what the link monitor compares,
+    read without pyroute2's parsing of every attribute (a dump of hundreds of links a
+    second costs it a quarter of a core)."""
+    with translated("list links"):
+        found = in_netns(netns, raw_links)
+    names = {li["index"]: li["name"] for li in found}
+    return [{"name": li["name"], "up": li["up"], "carrier": li["carrier"], "master": names.get(li["master"])}
+            for li in found]
+
+
+RTM_GETLINK, NLM_F_REQUEST, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR = 18, 1, 0x300, 3, 2
+IFLA_IFNAME, IFLA_MASTER, IFLA_CARRIER = 3, 10, 33
+
+
+def raw_links(master: int = 0) -> List[dict]:
+    """An RTM_GETLINK dump over a plain netlink socket in this thread's namespace (filtered
+    by the kernel to `master`'s ports when given): [{name, index, up, carrier, master}]."""
+    body = struct.pack("=BxHiII", 0, 0, 0, 0, 0)
+    if master:
+        body += struct.pack("=HHI", 8, IFLA_MASTER, master)
+    request = struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body
+    out = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:  # NETLINK_ROUTE
+        sock.bind((0, 0))
+        sock.send(request)
+        while True:
+            data = sock.recv(1 << 17)
+            offset = 0
+            while offset < len(data):
+                length, kind = struct.unpack_from("=IH", data, offset)
+                if kind == NLMSG_DONE:
+                    return out
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + 16)[0]
+                    raise OSError(code, os.strerror(code))
+                index, flags = struct.unpack_from("=iI", data, offset + 20)
+                li = {"name": None, "index": index, "up": bool(flags & IFF_UP), "carrier": False, "master": 0}
+                pos = offset + 32  # past nlmsghdr and ifinfomsg
+                while pos + 4 <= offset + length:
+                    alen, atype = struct.unpack_from("=HH", data, pos)
+                    if alen < 4:
+                        break
+                    if atype == IFLA_IFNAME:
+                        li["name"] = data[pos + 4:pos + alen].split(b"\0")[0].decode()
+                    elif atype == IFLA_MASTER:
+                        li["master"] = struct.unpack_from("=I", data, pos + 4)[0]
+                    elif atype == IFLA_CARRIER:
+                        li["carrier"] = bool(data[pos + 4])
+                    pos += (alen + 3) & ~3
+                out.append(li)
+                offset += (length + 3) & ~3
+
+
+def nics(netns: Optional[str] = None, veths: Optional[bool] = None) -> List[dict]:
     """The links that are network cards: Ethernet links no driver kind made (hardware), and,
-    inside a namespace (where veth pairs stand in for NICs), veth links too."""
-    nic_kinds = (None, "veth") if netns else (None,)
+    inside a namespace (where veth pairs stand in for NICs; `veths` says so when the caller
+    already runs inside one), veth links too."""
+    nic_kinds = (None, "veth") if (netns if veths is None else veths) else (None,)
     return [li for li in links(netns) if li["ether"] and li["kind"] in nic_kinds]
 
 

@@ -35,6 +35,9 @@ class FakeLinks:
     async def links(self):
         return list(self.state.values())
 
+    async def ports(self, name):
+        return [li["name"] for li in self.state.values() if li["master"] == name]
+
     def _ensure(self, name, kind, **extra):
         have = self.state.setdefault(name, {"name": name, "kind": kind, "master": None, **extra})
         if have["kind"] != kind:
