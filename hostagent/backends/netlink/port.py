@@ -12,7 +12,7 @@ import time
 from typing import Callable, Mapping, Optional
 
 from . import change, ethtool, read
-from .errors import keep_socket, setns
+from .errors import LinkError, keep_socket, setns
 
 # the operations actions may call, by name
 OPERATIONS = {fn.__name__: fn for fn in (
@@ -39,7 +39,10 @@ class NamespaceThread:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, f"links-{netns}", initializer=enter)
 
     def call(self, fn, *args):
-        return self._pool.submit(fn, *args).result()
+        try:
+            return self._pool.submit(fn, *args).result()
+        except concurrent.futures.BrokenExecutor as e:  # the namespace could not be entered
+            raise LinkError(f"cannot enter the network namespace: {e}") from None
 
 
 class NetworkPort:
