@@ -128,6 +128,9 @@ async def _vif(ctx, vif: str, plug: bool) -> str:
     await _capable(ctx, "network interfaces", "hotplug_nic")
     rec = ctx.need("VIF", vif)
     nic = policy.nic(rec, ctx.need("network", rec["network"]))
+    domid = ctx.store.get("VM", rec["VM"])["domid"]
+    if plug and domid >= 0:  # the backend named as xapi names it, for the agent to find
+        nic = dataclasses.replace(nic, target=vif_links.backend_name(domid, rec["device"]))
     op = "attach_nic" if plug else "detach_nic"
     backend = vif_links.backend_of(ctx, vif)
     if plug:

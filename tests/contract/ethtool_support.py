@@ -16,8 +16,9 @@ CLI = {"rx": "rx-checksumming", "tx": "tx-checksumming", "sg": "scatter-gather",
        "tso": "tcp-segmentation-offload", "gso": "generic-segmentation-offload"}
 
 
-def kernel_ethtool(netns: str, dev: str) -> dict:
-    """{rx, tx, sg, tso, gso: bool, speed: int, duplex: "half"|"full", autoneg: bool}."""
+def kernel_ethtool(netns, dev: str) -> dict:
+    """{rx, tx, sg, tso, gso: bool, speed: int, duplex: "half"|"full", autoneg: bool} of link
+    `dev` in namespace `netns` (None: this process's)."""
     if shutil.which("ethtool"):
         return _cli(netns, dev)
     return _bitmaps(netns, dev)
@@ -25,7 +26,8 @@ def kernel_ethtool(netns: str, dev: str) -> dict:
 
 def _cli(netns, dev):
     def run(*args):
-        return subprocess.run(["ip", "netns", "exec", netns, "ethtool", *args], check=True,
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        return subprocess.run([*prefix, "ethtool", *args], check=True,
                               capture_output=True, text=True).stdout
     k = run("-k", dev)
     out = {short: re.search(rf"^{name}: (on|off)", k, re.M).group(1) == "on" for short, name in CLI.items()}
@@ -43,7 +45,8 @@ def _bitmaps(netns, dev):
     box = {}
 
     def work():
-        setns(netns, flags=0)
+        if netns:
+            setns(netns, flags=0)
         with Ethtool() as tool:
             features = tool.get_features(dev).features
             box["out"] = {short: features[name].enable for short, name in FEATURES.items()}
