@@ -391,7 +391,27 @@ class _Txn:
         if rec is None:
             self.before[key] = (None, None)
         else:
-            self.before[key] = (copy.deepcopy(rec), copy.deepcopy(store.private[cls][ref]))
+            self.before[key] = (snapshot(rec), snapshot(store.private[cls][ref]))
 
     def mark(self, cls: str, ref: str, op: str) -> None:
         self.touched[(cls, ref)] = op
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def snapshot(value):
+    """A deep copy of a record: its fields are scalars, flat lists (sets) and flat maps,
+    which one level of copying covers; anything nested deeper goes to copy.deepcopy."""
+    out = {}
+    for k, v in value.items():
+        t = type(v)
+        if t is list:
+            out[k] = v.copy() if all(type(x) in _SCALARS for x in v) else copy.deepcopy(v)
+        elif t is dict:
+            out[k] = v.copy() if all(type(x) in _SCALARS for x in v.values()) else copy.deepcopy(v)
+        elif t in _SCALARS:
+            out[k] = v
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
