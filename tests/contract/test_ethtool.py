@@ -6,8 +6,6 @@ kernel's feature bitmaps (ETHTOOL_GFEATURES), a different path.
 """
 
 import os
-import subprocess
-import uuid
 
 import pytest
 
@@ -15,20 +13,16 @@ from hostagent.backends import netlink
 from hostagent.backends.netlink import LinkNotFound
 
 from .ethtool_support import kernel_ethtool
+from .netns_support import throwaway_netns
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name = "ha-" + uuid.uuid4().hex[:8]
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"], check=True)
-    subprocess.run(["ip", "-n", name, "tuntap", "add", "mode", "tap", "name", "vif1.0"], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
+    with throwaway_netns(["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],
+                         ["tuntap", "add", "mode", "tap", "name", "vif1.0"]) as name:
+        yield name
 
 
 def test_offloads_change_on_a_veth_and_read_back(netns):

@@ -1,29 +1,23 @@
 """The links adapter in a throwaway network namespace (root), read back through `ip -d -j link`."""
 
 import json
-import os
 import subprocess
-import uuid
 
 import pytest
 
 from hostagent.backends import netlink
 from hostagent.backends.netlink import LinkExists, LinkNotFound, LinkNotSupported
 
+from .netns_support import throwaway_netns
+
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name = "ha-" + uuid.uuid4().hex[:8]
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    for n in range(2):
-        subprocess.run(["ip", "-n", name, "link", "add", f"eth{n}", "type", "veth", "peer", "name", f"peer{n}"],
-                       check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
+    with throwaway_netns(*[["link", "add", f"eth{n}", "type", "veth", "peer", "name", f"peer{n}"]
+                           for n in range(2)]) as name:
+        yield name
 
 
 def kernel(ns, name):

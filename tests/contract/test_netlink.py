@@ -1,24 +1,20 @@
 """The links adapter in a throwaway network namespace (root): the management address."""
 
-import os
 import subprocess
-import uuid
 
 import pytest
 
 from hostagent.backends.netlink import management_address
+
+from .netns_support import throwaway_netns
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name = "ha-" + uuid.uuid4().hex[:8]
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
+    with throwaway_netns() as name:
+        yield name
 
 
 def ns(name, *args):
