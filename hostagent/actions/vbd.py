@@ -2,9 +2,10 @@
 
 VBD.create checks what xapi checks, in its order (VDI type, CD rules, ISO-only
 CDs, read-only VDIs, the device slot; `userdevice` "autodetect" takes the
-lowest free slot). Insert and eject give CD drives their media. Plug and unplug
-(hot-plug into a running VM) are in vm_devices.py; for a halted VM a VBD is only
-a record, plugged when the VM starts.
+lowest free slot). Insert and eject give CD drives their media, in a running VM
+also live (vm_devices.change_media). Plug and unplug (hot-plug into a running VM)
+are in vm_devices.py; for a halted VM a VBD is only a record, plugged when the VM
+starts.
 """
 
 import re
@@ -132,20 +133,31 @@ def _not_suspended(ctx, rec) -> None:
         raise ApiError("VM_BAD_POWER_STATE", rec["VM"], "halted, running", "suspended")
 
 
-def insert(ctx, vbd, vdi):
+def _live(ctx, rec) -> bool:
+    """The drive belongs to a running (or paused) domain: its media change there too."""
+    return rec["currently_attached"] and ctx.need("VM", rec["VM"])["power_state"] in ("Running", "Paused")
+
+
+async def insert(ctx, vbd, vdi):
     rec = ctx.need("VBD", vbd)
     _not_suspended(ctx, rec)
     _assert_iso(ctx, vdi)
     if not ctx.store.get("VDI", vdi)["managed"]:
         raise ApiError("VDI_NOT_MANAGED", vdi)
+    if _live(ctx, rec):
+        from .vm_devices import change_media  # vm_devices builds on this module
+        await change_media(ctx, vbd, vdi, "VBD.insert")
     with ctx.store.transaction():
         ctx.store.update("VBD", vbd, VDI=vdi, empty=False)
     return ""
 
 
-def eject(ctx, vbd):
+async def eject(ctx, vbd):
     rec = ctx.need("VBD", vbd)
     _not_suspended(ctx, rec)
+    if _live(ctx, rec):
+        from .vm_devices import change_media
+        await change_media(ctx, vbd, NULL_REF, "VBD.eject")
     with ctx.store.transaction():
         ctx.store.update("VBD", vbd, VDI=NULL_REF, empty=True)
     return ""

@@ -1,4 +1,5 @@
-"""Hot-plug: VBD.plug / unplug / unplug_force and VIF.plug / unplug on running VMs.
+"""Hot-plug: VBD.plug / unplug / unplug_force, CD media change (VBD.insert / eject)
+and VIF.plug / unplug on running VMs.
 
 The operation locking table has checked what xapi checks (the VM runs,
 DEVICE_ALREADY_ATTACHED, DEVICE_ALREADY_DETACHED, VBD_NOT_UNPLUGGABLE).
@@ -10,6 +11,7 @@ the control domain is attached on the host by the storage alone.
 import dataclasses
 import logging
 
+from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
@@ -89,6 +91,47 @@ async def vbd_plug(ctx, self):
     with ctx.store.transaction():
         ctx.store.update("VBD", self, currently_attached=True, device=disk.target)
     return ""
+
+
+async def change_media(ctx, vbd: str, vdi: str, operation: str) -> None:
+    """A running VM's CD drive gets the ISO `vdi` (VBD.insert) or, with NULL_REF, none
+    (VBD.eject): the new volume attached first, the drive changed live, the old volume
+    detached last; a refusal leaves the drive and the attachments as they were."""
+    rec = ctx.need("VBD", vbd)
+    vm = rec["VM"]
+    caps = await ctx.ports.domains.capabilities()
+    if not caps.live_media:
+        raise ApiError("OPERATION_NOT_ALLOWED",
+                       f"the {caps.driver} hypervisor cannot change the media of a running VM's CD drive")
+    vm_rec = ctx.store.get("VM", vm)
+    attached = list(ctx.store.private_of("VM", vm).get("attached") or [])
+    old = [a for a in attached if a[2:3] == [rec["uuid"]]]
+    kept = [a for a in attached if a not in old]
+    vdi_rec = attachment = new = None
+    if vdi != NULL_REF:
+        vdi_rec = ctx.need("VDI", vdi)
+        drv = R.plugged_driver(ctx, vdi_rec["SR"])
+        new = [vdi_rec["SR"], R.volume_of(ctx.store, vdi), rec["uuid"]]
+        await run.remember_attached(ctx, vm, attached + [new])
+        with storage_translated(ctx):
+            attachment = await ctx.ports.storage.attach(drv, new[1], False, rec["uuid"])
+    drive = {**rec, "VDI": vdi, "empty": vdi == NULL_REF}
+    disk = policy.disk(caps.driver, policy.boot_kind(vm_rec), drive, vdi_rec, attachment)
+    disk = dataclasses.replace(disk, target=rec["device"] or disk.target)
+    try:
+        with translated(vm, operation):
+            await ctx.ports.domains.call("change_media", vm_rec["uuid"], disk)
+    except BaseException:
+        if new is not None:
+            await ctx.ports.storage.detach(drv, new[1], rec["uuid"])
+            await run.remember_attached(ctx, vm, attached)
+        raise
+    for sr, volume, owner in old:
+        try:
+            await ctx.ports.storage.detach(R.plugged_driver(ctx, sr), volume, owner)
+        except (ApiError, StorageError) as e:
+            log.warning("detaching the ejected volume %s of SR %s: %s", volume, sr, e)
+    await run.remember_attached(ctx, vm, kept + ([new] if new else []))
 
 
 async def _vbd_unplug(ctx, vbd: str) -> str:

@@ -168,3 +168,37 @@ def _exists(conn, uuid) -> bool:
         return True
     except libvirt.libvirtError:
         return False
+
+
+def _cdrom_sources(conn, uuid) -> list:
+    """The source files of the running domain's CD drives, as libvirt has them live."""
+    import xml.etree.ElementTree as ET
+    tree = ET.fromstring(conn.lookupByUUIDString(uuid).XMLDesc(0))
+    return [(d.find("source").get("file") if d.find("source") is not None else None)
+            for d in tree.iter("disk") if d.get("device") == "cdrom"]
+
+
+def test_cd_media_changes_in_a_running_guest(lab, tmp_path):
+    agent = lab["start"]()
+    x = login(agent).xenapi
+    isos = lab["workdir"] / "isos"
+    isos.mkdir()
+    (isos / "tools.iso").write_bytes(b"\0" * 2048 * 16)
+    iso_sr = x.SR.create(x.host.get_all()[0], {"location": str(isos)}, "0", "ISOs", "", "iso", "", False, {})
+    [iso] = x.SR.get_VDIs(iso_sr)
+    vm = x.VM.create(vm_record(lab["kit"], lab["workdir"] / "cd.sock", name="cd guest"))
+    cd = x.VBD.create({**vbd_record(vm, "OpaqueRef:NULL", "3"), "type": "CD", "mode": "RO", "empty": True,
+                       "bootable": False})
+    x.VM.start(vm, False, False)
+    uuid = x.VM.get_uuid(vm)
+    conn = libvirt.open(lab["uri"])
+    assert x.VBD.get_currently_attached(cd) is True and _cdrom_sources(conn, uuid) == [None]
+    x.VBD.insert(cd, iso)
+    assert x.VBD.get_VDI(cd) == iso and x.VBD.get_empty(cd) is False
+    [source] = _cdrom_sources(conn, uuid)
+    assert source is not None and os.path.realpath(source) == os.path.realpath(isos / "tools.iso")
+    assert failure(x.VBD.insert, cd, iso) == ["VBD_NOT_EMPTY", cd]
+    x.VBD.eject(cd)
+    assert x.VBD.get_empty(cd) is True and _cdrom_sources(conn, uuid) == [None]
+    x.VM.hard_shutdown(vm)
+    assert x.VM.get_power_state(vm) == "Halted"

@@ -294,3 +294,31 @@ def test_a_suspend_whose_image_cannot_be_kept_leaves_the_guest_running(agent, tm
     x.VM.pause(vm)  # the domain is really there again
     x.VM.unpause(vm)
     x.VM.hard_shutdown(vm)
+
+
+def test_cd_media_of_a_running_vm_on_the_test_driver_is_refused(x, tmp_path):
+    """The test driver cannot change a running domain's media: the documented refusal, and
+    the drive keeps what it had; halted, insert and eject are record changes."""
+    isos = tmp_path / "isos"
+    isos.mkdir()
+    (isos / "tools.iso").write_bytes(b"\0" * 4096)
+    iso_sr = x.SR.create(x.host.get_all()[0], {"location": str(isos)}, "0", "ISOs", "", "iso", "", False, {})
+    [iso] = x.SR.get_VDIs(iso_sr)
+    vm = new_vm(x, "cd vm")
+    cd = x.VBD.create({"VM": vm, "VDI": "OpaqueRef:NULL", "userdevice": "3", "bootable": False, "mode": "RO",
+                       "type": "CD", "empty": True, "other_config": {}, "qos_algorithm_type": "",
+                       "qos_algorithm_params": {}})
+    x.VM.start(vm, False, False)
+    assert x.VBD.get_currently_attached(cd) is True
+    assert failure(x.VBD.insert, cd, iso) == [
+        "OPERATION_NOT_ALLOWED", "the TEST hypervisor cannot change the media of a running VM's CD drive"]
+    assert x.VBD.get_empty(cd) is True and x.VBD.get_VDI(cd) == "OpaqueRef:NULL"
+    x.VM.hard_shutdown(vm)
+    x.VBD.insert(cd, iso)
+    assert x.VBD.get_VDI(cd) == iso
+    x.VBD.eject(cd)
+    assert x.VBD.get_empty(cd) is True
+    x.VM.destroy(vm)
+    for pbd in x.SR.get_PBDs(iso_sr):
+        x.PBD.unplug(pbd)
+    x.SR.forget(iso_sr)

@@ -40,11 +40,12 @@ class Capabilities:
     consoles: bool  # graphical and text consoles whose bytes can be reached
     live_memory: bool
     live_vcpus: bool
+    live_media: bool = False  # a running domain's CD drive takes or gives up media
 
 
 CAPABILITIES = {
-    "Xen": Capabilities("Xen", True, True, True, False, True, True, True),
-    "QEMU": Capabilities("QEMU", True, True, True, True, True, True, True),
+    "Xen": Capabilities("Xen", True, True, True, False, True, True, True, True),
+    "QEMU": Capabilities("QEMU", True, True, True, True, True, True, True, True),
     # libvirt's test driver keeps domains in memory: nothing to attach, nothing to show
     "TEST": Capabilities("TEST", False, False, True, False, False, True, True),
 }
@@ -189,6 +190,11 @@ class Domains:
     def detach_disk(self, uuid: str, disk: Disk) -> None:
         xml = domxml.disk_xml(self.driver(), disk)
         self._call(uuid, lambda d: d.detachDeviceFlags(xml, LIVE))
+
+    def change_media(self, uuid: str, disk: Disk) -> None:
+        """The running domain's CD drive (`disk.target`) gets `disk`'s source, or none."""
+        xml = domxml.disk_xml(self.driver(), disk)
+        self._call(uuid, lambda d: d.updateDeviceFlags(xml, LIVE))
 
     def attach_nic(self, uuid: str, nic: Nic) -> None:
         xml = domxml.nic_xml(self.driver(), nic)
