@@ -30,7 +30,12 @@ OUT = ROOT / "build/lab"
 # crashes (docs/lab.md, "Stability"), but costs nothing measurable and takes one race away.
 TCG = ["-accel", "tcg,thread=single,tb-size=512", "-cpu", "EPYC,-monitor"]
 MEMORY_MIB = 2048
-XEN_CMDLINE = "dom0_mem=1024M,max:1024M console=com1 com1=115200,8n1 noreboot smap=0"
+# dom0_max_vcpus=1: dom0's user processes died of corrupted memory (docs/lab.md, "Stability")
+# seconds after its kernel hot-added ZONE_DEVICE memory for grant mappings (Linux's unpopulated
+# alloc, no command-line switch avoids it); with one dom0 vCPU no page-table change or TLB flush
+# has to reach another dom0 CPU. Under thread=single the second vCPU bought dom0 no speed.
+XEN_CMDLINE = ("dom0_mem=1024M,max:1024M dom0_max_vcpus=1 console=com1 com1=115200,8n1"
+               " noreboot smap=0")
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
 
 
