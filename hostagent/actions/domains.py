@@ -20,6 +20,7 @@ import os
 
 from ..backends.hypervisor import HypervisorError
 from ..datamodel.errors import ApiError
+from ..rpc.coerce import now_text
 from . import vdi as vdi_actions
 from . import vm_runtime as run
 
@@ -50,6 +51,36 @@ async def lifecycle(ctx, event) -> None:
         return
     with store.transaction():
         store.update("VM", vm, power_state=state, resident_on=ctx.host)
+
+
+async def figures(ctx) -> None:
+    """VM_metrics follow the hypervisor between events: the memory and VCPUs of running
+    domains as libvirt lists them (a balloon target or VCPU count changed behind the
+    agent's back), written only when they moved; one listing per host sample."""
+    if ctx.ports.domains is None:
+        return
+    try:
+        listed = {d.uuid: d for d in await ctx.ports.domains.call("list")}
+    except HypervisorError as e:
+        log.info("cannot list domains for their figures: %s", e)
+        return
+    store = ctx.store
+    moved = []
+    for rec in store.all("VM").values():
+        if (rec["is_control_domain"] or rec["power_state"] not in ("Running", "Paused")
+                or rec["current_operations"] or rec["resident_on"] != ctx.host):
+            continue
+        d = listed.get(rec["uuid"])
+        metrics = store.all("VM_metrics").get(rec["metrics"])
+        if d is None or d.domid != rec["domid"] or metrics is None or not d.memory:
+            continue  # gone or replaced: the lifecycle events say so
+        if (metrics["memory_actual"], metrics["VCPUs_number"]) != (d.memory, d.vcpus):
+            moved.append((rec["metrics"], d))
+    if moved:
+        now = now_text(ctx.clock())
+        with store.transaction():
+            for ref, d in moved:
+                store.update("VM_metrics", ref, memory_actual=d.memory, VCPUs_number=d.vcpus, last_updated=now)
 
 
 async def guest_metrics(ctx) -> None:

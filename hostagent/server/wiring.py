@@ -189,12 +189,14 @@ class Agent:
         return r
 
     async def _sampled(self, ctx, sample):
-        """Every host sample: the host's figures, then what running guests publish."""
+        """Every host sample: the host's figures, then the domains' (VM_metrics) and what
+        running guests publish."""
         self.monitor.apply(ctx, sample)
         if self._reading_guests:
             return  # the last round still runs (many guests, slow xenstore): skip this one
         self._reading_guests = True
         try:
+            await domains.figures(ctx)
             await domains.guest_metrics(ctx)
         finally:
             self._reading_guests = False

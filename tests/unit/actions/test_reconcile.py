@@ -282,3 +282,41 @@ def test_running_guests_publish_metrics_later_and_they_are_read_again(env):
     agent.published = GuestFacts({"name": "other"})
     run(guest_metrics(ctx))
     assert store.get("VM_guest_metrics", store.get("VM", vm)["guest_metrics"])["os_version"]["name"] != "other"
+
+
+def test_vm_metrics_follow_what_libvirt_lists_for_running_domains(env):
+    """A balloon target or VCPU count changed behind the agent's back reaches VM_metrics at
+    the next sample; unchanged figures write nothing; halted VMs and replaced domains
+    (another domid) are left to the lifecycle events."""
+    from hostagent.actions.domains import figures
+    from hostagent.backends.hypervisor import DomainState
+
+    store, rt, host, changes = env
+    MiB = 1 << 20
+
+    class Domains:
+        listed = []
+
+        async def call(self, op, *args):
+            assert op == "list"
+            return self.listed
+
+    domains = Domains()
+    object.__setattr__(rt.ports, "domains", domains)   # Ports is frozen; this runtime is the test's
+    with store.transaction():
+        metrics = store.create("VM_metrics", {"memory_actual": 256 * MiB, "VCPUs_number": 2})
+        other = store.create("VM_metrics", {"memory_actual": 64 * MiB, "VCPUs_number": 1})
+    vm = new_vm(store, power_state="Running", domid=3, resident_on=host, metrics=metrics)
+    replaced = new_vm(store, power_state="Running", domid=4, resident_on=host, metrics=other)
+    uuid, uuid2 = store.get("VM", vm)["uuid"], store.get("VM", replaced)["uuid"]
+    domains.listed = [DomainState(uuid, "v", "running", 3, 256 * MiB, 2, 0),
+                      DomainState(uuid2, "w", "running", 9, 32 * MiB, 1, 0)]
+    ctx = rt.internal()
+    changes.clear()
+    run(figures(ctx))
+    assert changes == []   # nothing moved for the VM; the replaced domain is not its
+    domains.listed[0] = DomainState(uuid, "v", "running", 3, 128 * MiB, 1, 0)
+    run(figures(ctx))
+    m = store.get("VM_metrics", metrics)
+    assert (m["memory_actual"], m["VCPUs_number"]) == (128 * MiB, 1)
+    assert store.get("VM_metrics", other)["memory_actual"] == 64 * MiB
