@@ -53,16 +53,23 @@ async def lifecycle(ctx, event) -> None:
         store.update("VM", vm, power_state=state, resident_on=ctx.host)
 
 
+async def _listed(ctx, complaint: str, say):
+    """The hypervisor's domains by uuid, or None (said with `complaint`) when it cannot tell."""
+    if ctx.ports.domains is None:
+        return None
+    try:
+        return {d.uuid: d for d in await ctx.ports.domains.call("list")}
+    except HypervisorError as e:
+        say(complaint, e)
+        return None
+
+
 async def figures(ctx) -> None:
     """VM_metrics follow the hypervisor between events: the memory and VCPUs of running
     domains as libvirt lists them (a balloon target or VCPU count changed behind the
     agent's back), written only when they moved; one listing per host sample."""
-    if ctx.ports.domains is None:
-        return
-    try:
-        listed = {d.uuid: d for d in await ctx.ports.domains.call("list")}
-    except HypervisorError as e:
-        log.info("cannot list domains for their figures: %s", e)
+    listed = await _listed(ctx, "cannot list domains for their figures: %s", log.info)
+    if listed is None:
         return
     store = ctx.store
     moved = []
@@ -103,12 +110,9 @@ async def guest_metrics(ctx) -> None:
 
 async def at_start(ctx) -> None:
     store = ctx.store
-    if ctx.ports.domains is None:
-        return
-    try:
-        running = {d.uuid: d for d in await ctx.ports.domains.call("list")}
-    except HypervisorError as e:
-        log.error("cannot list domains at start-up, VM power states are as recorded: %s", e)
+    running = await _listed(ctx, "cannot list domains at start-up, VM power states are as recorded: %s",
+                            log.error)
+    if running is None:
         return
     for vm, rec in list(store.all("VM").items()):
         if rec["is_control_domain"] or rec["is_a_template"]:
