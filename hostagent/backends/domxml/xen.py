@@ -133,7 +133,9 @@ def _disk(d: D.Disk) -> ET.Element:
     elif source_type == D.EMPTY:
         driver = {"name": "qemu", "type": "raw"}
     elif fmt in QDISK_FORMATS:
-        driver = {"name": "qemu", "type": fmt}  # qdisk: the domain's QEMU serves the image
+        # qdisk: the domain's QEMU serves the image. libvirt's libxl driver spells a VHD `vhd`
+        # and refuses `vpc` ("libxenlight does not support disk format vpc"), seen in the lab.
+        driver = {"name": "qemu", "type": "vhd" if fmt == "vpc" else fmt}
     else:
         raise UnsupportedDomain(f"disk {d.target}: format {fmt!r} is not one qdisk reads")
     d = dataclasses.replace(d, source_type=source_type, format=fmt)

@@ -77,7 +77,7 @@ def test_xen_disks_phy_qdisk_and_cdroms():
     disks = {el.find("target").get("dev"): el for el in parsed("Xen", XEN_PV).iterfind("devices/disk")}
     assert disks["xvda"].find("driver").attrib == {"name": "phy"}
     assert disks["xvda"].find("target").get("bus") == "xen"
-    assert disks["xvdb"].find("driver").attrib == {"name": "qemu", "type": "vpc"}
+    assert disks["xvdb"].find("driver").attrib == {"name": "qemu", "type": "vhd"}  # libxl spells a VHD vhd
     assert disks["xvdb"].find("serial") is None  # libxl has no use for it
     cds = {el.find("target").get("dev"): el for el in parsed("Xen", XEN_HVM).iterfind("devices/disk")}
     assert cds["hdc"].get("device") == "cdrom" and cds["hdc"].find("source") is None
