@@ -17,7 +17,6 @@ Bond; the members are left unplugged, for the caller to plug where wanted.
 
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
-from ..rpc.coerce import now_text
 from . import pif as P
 from .storage_records import require_this_host, to_completion
 
@@ -56,13 +55,9 @@ async def create(ctx, network, members, MAC, mode="balance-slb", properties=None
     for m in was_attached:
         await P.detach(ctx, m)
     with store.transaction():
-        metrics = store.create("PIF_metrics", {
-            "carrier": False, "speed": 0, "duplex": False, "vendor_id": "", "vendor_name": "",
-            "device_id": "", "device_name": "", "pci_bus_path": "", "last_updated": now_text(ctx.clock())})
-        master = store.create("PIF", {
+        master = P.create_virtual(ctx, {
             "device": _free_device(store, host), "network": network, "host": host,
-            "MAC": (MAC or first["MAC"]).lower(), "MTU": net["MTU"], "VLAN": -1, "metrics": metrics,
-            "physical": False, "currently_attached": False, "managed": True})
+            "MAC": (MAC or first["MAC"]).lower(), "MTU": net["MTU"], "VLAN": -1, "managed": True})
         bond = store.create("Bond", {"master": master, "mode": mode, "properties": dict(properties or {}),
                                      "primary_slave": members[0], "other_config": {},
                                      "links_up": 0, "auto_update_mac": not MAC})
@@ -115,10 +110,7 @@ def _forget(ctx, bond: str) -> None:
             store.update("PIF", m, bond_slave_of=NULL_REF)
         master = rec["master"]
         if store.exists("PIF", master):
-            metrics = store.get("PIF", master)["metrics"]
-            store.delete("PIF", master)
-            if store.exists("PIF_metrics", metrics):
-                store.delete("PIF_metrics", metrics)
+            P.delete_record(store, master)
         store.delete("Bond", bond)
 
 

@@ -332,3 +332,21 @@ from . import pif_config  # noqa: E402 - it uses this module's functions
 HANDLERS = {**pif_config.HANDLERS, "PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug,
             "PIF.set_other_config": set_other_config, "PIF.add_to_other_config": add_to_other_config,
             "PIF.remove_from_other_config": remove_from_other_config}
+
+
+def create_virtual(ctx, values: dict) -> str:
+    """A PIF no NIC stands behind (a VLAN's untagged PIF, a bond's master) with blank
+    PIF_metrics; inside the caller's transaction."""
+    store = ctx.store
+    metrics = store.create("PIF_metrics", {
+        "carrier": False, "speed": 0, "duplex": False, "vendor_id": "", "vendor_name": "",
+        "device_id": "", "device_name": "", "pci_bus_path": "", "last_updated": now_text(ctx.clock())})
+    return store.create("PIF", {**values, "metrics": metrics, "physical": False, "currently_attached": False})
+
+
+def delete_record(store, pif: str) -> None:
+    """The PIF and its PIF_metrics gone, inside the caller's transaction."""
+    metrics = store.get("PIF", pif)["metrics"]
+    store.delete("PIF", pif)
+    if store.exists("PIF_metrics", metrics):
+        store.delete("PIF_metrics", metrics)

@@ -78,10 +78,7 @@ async def forget(ctx, self):
     if rec["currently_attached"]:
         await P.detach(ctx, self)
     with ctx.store.transaction():
-        metrics = rec["metrics"]
-        ctx.store.delete("PIF", self)
-        if ctx.store.exists("PIF_metrics", metrics):
-            ctx.store.delete("PIF_metrics", metrics)
+        P.delete_record(ctx.store, self)
     return ""
 
 

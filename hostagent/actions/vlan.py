@@ -16,7 +16,6 @@ both records.
 
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
-from ..rpc.coerce import now_text
 from . import pif as P
 from .storage_records import require_this_host, to_completion
 
@@ -42,13 +41,9 @@ async def create(ctx, tagged_PIF, tag, network):
         if store.get("PIF", other)["host"] == host:
             raise ApiError("NETWORK_ALREADY_CONNECTED", network, other)
     with store.transaction():
-        metrics = store.create("PIF_metrics", {
-            "carrier": False, "speed": 0, "duplex": False, "vendor_id": "", "vendor_name": "",
-            "device_id": "", "device_name": "", "pci_bus_path": "", "last_updated": now_text(ctx.clock())})
-        untagged = store.create("PIF", {
+        untagged = P.create_virtual(ctx, {
             "device": tagged["device"], "network": network, "host": host, "MAC": tagged["MAC"],
-            "MTU": tagged["MTU"], "VLAN": tag, "metrics": metrics, "physical": False,
-            "currently_attached": False, "managed": tagged["managed"]})
+            "MTU": tagged["MTU"], "VLAN": tag, "managed": tagged["managed"]})
         vlan = store.create("VLAN", {"tagged_PIF": tagged_PIF, "untagged_PIF": untagged, "tag": tag,
                                      "other_config": {}})
     await P.mark(ctx, untagged, creating=True)
@@ -88,10 +83,7 @@ def _forget(ctx, vlan: str) -> None:
     with store.transaction():
         untagged = rec["untagged_PIF"]
         if store.exists("PIF", untagged):
-            metrics = store.get("PIF", untagged)["metrics"]
-            store.delete("PIF", untagged)
-            if store.exists("PIF_metrics", metrics):
-                store.delete("PIF_metrics", metrics)
+            P.delete_record(store, untagged)
         store.delete("VLAN", vlan)
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 
 class NbdBlockError(Exception):
-    pass
+    """nbd-client could not connect or disconnect a device; the message says which and why."""
 
 
 class NbdBlockDevices:

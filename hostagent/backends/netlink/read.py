@@ -81,7 +81,7 @@ def link(name: str, netns: Optional[str] = None) -> Optional[dict]:
             try:
                 names[other] = ip.get_links(other)[0].get("IFLA_IFNAME")
             except NetlinkError:
-                pass
+                continue  # the master or parent went away meanwhile: the link is read without its name
     return _as_dict(msg, names)
 
 
