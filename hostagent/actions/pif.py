@@ -19,7 +19,7 @@ other_config (seed §5.5, see link_config.py) is checked whenever it changes
 recorded): `mtu`, `promiscuous` and the ethtool-* keys take effect on the
 PIF's link when it is plugged and again on every change of a plugged PIF.
 
-The link monitor's reports (`link_changed`) keep each NIC's carrier current and
+The link monitor's reports (`link_changed`) keep each NIC's carrier, speed and duplex current and
 record a PIF unplugged when its link or bridge is removed behind the agent's back.
 """
 
@@ -30,7 +30,7 @@ from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
 from . import link_config as LC
-from . import vif_links
+from . import pif_metrics, vif_links
 from .network import link_errors, remove_bridge_if_empty
 from .storage_records import require_this_host, to_completion
 
@@ -300,18 +300,15 @@ async def at_start(ctx) -> None:
 
 
 async def link_changed(ctx, value: dict) -> None:
-    """A report of the link monitor: a NIC's carrier goes to its PIF_metrics; a PIF whose link
-    (or whose network's bridge) was removed behind the agent's back is recorded unplugged,
-    once the kernel confirms the link is still gone (our own removals and re-plugs race it)."""
+    """A report of the link monitor: a NIC's carrier, speed and duplex go to its PIF_metrics
+    (pif_metrics.py); a PIF whose link (or whose network's bridge) was removed behind the
+    agent's back is recorded unplugged, once the kernel confirms the link is still gone (our
+    own removals and re-plugs race it)."""
     store, name = ctx.store, value["name"]
+    await pif_metrics.link_changed(ctx, value)
     for ref in list(store.get("host", ctx.host)["PIFs"]):
         rec = store.get("PIF", ref)
         mine = link_name(ctx, rec) == name
-        if mine and not value["deleted"] and rec["VLAN"] < 0 and store.exists("PIF_metrics", rec["metrics"]):
-            if store.get("PIF_metrics", rec["metrics"])["carrier"] != value["carrier"]:
-                with store.transaction():
-                    store.update("PIF_metrics", rec["metrics"], carrier=value["carrier"],
-                                 last_updated=now_text(ctx.clock()))
         if not (value["deleted"] and rec["currently_attached"] and rec["managed"]):
             continue
         network = store.all("network").get(rec["network"])
@@ -327,7 +324,7 @@ async def link_changed(ctx, value: dict) -> None:
     await vif_links.link_changed(ctx, value)
 
 
-from . import pif_config  # noqa: E402 - it uses this module's functions
+from . import pif_config
 
 HANDLERS = {**pif_config.HANDLERS, "PIF.scan": scan, "PIF.plug": plug, "PIF.unplug": unplug,
             "PIF.set_other_config": set_other_config, "PIF.add_to_other_config": add_to_other_config,

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers, domains, pif, storage_boot, templates
+from ..actions import all_handlers, domains, pif, pif_metrics, storage_boot, templates
 from ..backends.nbd_block import NbdBlockDevices
 from ..actions.bootstrap import ensure_host, machine
 from ..actions.context import Ports, Runtime
@@ -50,6 +50,7 @@ from .locks import SharedExclusiveLock
 from .listeners import listen_all
 from .site import ApiSite, xapi_router
 from .waiters import Waiter
+from .watched import WatchedSource
 
 log = logging.getLogger("hostagent")
 
@@ -151,12 +152,22 @@ class Agent:
         # links changed behind the agent's back (carrier, removals), reported from a thread
         self.link_monitor = (netlink.LinkMonitor(config.netns or None, self.feed.put)
                              if config.manage_network else None)
+        # NICs that appear, go or are renamed: udev's socket watched by the reactor
+        self.nic_events = self._nic_events() if config.manage_network else None
         self._sampler = task.LoopingCall(self.sample)
         self._sampler.clock = reactor
         self.ports: List = []
         self.urls: List[str] = []
         self._gc = task.LoopingCall(self.collect)
         self._gc.clock = reactor
+
+    def _nic_events(self):
+        try:
+            source = udev.NetDeviceEvents(self.config.netns or None)
+        except udev.UdevError as e:
+            log.warning("NICs that appear or go are not followed: %s", e)
+            return None
+        return WatchedSource(self.reactor, source, self.feed, "nic")
 
     def collect(self):
         """Periodic clean-up: idle sessions, old tasks."""
@@ -185,6 +196,7 @@ class Agent:
         r.on("domain", domains.lifecycle)
         r.on("host_sample", self._sampled)
         r.on("link", pif.link_changed)
+        r.on("nic", pif_metrics.nic_changed)
         r.on("connection", lambda ctx, v: log.warning("libvirt %s: connection %s", self.config.libvirt_uri, v[0]))
         return r
 
@@ -275,6 +287,8 @@ class Agent:
         await self.reconcilers.start()
         if self.link_monitor is not None:
             self.link_monitor.start()
+        if self.nic_events is not None:
+            self.nic_events.start()
         await self.commit.wait(self.commit.issued)
         tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router)  # noqa: E731
         for p, url in await listen_all(self.reactor, self.config, tcp_site):
@@ -299,6 +313,8 @@ class Agent:
         self.ports = []
         if self.link_monitor is not None:
             await deferToThread(self.link_monitor.stop)
+        if self.nic_events is not None:
+            self.nic_events.stop()
         # queued storage calls are refused; running ones end in their threads, joined off
         # the reactor so their results (and records) still arrive
         self.storage.close()

@@ -9,7 +9,7 @@ import concurrent.futures
 import logging
 import os
 import time
-from typing import Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
 
 from . import change, ethtool, read
 from .errors import LinkError, keep_socket, setns
@@ -50,8 +50,8 @@ class NetworkPort:
     thread in the agent) and awaited: `await port.ensure_bridge("xenbr0")`. `discover(name)`
     adds what udev knows of a NIC (vendor, speed, ...) outside a namespace."""
 
-    def __init__(self, netns: Optional[str] = None, run: Optional[Callable] = None,
-                 discover: Optional[Callable[[str], dict]] = None, environ: Optional[Mapping] = None):
+    def __init__(self, netns: str | None = None, run: Callable | None = None,
+                 discover: Callable[[str], dict] | None = None, environ: Mapping | None = None):
         self.netns = netns
         self._run = run
         self._discover = discover
@@ -94,4 +94,28 @@ class NetworkPort:
             for nic in found:
                 nic.update(self._discover(nic["name"]))
             return [nic for nic in found if nic["physical"]]
+        return self._call(work)
+
+    def nic(self, name: str):
+        """One link as `scan` reports a NIC (`physical` as scan decides), with its carrier,
+        and speed (Mb/s, 0 unknown) and duplex (True: full) as ethtool reads them; None when
+        there is no such link. Outside a namespace udev's facts (vendor, ...) are added."""
+        def work():
+            netns = None if self._inside else self.netns
+            li = read.link(name, netns)
+            if li is None:
+                return None
+            inside = bool(self.netns)
+            out = dict(li, physical=li["ether"] and li["kind"] in ((None, "veth") if inside else (None,)))
+            try:
+                mode = ethtool.ethtool_state(name, netns)
+            except LinkError as e:
+                log.debug("no link settings for %s: %s", name, e)
+                mode = {}
+            out.update(speed=mode.get("speed") or 0, duplex=mode.get("duplex") == "full")
+            if not inside and self._discover is not None:
+                facts = self._discover(name)
+                out.update({k: v for k, v in facts.items() if k not in ("speed", "duplex")},
+                           physical=out["physical"] and facts["physical"])
+            return out
         return self._call(work)
