@@ -35,6 +35,12 @@ class FakeLinks:
     async def links(self):
         return list(self.state.values())
 
+    async def nic(self, name):
+        li = self.state.get(name)
+        if li is None:
+            return None
+        return dict(li, physical=li["kind"] == "veth", speed=10000 if li["carrier"] else 0, duplex=li["carrier"])
+
     async def ports(self, name):
         return [li["name"] for li in self.state.values() if li["master"] == name]
 
@@ -316,11 +322,42 @@ def test_link_reports_keep_carrier_and_catch_removals(env):
     eth0 = by_device(ctx)["eth0"]
     run(pif.plug(ctx, eth0))
     metrics = ctx.store.get("PIF", eth0)["metrics"]
+    links.state["eth0"]["carrier"] = True  # the report makes the agent read the NIC again
     run(pif.link_changed(ctx, {"name": "eth0", "deleted": False, "carrier": True, "up": True, "master": 3}))
     assert ctx.store.get("PIF_metrics", metrics)["carrier"] is True
+    assert ctx.store.get("PIF_metrics", metrics)["speed"] == 10000
     # a removal the kernel no longer confirms (re-made since) changes nothing
     run(pif.link_changed(ctx, {"name": "xenbr0", "deleted": True, "carrier": False, "up": False, "master": None}))
     assert ctx.store.get("PIF", eth0)["currently_attached"]
     links.state.pop("xenbr0")
     run(pif.link_changed(ctx, {"name": "xenbr0", "deleted": True, "carrier": False, "up": False, "master": None}))
     assert not ctx.store.get("PIF", eth0)["currently_attached"]
+
+
+def test_nic_reports_follow_a_nic_that_goes_comes_back_renamed_or_is_new(env):
+    from hostagent.actions import pif_metrics
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth1 = by_device(ctx)["eth1"]
+    metrics = ctx.store.get("PIF", eth1)["metrics"]
+    links.state["eth1"].update(carrier=True, mac="02:00:00:00:00:aa")
+    run(pif_metrics.nic_changed(ctx, {"action": "add", "name": "eth1"}))
+    assert ctx.store.get("PIF", eth1)["MAC"] == "02:00:00:00:00:aa"
+    assert (ctx.store.get("PIF_metrics", metrics)["carrier"], ctx.store.get("PIF_metrics", metrics)["speed"]) == \
+        (True, 10000)
+    # renamed away: the PIF's NIC is gone
+    links.state["eth7"] = dict(links.state.pop("eth1"), name="eth7")
+    run(pif_metrics.nic_changed(ctx, {"action": "move", "name": "eth7", "old_name": "eth1"}))
+    got = ctx.store.get("PIF_metrics", metrics)
+    assert (got["carrier"], got["speed"], got["duplex"]) == (False, 0, False)
+    # a NIC no PIF knows gets none (PIF.scan records it)
+    before = set(ctx.store.all("PIF"))
+    run(pif_metrics.nic_changed(ctx, {"action": "add", "name": "eth7"}))
+    assert set(ctx.store.all("PIF")) == before
+    eth0_metrics = ctx.store.get("PIF", by_device(ctx)["eth0"])["metrics"]
+    links.state["eth0"]["carrier"] = True
+    run(pif_metrics.nic_changed(ctx, {"action": "add", "name": "eth0"}))
+    assert ctx.store.get("PIF_metrics", eth0_metrics)["speed"] == 10000
+    links.state.pop("eth0")
+    run(pif_metrics.nic_changed(ctx, {"action": "remove", "name": "eth0"}))
+    assert ctx.store.get("PIF_metrics", eth0_metrics)["speed"] == 0
