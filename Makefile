@@ -32,9 +32,11 @@ PYTEST_ARGS ?=
 #                              libvirtd, virtlogd and qemu for the tests that boot real guests
 #                              under qemu:///system (tests/kvm/libvirtd.py starts and stops them)
 #   debootstrap openssh-client the Xen lab (lab/, docs/lab.md): dom0's image, ssh into dom0
+#   nftables                   nft: VIF locking_mode filters as bridge-family rules
+#                              (hostagent/backends/nftables.py)
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
                 lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils \
-                nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86
+                nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86 nftables
 
 .PHONY: all deps venv run test bench docs clean lab-build lab-boot lab-test lab-smoke
 
