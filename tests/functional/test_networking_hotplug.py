@@ -10,8 +10,11 @@ import time
 
 import pytest
 
+from . import net_support
 from .events_support import event_from, login, logout
-from .net_support import WIRES, ip, kernel, netns  # noqa: F401 - a fixture
+from .net_support import WIRES, ip, kernel
+
+netns = net_support.netns  # a fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

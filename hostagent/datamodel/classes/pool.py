@@ -1,6 +1,7 @@
 """pool: the pool-wide settings object (exactly one per pool)."""
 
-from ..decl import RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, DEPRECATED, PROTOTYPED, cls, field
+from ..decl import (RW, RO_CONSTRUCTOR as RC, RO_RUNTIME as RO, DEPRECATED, PROTOTYPED, cls, field, message,
+                    param)
 from ..enums import POOL_ALLOWED_OPERATIONS, TELEMETRY_FREQUENCY, UPDATE_SYNC_FREQUENCY
 from ..types import BOOL, DATETIME, INT, STRING, MapOf, Ref, SetOf, EPOCH, NULL_REF
 
@@ -87,5 +88,20 @@ POOL = cls(
         field("update_sync_day", INT, RO, 0, lifecycle=PROTOTYPED,
               doc="Weekday (0 is Sunday) of weekly update syncs; unused when daily."),
         field("update_sync_enabled", BOOL, RO, False, lifecycle=PROTOTYPED),
+    ],
+    messages=[
+        message("create_VLAN_from_PIF",
+                [param("pif", Ref("PIF")), param("network", Ref("network")), param("VLAN", INT)],
+                SetOf(Ref("PIF")), ["VLAN_TAG_INVALID", "PIF_VLAN_EXISTS", "PIF_IS_VLAN",
+                                    "NETWORK_ALREADY_CONNECTED", "PIF_CONFIGURATION_ERROR"],
+                doc="VLAN.create with tag `VLAN` on `network` for the PIF of every live host that is on "
+                    "`pif`'s network; all or none. Returns the new VLAN PIFs."),
+        message("create_VLAN",
+                [param("device", STRING), param("network", Ref("network")), param("VLAN", INT)],
+                SetOf(Ref("PIF")), ["VLAN_TAG_INVALID", "INVALID_VALUE", "PIF_VLAN_EXISTS",
+                                    "NETWORK_ALREADY_CONNECTED", "PIF_CONFIGURATION_ERROR"],
+                doc="A VLAN with tag `VLAN` on `network` over the device `device` of every host "
+                    "(INVALID_VALUE [device, name] where a host has none); all or none. Use "
+                    "create_VLAN_from_PIF instead.", lifecycle=DEPRECATED),
     ],
 )

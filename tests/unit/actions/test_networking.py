@@ -361,3 +361,49 @@ def test_nic_reports_follow_a_nic_that_goes_comes_back_renamed_or_is_new(env):
     links.state.pop("eth0")
     run(pif_metrics.nic_changed(ctx, {"action": "remove", "name": "eth0"}))
     assert ctx.store.get("PIF_metrics", eth0_metrics)["speed"] == 0
+
+
+def _pif_elsewhere(ctx, host, device, network):
+    with ctx.store.transaction():
+        return pif.create_virtual(ctx, {"device": device, "network": network, "host": host,
+                                        "MAC": "02:00:00:00:01:00", "MTU": 1500, "VLAN": -1, "managed": True})
+
+
+def test_pool_create_vlan_from_pif_on_each_live_host_all_or_none(env):
+    from hostagent.actions import pool_vlan
+    ctx, host, other, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    net = network.create(ctx, {"name_label": "v"})
+    with pytest.raises(ApiError) as e:
+        run(pool_vlan.create_VLAN_from_PIF(ctx, eth0, net, 4095))
+    assert e.value.description == ["VLAN_TAG_INVALID", "4095"]
+    # another host's PIF on eth0's network: skipped while that host is not live (as xapi)
+    theirs = _pif_elsewhere(ctx, other, "eth0", ctx.store.get("PIF", eth0)["network"])
+    made = run(pool_vlan.create_VLAN_from_PIF(ctx, eth0, net, 42))
+    assert len(made) == 1 and ctx.store.get("PIF", made[0])["VLAN"] == 42 and "eth0.42" in links.state
+    assert ctx.store.get("PIF", made[0])["currently_attached"]
+    run(vlan.destroy(ctx, ctx.store.get("PIF", made[0])["VLAN_master_of"]))
+    # live: its VLAN cannot be made here (no pool forwarding yet), so this host's goes again
+    with ctx.store.transaction():
+        metrics = ctx.store.create("host_metrics", {"live": True})
+        ctx.store.update("host", other, metrics=metrics)
+    with pytest.raises(ApiError) as e:
+        run(pool_vlan.create_VLAN_from_PIF(ctx, theirs, net, 42))
+    assert e.value.description == ["HOST_OFFLINE", other]
+    assert not ctx.store.all("VLAN") and "eth0.42" not in links.state and "xapi0" not in links.state
+
+
+def test_pool_create_vlan_needs_the_device_on_every_host(env):
+    from hostagent.actions import pool_vlan
+    ctx, host, other, links = env
+    run(pif.scan(ctx, host))
+    net = network.create(ctx, {"name_label": "v"})
+    with pytest.raises(ApiError) as e:
+        run(pool_vlan.create_VLAN(ctx, "eth1", net, 7))
+    assert e.value.description == ["INVALID_VALUE", "device", "eth1"]  # the other host has none
+    assert not ctx.store.all("VLAN") and "eth1.7" not in links.state
+    with ctx.store.transaction():
+        ctx.store.delete("host", other)
+    made = run(pool_vlan.create_VLAN(ctx, "eth1", net, 7))
+    assert [ctx.store.get("PIF", p)["device"] for p in made] == ["eth1"] and "eth1.7" in links.state

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "1a2d0ff728089cf1c5db87c371a93d64d931b8b4efab768e3cfcb4782c3285b4"
+EXPECTED_FINGERPRINT = "6a61de306bbf41f5393e44bc2a13040898054f7b90a5d57cc9bcb4b04e3cecdb"
 
 
 def _walk(t):
