@@ -25,6 +25,8 @@ from sm import datapath
 from sm.errors import BackendFailure, SMError
 from sm.registry import default_registry
 from sm.runner import Runner
+from sm.vhd import VhdError
+from sm.vhd import stream as vhd_stream
 
 from .nbd_block import NbdBlockError
 
@@ -233,6 +235,13 @@ class Storage:
     async def validate(self, drv):
         await self.call(drv, "validate_config")
 
+    # ------------------------------------------------------------ transfers
+    async def open_io(self, drv, vdi_uuid: str, writable: bool) -> "VolumeIO":
+        """A volume opened for a transfer (export, import) under the SR's lock; its
+        reads and writes then block: call them in a worker thread."""
+        op = "open_writer" if writable else "open_reader"
+        return VolumeIO(await self.call(drv, op, vdi_uuid), f"VDI {vdi_uuid}")
+
     # ------------------------------------------------------------- datapath
     async def attach(self, drv, vdi_uuid: str, writable: bool, owner: str) -> Attached:
         """Attach a VDI for `owner` (a VBD's uuid, say) on this host: a VHD chain gets its
@@ -280,6 +289,61 @@ class Job:
             log.info("storage %s on SR %s failed: %s", self.op, self.drv.sr_uuid, e)
             raise StorageError(e.code, e.params) from None
         return _plain(result)
+
+
+class VolumeIO:
+    """A volume's contents for a transfer, in blocking calls for worker threads:
+    read(offset, n), write(offset, data), extents() and size (readers), close();
+    sm failures as StorageError."""
+
+    def __init__(self, handle, what: str):
+        self._handle, self._what = handle, what
+        self.size = getattr(handle, "size", None)
+
+    def _run(self, fn, *args):
+        try:
+            return fn(*args)
+        except SMError as e:
+            log.info("transfer of %s failed: %s", self._what, e)
+            raise StorageError(e.code, e.params) from None
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._run(self._handle.read, offset, length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._run(self._handle.write, offset, data)
+
+    def extents(self):
+        return self._run(self._handle.extents)
+
+    def close(self) -> None:
+        self._run(self._handle.close)
+
+
+VHD_BLOCK = vhd_stream.BLOCK_SIZE  # the block size of the VHD streams below
+
+
+def vhd_stream_length(size: int, blocks) -> int:
+    """The bytes vhd_stream_out yields for these arguments."""
+    return vhd_stream.stream_length(size, blocks)
+
+
+def vhd_stream_out(size: int, blocks, read):
+    """The bytes of a dynamic VHD holding `read(offset, n)` in blocks `blocks` (numbers
+    of VHD_BLOCK-sized blocks), piece by piece; blocking (a worker thread's)."""
+    try:
+        yield from vhd_stream.export_stream(size, blocks, read)
+    except VhdError as e:
+        raise StorageError("VDI_IO_ERROR", f"VHD stream: {e}") from None
+
+
+def vhd_stream_in(read):
+    """A VHD read from a blocking `read(n)`: (virtual size, None) first, then (offset,
+    data) of what its blocks hold; a damaged or short stream is VDI_IO_ERROR."""
+    try:
+        yield from vhd_stream.import_stream(read)
+    except VhdError as e:
+        raise StorageError("VDI_IO_ERROR", f"VHD stream: {e}") from None
 
 
 class Progress:

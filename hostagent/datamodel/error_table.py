@@ -15,6 +15,7 @@ OVERRIDES = {
     'VM_IS_TEMPLATE': ('vm', 'operation'),
     'VM_IS_SNAPSHOT': ('vm', 'operation'),
     'ONLY_REVERT_SNAPSHOT': (),
+    'VDI_IO_ERROR': ('msg',),  # xapi's api_errors.ml has it; its published datamodel does not
 }
 
 

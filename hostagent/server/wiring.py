@@ -49,6 +49,7 @@ from .feed import Feed
 from .locks import SharedExclusiveLock
 from .listeners import listen_all
 from .site import ApiSite, xapi_router
+from . import transfer_routes
 from .waiters import Waiter
 from .watched import WatchedSource
 
@@ -146,6 +147,8 @@ class Agent:
         self.runtime.oplocks = self.dispatcher.oplocks
         # HTTP handlers (/export, /import, /console, ...) register here before any listener opens
         self.router = xapi_router(self.dispatcher)
+        self.transfer_pool = transfer_routes.transfer_pool()
+        transfer_routes.register(self.router, self.runtime, self.encoder, reactor, self.transfer_pool)
         self.monitor = HostMonitor()
         self._reading_guests = False
         self.reconcilers = self._reconcilers(config.state_dir)
@@ -280,6 +283,7 @@ class Agent:
         self.commit.start()
         self.storage_pool.start()
         self.libvirt_pool.start()
+        self.transfer_pool.start()
         # changes made while loading (first start, refreshed host facts) become durable first
         await self.commit.wait(self.commit.issued)
         # reconciled before any client can look: tasks of the last run settled, SRs
@@ -322,7 +326,7 @@ class Agent:
         if self.commit.failed is None:  # after a failed write there is nothing more to wait for
             await self.commit.wait(self.commit.issued)
         # worker threads are joined off the reactor, as the storage pool's above
-        for pool in (self.commit, self.libvirt_pool):
+        for pool in (self.commit, self.libvirt_pool, self.transfer_pool):
             await deferToThread(pool.stop)
         await deferToThread(self.hypervisor.close)
         self.journal.close()

@@ -1,0 +1,250 @@
+"""What the transfer handlers (/export, /import and their metadata and raw-disk kin) share.
+
+A transfer runs under a task: the request's `task_id` (a client's task.create) or a new
+one, named in the `task-id` response header; its failure is the task's error_info. The
+bulk work (tar, checksums, compression, disk reads and writes) runs in the agent's
+transfer thread pool, one thread per transfer, while the reactor only moves bytes:
+`BodyPipe` hands a request body to that thread holding at most `PIPE_LIMIT` bytes (the
+body is paused beyond that), `ResponseSink` lets it write a response no faster than the
+client reads. Memory stays bounded whatever the size of the disks.
+"""
+
+import collections
+import logging
+import threading
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from zope.interface import implementer
+
+from ..actions.storage_errors import api_error
+from ..backends.storage import StorageError
+from ..datamodel.errors import ApiError
+from ..xva import XvaError
+
+log = logging.getLogger("hostagent.transfer")
+
+PIPE_LIMIT = 4 << 20  # bytes of a request body held for the worker thread at most
+POLL = 0.5  # seconds between progress reports and cancellation checks
+TRUE = ("true", "yes", "on", "1")
+
+
+def flag(query, name: str) -> bool:
+    return query.get(name, "").strip().lower() in TRUE
+
+
+class Cancelled(Exception):
+    """The task was cancelled (or the client left): the worker stops."""
+
+
+class Gone(Exception):
+    """The client closed the connection before the transfer ended."""
+
+
+@dataclass
+class Transfers:
+    """The agent's parts the handlers use (built by wiring.py)."""
+
+    runtime: object  # actions.context.Runtime
+    encoder: object  # rpc.xmlrpc.XmlEncoder: records as XML-RPC values for ova.xml
+    reactor: object
+    pool: object  # a started twisted ThreadPool for the transfers' blocking work
+
+    def in_pool(self, fn, *args):
+        return deferToThreadPool(self.reactor, self.pool, fn, *args)
+
+
+def as_api_error(e: BaseException, task: str, store) -> ApiError:
+    """Whatever stopped a transfer, as the XenAPI error its task carries."""
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, XvaError):
+        return ApiError(e.code, *e.params)
+    if isinstance(e, StorageError):
+        return api_error(store, e, task)
+    if isinstance(e, Cancelled):
+        return ApiError("TASK_CANCELLED", task)
+    if isinstance(e, Gone):
+        return ApiError("IMPORT_ERROR_PREMATURE_EOF")
+    log.error("transfer failed", exc_info=e)
+    return ApiError("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
+
+
+class Work:
+    """One transfer's task and call context: adopted from `task_id` or made."""
+
+    def __init__(self, transfers: Transfers, call, label: str):
+        rt = transfers.runtime
+        self.tasks = rt.tasks
+        given = call.query.get("task_id", "")
+        if given and rt.store.exists("task", given) and \
+                rt.store.get("task", given)["status"] == "pending":
+            self.task = given
+        else:
+            self.task = self.tasks.create(label, "", call.caller.session or None)
+        self.ctx = rt.context(None, call.caller.session or None, call.origin, self.task)
+        self.cancel = threading.Event()  # set on the reactor; the worker thread checks it
+        self.done = 0  # bytes moved so far, written by the worker thread
+        self.total = 1
+
+    def cancellable(self, yes: bool = True) -> None:
+        self.tasks.set_cancellable(self.task, yes)
+
+    def check(self) -> None:
+        """In the worker: stop if asked to."""
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    async def watch(self, job: defer.Deferred, on_cancel=None):
+        """Await the worker's Deferred, reporting progress and passing on cancellation
+        (`on_cancel()` then unblocks a worker waiting on the network)."""
+        reported = 0.0
+        sleep = self.ctx.rt.sleep
+        while not job.called:
+            await defer.DeferredList([job, sleep(POLL)], fireOnOneCallback=True, consumeErrors=True)
+            if self.tasks.cancel_requested(self.task) and not self.cancel.is_set():
+                self.cancel.set()
+                if on_cancel is not None:
+                    on_cancel()
+            fraction = min(0.99, self.done / max(1, self.total))
+            if fraction - reported >= 0.01:
+                reported = fraction
+                self.tasks.set_progress(self.task, fraction)
+        return await job
+
+    def succeed(self, fragment: str) -> None:
+        self.tasks.succeed(self.task, fragment)
+
+    def fail(self, e: BaseException) -> ApiError:
+        if self.cancel.is_set():
+            e = Cancelled()
+        err = as_api_error(e, self.task, self.ctx.store)
+        if self.ctx.store.exists("task", self.task):
+            self.tasks.fail(self.task, err.description)
+        log.info("task %s failed: %s", self.task, err.description, exc_info=e)
+        return err
+
+
+class BodyPipe:
+    """A streaming request body on its way to a worker thread: the router's receiver on
+    the reactor side, a blocking `read(n)` on the thread side."""
+
+    def __init__(self, call, reactor, limit: int = PIPE_LIMIT):
+        self.call, self.reactor, self.limit = call, reactor, limit
+        self._cond = threading.Condition()
+        self._pieces = collections.deque()
+        self._held = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._paused = False
+        self.received = 0
+        call.at_end(self._gone)
+
+    # reactor side
+    def dataReceived(self, data: bytes) -> None:
+        with self._cond:
+            self._pieces.append(data)
+            self._held += len(data)
+            self.received += len(data)
+            self._cond.notify_all()
+            full = self._held >= self.limit and not self._paused
+            if full:
+                self._paused = True
+        if full:
+            self.call.pause_body()
+
+    def bodyEnded(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def _gone(self) -> None:
+        with self._cond:
+            if not self._ended:
+                self._error = Gone("the client closed the connection before the body ended")
+                self._ended = True
+            self._cond.notify_all()
+
+    def _resume(self) -> None:
+        if self._paused and not self.call.over:
+            self._paused = False
+            self.call.resume_body()
+
+    # thread side
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while not self._pieces and not self._ended:
+                self._cond.wait()
+            if not self._pieces:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            piece = self._pieces.popleft()
+            if 0 <= n < len(piece):
+                piece, rest = piece[:n], piece[n:]
+                self._pieces.appendleft(rest)
+            self._held -= len(piece)
+            resume = self._paused and self._held < self.limit // 2
+        if resume:
+            self.reactor.callFromThread(self._resume)
+        return piece
+
+    def stop(self) -> None:
+        """The worker is done with the body: wake any reader, drop what is held."""
+        with self._cond:
+            self._ended = True
+            self._pieces.clear()
+            self._held = 0
+            self._cond.notify_all()
+
+
+@implementer(IPushProducer)
+class ResponseSink:
+    """A response written from a worker thread (`write` blocks while the client is slow)."""
+
+    def __init__(self, call, reactor):
+        self.call, self.reactor = call, reactor
+        self._paused = False
+        self._waiting = None
+        self.gone = False
+        call.request.registerProducer(self, True)
+        call.at_end(self.stopProducing)
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        self._wake(None)
+
+    def stopProducing(self):
+        self.gone = True
+        self._wake(Gone("the client closed the connection"))
+
+    def _wake(self, error):
+        d, self._waiting = self._waiting, None
+        if d is not None:
+            (d.errback if error else d.callback)(error)
+
+    def _write(self, data: bytes):
+        if self.gone:
+            raise Gone("the client closed the connection")
+        self.call.request.write(data)
+        if self._paused:
+            self._waiting = defer.Deferred()
+            return self._waiting
+        return None
+
+    def write(self, data: bytes) -> None:
+        """In the worker thread: send data once the client has taken what came before."""
+        if data:
+            blockingCallFromThread(self.reactor, self._write, data)
+
+    def close(self) -> None:
+        """On the reactor: end the response (or the connection, if it is still being read)."""
+        request = self.call.request
+        if not self.call.over:
+            request.unregisterProducer()
+            request.finish()

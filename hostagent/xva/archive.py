@@ -1,0 +1,166 @@
+"""The tar framing of an XVA: writing its entries, and reading them back.
+
+An archive is `ova.xml`, then for each streamed disk (in the order of its `Ref:<n>` id
+as a string) entries `Ref:<n>/<8-digit chunk number>` of at most 1 MiB of disk data,
+each followed by its checksum entry (`.checksum` SHA-1 or `.xxhash` XXH64), then the
+tar end blocks. All-zero chunks are left out except a disk's first and last. A reader
+rebuilds disk offsets by accumulating as xapi does: a gap of N chunk numbers is N times
+the first chunk's length of zeros, then the chunk's own length follows (an empty chunk
+is xapi's keep-alive and moves nothing).
+"""
+
+import re
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from . import codecs
+from .errors import XvaError
+from .ovaxml import MAX_OVA_XML
+
+CHUNK = 1 << 20
+BLOCK = 512
+OVA_XML = "ova.xml"
+END = bytes(2 * BLOCK)
+_ZEROS = bytes(CHUNK)
+_NAME = re.compile(r"^(Ref:\d+)/(\d{8})(?:\.(checksum|xxhash))?$")
+
+
+# --------------------------------------------------------------------------- writing
+def entry(name: str, data: bytes) -> bytes:
+    """One tar member: ustar header, the data, padding to the next 512-byte block."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    pad = -len(data) % BLOCK
+    return info.tobuf(tarfile.USTAR_FORMAT) + bytes(data) + bytes(pad)
+
+
+def is_zero(data) -> bool:
+    return data == _ZEROS if len(data) == CHUNK else data == bytes(len(data))
+
+
+def chunk_count(size: int) -> int:
+    return max(1, -(-size // CHUNK))
+
+
+def chunk_numbers(size: int, extents: list[tuple[int, int]]) -> list[int]:
+    """The chunks of a disk of `size` bytes that can hold data (from its (offset, length)
+    extents), with the first and the last, which an archive always carries."""
+    last = chunk_count(size) - 1
+    numbers = {0, last}
+    for offset, length in extents:
+        if length > 0:
+            numbers.update(range(offset // CHUNK, min(last, (offset + length - 1) // CHUNK) + 1))
+    return sorted(numbers)
+
+
+def chunk_entries(ref_id: str, number: int, data, last: int, kind: str = "checksum") -> bytes:
+    """The entries of chunk `number` (data, then its checksum), or b"" for an all-zero
+    chunk that is neither the first nor the `last`."""
+    if 0 < number < last and is_zero(data):
+        return b""
+    name = f"{ref_id}/{number:08d}"
+    return entry(name, data) + entry(f"{name}.{kind}", codecs.checksum(kind, data).encode("ascii"))
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class _Disk:
+    first_length: int | None = None
+    last_number: int = -1
+    end: int = 0  # the disk offset after the last chunk read
+
+
+class XvaReader:
+    """Reads an (already decompressed) XVA from a blocking file-like: `ova_xml()` first,
+    then `chunks()` yields (disk id, offset, data) once each chunk's checksum matched
+    (or `force`), then `check_complete(sizes)`. Failures are XvaError."""
+
+    def __init__(self, fileobj, force: bool = False):
+        self.force = force
+        self.failed_checksums = 0
+        self._disks: dict[str, _Disk] = {}
+        with _reading():
+            self._tar = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 - kept open while read
+        self._members = iter(self._tar)
+
+    def _next(self):
+        with _reading():
+            return next(self._members, None)
+
+    def _data(self, member, limit: int) -> bytes:
+        if member.size > limit:
+            raise XvaError("IMPORT_ERROR", f"{member.name} holds {member.size} bytes, more than "
+                                           f"the {limit} it may")
+        with _reading():
+            f = self._tar.extractfile(member)
+            return f.read() if f is not None else b""
+
+    def ova_xml(self) -> bytes:
+        member = self._next()
+        if member is None:
+            raise XvaError("IMPORT_ERROR_PREMATURE_EOF")
+        if member.name != OVA_XML:
+            raise XvaError("IMPORT_ERROR_UNEXPECTED_FILE", OVA_XML, member.name)
+        return self._data(member, MAX_OVA_XML)
+
+    def chunks(self) -> Iterator[tuple[str, int, bytes]]:
+        held = None  # (name, disk id, number, data) waiting for its checksum
+        while True:
+            member = self._next()
+            if member is None:
+                break
+            m = _NAME.match(member.name)
+            if m is None or not member.isfile():
+                continue  # xapi ignores what it does not know; so do we
+            ref_id, number, kind = m.group(1), int(m.group(2)), m.group(3)
+            if kind is None:
+                held = (member.name, ref_id, number, self._data(member, CHUNK))
+                continue
+            if held is None or held[0] != member.name.rsplit(".", 1)[0]:
+                raise XvaError("IMPORT_ERROR", f"{member.name} follows no chunk of its name")
+            text = self._data(member, 64).decode("ascii", "replace").strip()
+            _, ref_id, number, data = held
+            held = None
+            if text.lower() != codecs.checksum(kind, data).lower():
+                self.failed_checksums += 1
+                if not self.force:
+                    raise XvaError("IMPORT_ERROR_SOME_CHECKSUMS_FAILED")
+            yield (ref_id, self._place(ref_id, number, len(data)), data)
+        if held is not None:
+            raise XvaError("IMPORT_ERROR_PREMATURE_EOF")
+
+    def _place(self, ref_id: str, number: int, length: int) -> int:
+        disk = self._disks.setdefault(ref_id, _Disk())
+        if number <= disk.last_number:
+            raise XvaError("IMPORT_ERROR", f"{ref_id}: chunk {number} after chunk {disk.last_number}")
+        if disk.first_length is None:
+            disk.first_length = length if number == 0 else CHUNK
+        offset = disk.end + (number - disk.last_number - 1) * disk.first_length
+        disk.last_number, disk.end = number, offset + length
+        return offset
+
+    def check_complete(self, sizes: dict[str, int]) -> None:
+        """Every disk of `sizes` (id -> virtual size) arrived up to its last byte."""
+        for ref_id, size in sorted(sizes.items()):
+            disk = self._disks.get(ref_id)
+            if disk is None or disk.end < size:
+                raise XvaError("IMPORT_ERROR_PREMATURE_EOF")
+            if disk.end > size:
+                raise XvaError("IMPORT_ERROR", f"{ref_id} holds {disk.end} bytes, more than its "
+                                               f"virtual size {size}")
+
+
+@contextmanager
+def _reading():
+    """tarfile's and the decompressors' failures as XvaError."""
+    try:
+        with codecs.translated():
+            yield
+    except tarfile.TarError as exc:
+        text = str(exc)
+        if "unexpected end" in text or "empty file" in text or "truncated" in text:
+            raise XvaError("IMPORT_ERROR_PREMATURE_EOF") from None
+        raise XvaError("IMPORT_ERROR", f"not a tar archive: {text}") from None
