@@ -119,6 +119,7 @@ lab-smoke: lab-test
 
 docs: venv
 	$(VENV)/bin/python -m hostagent.docgen
+	$(VENV)/bin/python -m hostagent.xe.gentable
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

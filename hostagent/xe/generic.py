@@ -36,8 +36,6 @@ DEFAULT_COLUMNS = {
     "host-cpu": ["uuid", "number", "vendor", "speed", "modelname"],
     "sm": ["uuid", "name-label", "type", "vendor", "capabilities"],
 }
-# sr-list's "host" column: the host of the SR's PBD
-SR_HOST = ("host", "( RO)")
 
 
 def views(model):
@@ -119,25 +117,10 @@ def column(cls, name):
     f = cls.field(name)
     if f is not None:
         return R.Column(f.cli, f.marker, field=f)
-    if cls.name == "SR" and name == "host":
-        return R.Column("host", SR_HOST[1], extra=("PBDs", "host", "PBD"), type_=["string"])
     return None
 
 
-def _sr_host(ctx, rec):
-    hosts = []
-    for pbd in rec.get("PBDs", []):
-        prec = ctx.resolver.record("PBD", pbd)
-        if prec:
-            h = ctx.resolver.record("host", prec.get("host"))
-            if h:
-                hosts.append(h.get("name_label", ""))
-    return "; ".join(hosts) if hosts else "<shared>"
-
-
 def text_of(ctx, cls, col, rec):
-    if cls.name == "SR" and col.cli == "host" and col.field is None:
-        return _sr_host(ctx, rec)
     return R.column_text(col, rec, ctx.resolver)
 
 
@@ -187,9 +170,35 @@ def matches(ctx, cls, rec, filters):
     return True
 
 
+def where_expr(cls, hidden, filters):
+    """The part of the selection the agent can do (get_all_records_where), as xe asks it:
+    the hidden filters and exact matches on plain string and bool fields."""
+    terms = []
+    for api, value in hidden.items():
+        terms.append((api, "true" if value is True else "false" if value is False else str(value)))
+    for key, want in filters:
+        f = cls.field(key) if ":" not in key else None
+        if f is not None and f.kind in ("string", "bool") and f.cli == key:
+            terms.append((f.api, want.lower() if f.kind == "bool" else want))
+    if not terms:
+        return "true"
+
+    def quote(text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return " and ".join(f'field {quote(_column_name(api))} = {quote(v)}' for api, v in terms)
+
+
+def _column_name(api):
+    return "name__" + api[5:] if api.startswith("name_") else api
+
+
 def select(ctx, cls, hidden, filters):
     """(ref, record) of every object of `cls` passing the hidden and the given filters."""
-    recs = ctx.resolver.all(cls.name)
+    expr = where_expr(cls, hidden, filters)
+    if expr == "true":
+        recs = ctx.resolver.all(cls.name)
+    else:
+        recs = ctx.call(f"{cls.name}.get_all_records_where", expr)
     out = []
     for ref, rec in recs.items():
         if any(rec.get(k) != v for k, v in hidden.items()):

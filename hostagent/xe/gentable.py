@@ -3,7 +3,7 @@
 Building the datamodel costs `xe` more time than its whole call should take, so
 the facts it needs (per class: fields with types and writability, setters,
 constructors, explicit messages; the error table) are kept as data beside the
-package. `python -m hostagent.xe.gentable` rewrites it (`make docs` does too);
+package. `make docs` (or `python -m hostagent.xe.gentable`) rewrites it;
 tests/unit/xe/test_table.py fails while it is out of date.
 """
 

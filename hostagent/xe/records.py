@@ -48,6 +48,8 @@ def columns(cls):
         f = cls.by_api.get(via)
         if f is not None and f.target:
             cols.append(Column(cli, marker, extra=(via, target_field, f.target), type_=type_))
+    if cls.name == "SR":
+        cols.append(Column("host", "( RO)", extra=("PBDs", None, "PBD"), type_=["string"]))
     return cols
 
 
@@ -115,11 +117,24 @@ def column_value(col, rec, resolver):
     if col.field is not None:
         return rec.get(col.field.api)
     via, target_field, target_cls = col.extra
+    if target_field is None:
+        return _sr_host(rec, resolver)
     ref = rec.get(via)
     if not ref or ref == "OpaqueRef:NULL":
         return None
     target = resolver.record(target_cls, ref)
     return None if target is None else target.get(target_field)
+
+
+def _sr_host(rec, resolver):
+    """sr-list's host column: the name of the host of each PBD, `<shared>` with none."""
+    hosts = []
+    for pbd in rec.get("PBDs") or []:
+        prec = resolver.record("PBD", pbd)
+        h = prec and resolver.record("host", prec.get("host"))
+        if h:
+            hosts.append(h.get("name_label", ""))
+    return "; ".join(hosts) if hosts else "<shared>"
 
 
 def column_text(col, rec, resolver) -> str:
