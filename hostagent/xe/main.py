@@ -12,7 +12,6 @@ from .command import Context, Registry
 from .errors import ConnectError, Failure, UsageError, XeError
 from .options import parse
 
-
 # The hand-written commands and the module of each, so that one command imports only what it
 # needs (tests/unit/xe/test_registry.py checks this against what the modules register).
 HANDWRITTEN = {

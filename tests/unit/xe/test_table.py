@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-from hostagent.xe import gentable, main as xe_main, model
+from hostagent.xe import gentable, model
+from hostagent.xe import main as xe_main
 from hostagent.xe.command import Registry
 
 
