@@ -28,6 +28,22 @@ def _describe(cmd) -> str:
             f"        usage           : xe {cmd.usage()}\n")
 
 
+def parameter_names(ctx, cmd):
+    """What `cmd` takes, for completion: `name=` for parameters, `--flag` for flags; a command
+    taking field filters or field settings offers its class's fields too."""
+    names = [f"{p}=" for p in cmd.required + cmd.optional]
+    if cmd.open:
+        from . import generic as G
+        from .records import columns
+        views = {cli: cls for cli, cls, _ in G.views(ctx.model)}
+        cls = views.get(cmd.group) or ctx.model.by_cli.get(cmd.group)
+        if cls is not None:
+            names += [f"{c.cli}=" for c in columns(cls) if f"{c.cli}=" not in names]
+            if cmd.name.endswith("-list") and "params=" not in names:
+                names.append("params=")
+    return names + [f"--{f}" for f in cmd.flags]
+
+
 def help_cmd(ctx):
     reg = ctx.registry
     topic = ctx.opts.topic
@@ -36,7 +52,13 @@ def help_cmd(ctx):
         if cmd is None:
             from .errors import UsageError
             raise UsageError(f"Unknown command: {topic}")
-        ctx.write(_describe(cmd))
+        if ctx.opts.minimal:
+            ctx.write(",".join(parameter_names(ctx, cmd)) + "\n")
+        else:
+            ctx.write(_describe(cmd))
+        return
+    if ctx.opts.minimal:
+        ctx.write(",".join(sorted(reg)) + "\n")
         return
     if ctx.flag("all"):
         ctx.write("Commands:\n" + _columns(reg.keys()))

@@ -40,7 +40,7 @@ def _op(name, wire_for, extra=(), flags=(), help=""):
         for ref, rec in select_vms(ctx, consumed=extra + flags):
             wire, args = wire_for(ctx, ref)
             run_message(ctx, wire, args, ASYNC)
-    return Command(name, run, optional=extra, flags=("multiple",) + flags, open=True, group="vm",
+    return Command(name, run, optional=("vm",) + extra, flags=("multiple",) + flags, open=True, group="vm",
                    help=f"{help} Select with {SELECTOR_HELP}.")
 
 
@@ -81,7 +81,8 @@ def _copy_like(name, wire, optional=(), help=""):
             if ctx.param("new-name-description") is not None:
                 ctx.call("VM.set_name_description", new, ctx.param("new-name-description"))
             ctx.write(ctx.call("VM.get_uuid", new) + "\n")
-    return Command(name, run, required=("new-name-label",), optional=("new-name-description",) + optional,
+    return Command(name, run, required=("new-name-label",),
+                   optional=("vm", "new-name-description") + optional,
                    flags=("multiple",), open=True, group="vm", help=f"{help} Select with {SELECTOR_HELP}.")
 
 
@@ -217,13 +218,14 @@ def register(reg, model):
                     optional=("sr-uuid", "sr-name-label"), group="vm",
                     help="Install a VM from a template (name or uuid), its disks on sr-uuid= or the "
                          "default SR; prints the new uuid."))
-    reg.add(Command("vm-uninstall", vm_uninstall, flags=("multiple", "force"), open=True, group="vm",
+    reg.add(Command("vm-uninstall", vm_uninstall, optional=("vm",), flags=("multiple", "force"), open=True,
+                    group="vm",
                     help=f"Destroy the VM and its disks (asks first unless --force). Select with {SELECTOR_HELP}."))
-    reg.add(Command("vm-disk-add", vm_disk_add, required=("disk-size", "device"), optional=("sr-uuid",),
+    reg.add(Command("vm-disk-add", vm_disk_add, required=("disk-size", "device"), optional=("vm", "sr-uuid"),
                     flags=("multiple",), open=True, group="vm",
                     help=f"Add a new disk of disk-size bytes at device (userdevice). Select with {SELECTOR_HELP}."))
-    reg.add(Command("vm-disk-list", vm_disk_list, optional=("vbd-params", "vdi-params"),
+    reg.add(Command("vm-disk-list", vm_disk_list, optional=("vm", "vbd-params", "vdi-params"),
                     flags=("multiple",), open=True, group="vm",
                     help=f"List the VM's disks: VBD and VDI records. Select with {SELECTOR_HELP}."))
-    reg.add(Command("vm-vif-list", vm_vif_list, optional=("params",), flags=("multiple",), open=True,
+    reg.add(Command("vm-vif-list", vm_vif_list, optional=("vm", "params"), flags=("multiple",), open=True,
                     group="vm", help=f"List the VM's VIFs. Select with {SELECTOR_HELP}."))
