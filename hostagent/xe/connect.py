@@ -61,10 +61,11 @@ class _Transport(xmlrpc.client.Transport):
 class Session:
     """A logged-in XenAPI session; `call` and `async_call` return the unwrapped value."""
 
-    def __init__(self, proxy, where):
+    def __init__(self, proxy, where, http=None):
         self._proxy = proxy
         self.where = where
         self.ref = None
+        self.http = http  # () -> a new http.client connection to the agent, for /export and /import
 
     def _unwrap(self, wire, result):
         if not isinstance(result, dict) or "Status" not in result:
@@ -142,7 +143,7 @@ def connect(opts) -> Session:
     if path:
         proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=_Transport(unix_path=path),
                                           allow_none=True)
-        session = Session(proxy, f"the agent on {path}")
+        session = Session(proxy, f"the agent on {path}", http=lambda: _UnixConnection(path, None))
     else:
         server = opts.server or "127.0.0.1"
         tls = not opts.nossl and not local
@@ -153,7 +154,13 @@ def connect(opts) -> Session:
         host = f"[{server}]" if ":" in server else server
         url = f"{'https' if tls else 'http'}://{host}:{port}/"
         proxy = xmlrpc.client.ServerProxy(url, transport=_Transport(tls_context=context), allow_none=True)
-        session = Session(proxy, url)
+        if tls:
+            def opener():
+                return http.client.HTTPSConnection(server, port, context=context)
+        else:
+            def opener():
+                return http.client.HTTPConnection(server, port)
+        session = Session(proxy, url, http=opener)
     session.login(opts.username, opts.password)
     return session
 

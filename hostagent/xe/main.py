@@ -21,6 +21,7 @@ HANDWRITTEN = {
     "storagecmds": ("sr-create", "vdi-create"),
     "netcmds": ("bond-create", "network-create", "pif-scan", "vlan-create"),
     "misc": ("event-wait",),
+    "transfer": ("vdi-export", "vdi-import", "vm-export", "vm-import"),
     "help": ("help",),
 }
 
