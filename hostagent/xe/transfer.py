@@ -66,8 +66,7 @@ def download(ctx, path, filename, label, **query):
             body = resp.read().decode("utf-8", "replace").strip()
             wait(ctx, task, label)  # the task carries the XenAPI error
             raise XeError(f"The agent refused the transfer: HTTP {resp.status} {body}")
-        out = open(filename, "wb") if partial else os.fdopen(os.dup(1), "wb")
-        with out:
+        with _sink(filename) as out:
             while True:
                 data = resp.read(PIECE)
                 if not data:
@@ -85,10 +84,14 @@ def download(ctx, path, filename, label, **query):
     return wait(ctx, task, label)
 
 
+def _sink(filename):
+    return os.fdopen(os.dup(1), "wb") if filename == "-" else open(filename, "wb")  # noqa: SIM115
+
+
 def upload(ctx, path, filename, label, **query):
     try:
         size = os.path.getsize(filename)
-        source = open(filename, "rb")
+        source = open(filename, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as e:
         raise UsageError(f"Cannot read {filename}: {e.strerror}") from None
     task = _task(ctx, label)
@@ -127,7 +130,7 @@ def vm_export(ctx):
     path = "/export_metadata" if ctx.flag("metadata") else "/export"
     found = select_vms(ctx, consumed=("filename", "compress", "metadata", "preserve-power-state"),
                        allow_templates=True)
-    ref, rec = found[0]
+    ref = found[0][0]
     use = None if compress is None else ("gzip" if compress.lower() in ("true", "gzip") else compress)
     download(ctx, path, filename, "export", ref=ref, use_compression=use)
     if filename != "-":
