@@ -85,7 +85,7 @@ def download(ctx, path, filename, label, **query):
 
 
 def _sink(filename):
-    return os.fdopen(os.dup(1), "wb") if filename == "-" else open(filename, "wb")  # noqa: SIM115
+    return os.fdopen(os.dup(1), "wb") if filename == "-" else open(filename, "wb")
 
 
 def upload(ctx, path, filename, label, **query):
