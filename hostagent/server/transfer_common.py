@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..actions.storage_errors import api_error
@@ -101,9 +102,23 @@ class Work:
         """Await the worker's Deferred, reporting progress and passing on cancellation
         (`on_cancel()` then unblocks a worker waiting on the network)."""
         reported = 0.0
-        sleep = self.ctx.rt.sleep
-        while not job.called:
-            await defer.DeferredList([job, sleep(POLL)], fireOnOneCallback=True, consumeErrors=True)
+        state = {"ended": False, "waiter": None}
+
+        def wake(result=None):
+            waiter = state["waiter"]
+            if waiter is not None and not waiter.called:
+                waiter.callback(None)
+            return result
+
+        def ended(result):
+            state["ended"], state["result"] = True, result
+            wake()
+            # the failure, if any, is raised below
+        job.addBoth(ended)
+        while not state["ended"]:
+            state["waiter"] = defer.Deferred()
+            self.ctx.rt.sleep(POLL).addBoth(wake)
+            await state["waiter"]
             if self.tasks.cancel_requested(self.task) and not self.cancel.is_set():
                 self.cancel.set()
                 if on_cancel is not None:
@@ -112,7 +127,10 @@ class Work:
             if fraction - reported >= 0.01:
                 reported = fraction
                 self.tasks.set_progress(self.task, fraction)
-        return await job
+        result = state["result"]
+        if isinstance(result, Failure):
+            result.raiseException()
+        return result
 
     def succeed(self, fragment: str) -> None:
         self.tasks.succeed(self.task, fragment)
@@ -241,6 +259,13 @@ class ResponseSink:
         """In the worker thread: send data once the client has taken what came before."""
         if data:
             blockingCallFromThread(self.reactor, self._write, data)
+
+    def abort(self) -> None:
+        """On the reactor: drop the connection now (a cancelled transfer), unblocking the worker."""
+        self.stopProducing()
+        transport = self.call.request.channel.transport if self.call.request.channel else None
+        if transport is not None:
+            transport.abortConnection()
 
     def close(self) -> None:
         """On the reactor: end the response (or the connection, if it is still being read)."""

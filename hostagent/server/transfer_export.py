@@ -136,7 +136,7 @@ class ExportHandler:
         work.cancellable(True)
         try:
             job = self.t.in_pool(_stream, work, sink, ova, disks, kind)
-            await work.watch(job)
+            await work.watch(job, on_cancel=sink.abort)
         finally:
             work.cancellable(False)
             for _, io, _ in disks:

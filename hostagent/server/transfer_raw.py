@@ -168,7 +168,7 @@ class ExportRawHandler:
             work.cancellable(True)
             job = (self.t.in_pool(send_vhd, work, sink, io, size, blocks) if fmt == "vhd"
                    else self.t.in_pool(send_raw, work, sink, io, size))
-            await work.watch(job, on_cancel=call.request.loseConnection)
+            await work.watch(job, on_cancel=sink.abort)
             work.succeed("<value></value>")
             sink.close()
         except Exception as e:  # noqa: BLE001 - every failure ends the task

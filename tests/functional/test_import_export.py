@@ -1,0 +1,284 @@
+"""XVA export and import over HTTP with curl (issue 12, items 2, 3 and 5): a VM with two
+disks (one a snapshot chain) leaves one SR and comes back on another with the same bytes
+and records (identities aside), plain, gzip and zstd; bad archives fail with xapi's errors
+and leave nothing behind; every handler wants a session, a cookie or a password."""
+
+import glob
+import gzip
+import os
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+from tests.support import wait_for
+
+from .storage_util import login, vm_record, wait_task
+from .transfer_support import (
+    comparable,
+    curl_put,
+    curl_to_file,
+    devices,
+    disk_bytes,
+    make_vm,
+)
+
+pytest.importorskip("pyvhdi", reason="pyvhdi (libvhdi-python) is in setup.cfg's test extra")
+
+
+@pytest.fixture(scope="module")
+def s(agent):
+    return login(agent)
+
+
+@pytest.fixture(scope="module")
+def x(s):
+    return s.xenapi
+
+
+@pytest.fixture(scope="module")
+def source(agent, x):
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    vm, vdis, _ = make_vm(agent, x, sr)
+    return vm, vdis
+
+
+@pytest.fixture(scope="module")
+def other_sr(x, tmp_path_factory):
+    location = str(tmp_path_factory.mktemp("sr2"))
+    sr = x.SR.create(x.host.get_all()[0], {"location": location}, "0", "second", "", "file", "",
+                     False, {})
+    return sr, location
+
+
+def url(agent, path, **query):
+    return agent.url.rstrip("/") + path + "?" + urllib.parse.urlencode(query)
+
+
+def counts(x, other):
+    _sr, location = other
+    return (len(x.VM.get_all()), len(x.VDI.get_all()), sorted(glob.glob(os.path.join(location, "*", "*"))))
+
+
+@pytest.mark.parametrize("compression", ["", "gzip", "zstd"])
+def test_export_then_import_on_another_sr(agent, s, x, source, other_sr, tmp_path, compression):
+    vm, _vdis = source
+    sr, _ = other_sr
+    xva = str(tmp_path / "vm.xva")
+    query = {"session_id": s._session, "uuid": x.VM.get_uuid(vm)}
+    if compression:
+        query["use_compression"] = compression
+    status, headers = curl_to_file(url(agent, "/export", **query), xva)
+    assert status == 200 and headers["content-type"] == "application/octet-stream"
+    export_task = headers["task-id"]
+    assert x.task.get_status(export_task) == "success"
+    assert x.VM.get_current_operations(vm) == {}
+    with open(xva, "rb") as f:
+        head = f.read(4)
+    assert head.startswith({"": b"ova.", "gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}[compression])
+    if compression == "":  # an independent reader: tar lists ova.xml first, chunks with checksums
+        names = subprocess.run(["tar", "tf", xva], capture_output=True, text=True, check=True).stdout.split()
+        assert names[0] == "ova.xml"
+        assert any(n.endswith(".checksum") for n in names)
+
+    status, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=sr), xva)
+    assert status == 200, body
+    task = headers["task-id"]
+    assert wait_task(x, task) == "success", x.task.get_error_info(task)
+    [new] = body.split()
+    assert x.task.get_result(task) == f"<value><array><data><value>{new}</value></data></array></value>"
+
+    old_rec, new_rec = x.VM.get_record(vm), x.VM.get_record(new)
+    assert new_rec["uuid"] != old_rec["uuid"]
+    assert comparable(new_rec) == comparable(old_rec)
+    old_vbds, old_vifs = devices(x, vm)
+    new_vbds, new_vifs = devices(x, new)
+    assert sorted(new_vbds) == sorted(old_vbds) and sorted(new_vifs) == sorted(old_vifs)
+    for dev, rec in old_vbds.items():
+        assert comparable(new_vbds[dev]) == comparable(rec)
+        if rec["type"] == "Disk":
+            assert x.VDI.get_SR(new_vbds[dev]["VDI"]) == sr
+            assert disk_bytes(agent, x, new_vbds[dev]["VDI"]) == disk_bytes(agent, x, rec["VDI"])
+            old_vdi, new_vdi = x.VDI.get_record(rec["VDI"]), x.VDI.get_record(new_vbds[dev]["VDI"])
+            assert comparable(new_vdi) == comparable(old_vdi)
+    for dev, rec in old_vifs.items():
+        assert new_vifs[dev]["MAC"] != rec["MAC"]
+        assert comparable(new_vifs[dev]) == comparable(rec)
+
+
+def test_restore_keeps_uuids_and_macs(agent, s, x, source, other_sr, tmp_path):
+    vm, _ = source
+    xva = str(tmp_path / "vm.xva")
+    curl_to_file(url(agent, "/export", session_id=s._session, ref=vm), xva)
+    x.VM.set_name_label(vm, "exported")
+    _status, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0],
+                                         restore="true"), xva)
+    assert wait_task(x, headers["task-id"]) == "success"
+    [new] = body.split()
+    assert x.VM.get_uuid(new) != x.VM.get_uuid(vm)  # the original still holds its uuid
+    assert {r["MAC"] for r in devices(x, new)[1].values()} == {r["MAC"] for r in devices(x, vm)[1].values()}
+    x.VM.destroy(new)
+
+
+def test_metadata_export_and_import_with_vdi_remap(agent, s, x, source, tmp_path):
+    vm, vdis = source
+    meta = str(tmp_path / "meta.xva")
+    status, _ = curl_to_file(url(agent, "/export_metadata", session_id=s._session, uuid=x.VM.get_uuid(vm)), meta)
+    assert status == 200
+    names = subprocess.run(["tar", "tf", meta], capture_output=True, text=True, check=True).stdout.split()
+    assert names == ["ova.xml"]
+    copy = x.VDI.copy(vdis[0], x.VDI.get_SR(vdis[0]), "OpaqueRef:NULL", "OpaqueRef:NULL")
+    remap = {f"vdi:{x.VDI.get_uuid(vdis[0])}": x.VDI.get_uuid(copy)}
+    status, headers, body = curl_put(url(agent, "/import_metadata", session_id=s._session, **remap), meta)
+    assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+    [new] = body.split()
+    vbds, _ = devices(x, new)
+    assert vbds["0"]["VDI"] == copy  # remapped
+    assert vbds["1"]["VDI"] == vdis[1]  # found by its uuid
+    x.VM.destroy(new)
+    x.VDI.destroy(copy)
+
+
+def corrupt_chunk(xva: str, out: str) -> None:
+    """Flip one byte inside the data of the first disk chunk."""
+    with open(xva, "rb") as f:
+        data = bytearray(f.read())
+    at = data.index(b"/00000000\0") - 5  # the name field of that chunk's header
+    header_start = at - at % 512
+    data[header_start + 512 + 100] ^= 0xFF
+    with open(out, "wb") as f:
+        f.write(data)
+
+
+def test_bad_archives_fail_and_leave_nothing(agent, s, x, source, other_sr, tmp_path):
+    vm, _ = source
+    xva = str(tmp_path / "vm.xva")
+    curl_to_file(url(agent, "/export", session_id=s._session, ref=vm), xva)
+    before = counts(x, other_sr)
+    target = url(agent, "/import", session_id=s._session, sr_id=other_sr[0])
+
+    bad = str(tmp_path / "corrupt.xva")
+    corrupt_chunk(xva, bad)
+    status, headers, body = curl_put(target, bad)
+    assert status == 200  # the handshake came before the body
+    assert wait_task(x, headers["task-id"]) == "failure"
+    assert x.task.get_error_info(headers["task-id"]) == ["IMPORT_ERROR_SOME_CHECKSUMS_FAILED"]
+    assert body == "IMPORT_ERROR_SOME_CHECKSUMS_FAILED"
+    assert counts(x, other_sr) == before
+
+    for cut in (300, os.path.getsize(xva) // 2, os.path.getsize(xva) - 3000):
+        short = str(tmp_path / f"short{cut}.xva")
+        with open(xva, "rb") as f, open(short, "wb") as g:
+            g.write(f.read(cut))
+        status, headers, body = curl_put(target, short)
+        assert wait_task(x, headers["task-id"]) == "failure"
+        assert x.task.get_error_info(headers["task-id"]) == ["IMPORT_ERROR_PREMATURE_EOF"], cut
+        assert counts(x, other_sr) == before
+
+    gz = str(tmp_path / "short.xva.gz")
+    with open(xva, "rb") as f:
+        packed = gzip.compress(f.read())
+    with open(gz, "wb") as g:
+        g.write(packed[:len(packed) // 2])
+    status, headers, body = curl_put(target, gz)
+    assert wait_task(x, headers["task-id"]) == "failure"
+    assert x.task.get_error_info(headers["task-id"]) == ["IMPORT_ERROR_PREMATURE_EOF"]
+
+    status, headers, body = curl_put(target, xva, "-H", "Transfer-Encoding: chunked")
+    assert status == 403
+    assert body == "IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"
+    assert x.task.get_error_info(headers["task-id"]) == ["IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"]
+    assert counts(x, other_sr) == before
+
+    notxva = str(tmp_path / "plain.tar")
+    subprocess.run(["tar", "cf", notxva, "-C", str(tmp_path), "corrupt.xva"], check=True)
+    status, headers, body = curl_put(target, notxva)
+    assert wait_task(x, headers["task-id"]) == "failure"
+    assert x.task.get_error_info(headers["task-id"]) == ["IMPORT_ERROR_UNEXPECTED_FILE", "ova.xml", "corrupt.xva"]
+    assert counts(x, other_sr) == before
+
+
+def test_force_takes_a_bad_checksum(agent, s, x, source, other_sr, tmp_path):
+    vm, _ = source
+    xva, bad = str(tmp_path / "vm.xva"), str(tmp_path / "bad.xva")
+    curl_to_file(url(agent, "/export", session_id=s._session, ref=vm), xva)
+    corrupt_chunk(xva, bad)
+    _status, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0],
+                                         force="true"), bad)
+    assert wait_task(x, headers["task-id"]) == "success"
+    x.VM.destroy(body.split()[0])
+
+
+def test_export_refusals(agent, s, x, source):
+    _vm, _ = source
+    out = os.devnull
+    status, headers = curl_to_file(url(agent, "/export", session_id=s._session, uuid="nope"), out)
+    assert status == 404
+    assert x.task.get_error_info(headers["task-id"]) == ["UUID_INVALID", "VM", "nope"]
+    running = x.VM.create(vm_record("runs"))
+    x.VM.start(running, False, False)
+    try:
+        status, headers = curl_to_file(url(agent, "/export", session_id=s._session, ref=running), out)
+        assert status == 500
+        assert x.task.get_error_info(headers["task-id"]) == ["VM_BAD_POWER_STATE", running, "halted, suspended",
+                                                            "running"]
+    finally:
+        x.VM.hard_shutdown(running)
+        x.VM.destroy(running)
+
+
+def test_export_shows_its_operation_and_cancel_stops_it(agent, s, x, source):
+    """A client that reads nothing holds the export (backpressure) until the task is cancelled."""
+    vm, _ = source
+    task = x.task.create("export to cancel", "")
+    target = urllib.parse.urlsplit(url(agent, "/export", session_id=s._session, ref=vm, task_id=task))
+    sock = socket.create_connection((target.hostname, target.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    try:
+        sock.sendall(f"GET {target.path}?{target.query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        wait_for(lambda: x.VM.get_current_operations(vm) == {task: "export"}, 10, "export in current_operations")
+        wait_for(lambda: float(x.task.get_progress(task)) > 0.0, 20, "progress on the export's task")
+        time.sleep(1.5)
+        assert x.task.get_status(task) == "pending"  # held by the client that does not read
+        x.task.cancel(task)
+        assert wait_task(x, task, timeout=30) == "cancelled"
+        assert x.task.get_error_info(task) == ["TASK_CANCELLED", task]
+        wait_for(lambda: x.VM.get_current_operations(vm) == {}, 10, "the operation gone")
+        sock.settimeout(30)
+        got = 0
+        while True:  # the agent dropped the connection: what was sent drains, then it ends
+            try:
+                piece = sock.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not piece:
+                break
+            got += len(piece)
+        assert got < 11 << 20
+    finally:
+        sock.close()
+
+
+def test_every_handler_wants_a_caller(agent, s, x, source, tmp_path):
+    vm, vdis = source
+    for path in ("/export", "/export_metadata", "/export_raw_vdi"):
+        status, headers = curl_to_file(url(agent, path, ref=vm, vdi=vdis[0]), os.devnull)
+        assert status == 401 and headers["www-authenticate"].startswith("Basic")
+        status, _ = curl_to_file(url(agent, path, ref=vm, vdi=vdis[0], session_id="OpaqueRef:bogus"), os.devnull)
+        assert status == 401
+    empty = str(tmp_path / "empty")
+    open(empty, "wb").close()
+    for path in ("/import", "/import_metadata", "/import_raw_vdi"):
+        status, _, _ = curl_put(url(agent, path, vdi=vdis[0]), empty)
+        assert status == 401
+    # Basic credentials (a session for the request only) and the session cookie both work
+    status, _ = curl_to_file(url(agent, "/export_metadata", ref=vm), os.devnull, "-u", f"root:{agent.password}")
+    assert status == 200
+    status, _ = curl_to_file(url(agent, "/export_metadata", ref=vm), os.devnull,
+                             "-b", f"session_id={s._session}")
+    assert status == 200
+    status, _ = curl_to_file(url(agent, "/export_metadata", ref=vm), os.devnull, "-u", "root:wrong")
+    assert status == 401
