@@ -42,6 +42,8 @@ class Ports:
     xenstore: Optional[object] = None  # backends.xenstore: Xenstore on a dom0, else FakeXenstore
     guest_agent: Optional[object] = None  # backends.guest_agent
     scratch_dir: str = ""  # where suspend images pass through on their way to and from a VDI
+    boot_dir: str = ""  # eliloader's downloads and kernels read from guest disks, per VM uuid
+    run_blocking: Optional[Callable] = None  # run_blocking(fn, *args): other blocking work (downloads)
     links: Optional["NetworkPort"] = None  # bridges, VLANs, NICs; None unless --manage-network
 
 

@@ -6,8 +6,8 @@ three of today (Debian 12, Ubuntu 24.04, "Other install media"). Each is a
 VM with is_a_template and is_default_template set (so VM.destroy refuses
 with VM_CANNOT_DELETE_DEFAULT_TEMPLATE), memory and VCPU defaults, PV or HVM
 boot settings, the `other_config:disks` document VM.provision reads, and the
-install keys a guest installer reads (`install-methods`, `install-distro`,
-`install-repository`, `install-round`).
+install keys eliloader reads (`install-methods`, `install-distro`,
+`install-repository`, `install-round`, `debian-release`; actions/eliloader.py).
 """
 
 import logging
@@ -32,10 +32,11 @@ class Template:
     vcpus: int = 1
     description: str = ""
     bootloader: str = "eliloader"  # PV: the installer's two-round boot, then pygrub
+    release: str = ""  # debianlike: the suite eliloader's netboot paths name (other_config:debian-release)
 
 
 BUILT_IN = (
-    Template("Debian Etch 4.0", "debianlike", "", 256 * MiB, 4 * GiB, bootloader="pygrub",
+    Template("Debian Etch 4.0", "debianlike", "", 256 * MiB, 4 * GiB, bootloader="pygrub", release="etch",
              description="Debian Etch 4.0: a ready root file system would be installed by provision "
                          "on XenServer; here provision makes blank disks"),
     Template("Red Hat Enterprise Linux 4.1", "rhlike", "cdrom,nfs,http,ftp", 256 * MiB, 8 * GiB),
@@ -45,8 +46,10 @@ BUILT_IN = (
     Template("SUSE Linux Enterprise Server 10 SP1", "sleslike", "cdrom,nfs,http,ftp", 512 * MiB, 8 * GiB),
     Template("CentOS 4.5", "rhlike", "cdrom,nfs,http,ftp", 256 * MiB, 8 * GiB),
     Template("CentOS 5.0", "rhlike", "cdrom,nfs,http,ftp", 512 * MiB, 8 * GiB),
-    Template("Debian Bookworm 12", "debianlike", "cdrom,http,ftp", 1 * GiB, 10 * GiB, vcpus=1),
-    Template("Ubuntu Noble Numbat 24.04", "debianlike", "cdrom,http,ftp", 2 * GiB, 10 * GiB, vcpus=2),
+    Template("Debian Bookworm 12", "debianlike", "cdrom,http,ftp", 1 * GiB, 10 * GiB, vcpus=1,
+             release="bookworm"),
+    Template("Ubuntu Noble Numbat 24.04", "debianlike", "cdrom,http,ftp", 2 * GiB, 10 * GiB, vcpus=2,
+             release="noble"),
     Template("Other install media", "", "cdrom", 2 * GiB, 32 * GiB, hvm=True, vcpus=2,
              description="An HVM guest installed from a CD or DVD image"),
 )
@@ -60,6 +63,8 @@ def record(t: Template) -> dict:
              "install-repository": "", "os-name": t.name}
     if t.distro:
         other["install-distro"] = t.distro
+    if t.release:
+        other["debian-release"] = t.release
     if t.hvm:
         boot = {"HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc", "firmware": "bios"},
                 "PV_bootloader": "", "domain_type": "hvm",

@@ -6,6 +6,7 @@ domain through the domains port first and the records after, so a killed
 agent finds records the start-up reconciliation can put right (domains.py).
 """
 
+import dataclasses
 import logging
 import os
 
@@ -13,6 +14,7 @@ from ..backends.hypervisor import NeedsHVM
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
+from . import eliloader
 from . import storage_records as R
 from . import vdi as vdi_actions
 from . import vm_runtime as run
@@ -55,8 +57,15 @@ async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
     store = ctx.store
     domains = ctx.ports.domains
     caps = await domains.capabilities()
-    disks = await run.attach_disks(ctx, vm, caps.driver)
+    installing = None if restore_from else await eliloader.prepare(ctx, vm, caps.driver)
+    try:
+        disks = await run.attach_disks(ctx, vm, caps.driver)
+    except BaseException:
+        await eliloader.abandon(ctx, vm, installing)
+        raise
     description = policy.describe(store.get("VM", vm), disks, run.nics(ctx, vm))
+    if installing is not None:  # eliloader's round (or, on KVM, the kernel pygrub would boot)
+        description = dataclasses.replace(description, boot=installing.boot)
     try:
         with translated(vm, "VM.start"):
             try:
@@ -70,7 +79,9 @@ async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
                 raise ApiError("VM_HVM_REQUIRED", vm) from None
     except BaseException:
         await run.detach_disks(ctx, vm)
+        await eliloader.abandon(ctx, vm, installing)
         raise
+    await eliloader.started(ctx, vm, installing)
     await run.write_vm_data(ctx, vm, state.domid)
     guest = await run.guest_facts(ctx, vm, state.domid)
     if store.exists("VM", vm):

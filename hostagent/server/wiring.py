@@ -135,6 +135,8 @@ class Agent:
             xenstore=xenstore,
             guest_agent={"Xen": XenstoreGuestAgent(xenstore), "TEST": TestGuestAgent()}.get(driver),
             scratch_dir=os.path.join(config.state_dir, "suspend"),
+            boot_dir=os.path.join(config.state_dir, "boot"),
+            run_blocking=deferToThread,
             links=(netlink.NetworkPort(config.netns or None, deferToThread, udev.nic_facts)
                    if config.manage_network else None),
         )

@@ -1,0 +1,110 @@
+"""Files fetched from http, https and ftp URLs into local files: the only user of urllib.
+
+Blocking; call in a worker thread. A download is written to `<dest>.part` and renamed
+into place only once complete: when the server announced a length (Content-Length,
+or the ftp size), the bytes received must match it. Every failure is a FetchError
+whose message says which URL and what went wrong; nothing partial stays behind.
+"""
+
+import http.client
+import os
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Optional
+
+CHUNK = 1 << 20
+TIMEOUT = 60.0  # seconds without progress before a download is abandoned
+
+
+class FetchError(Exception):
+    """A file could not be fetched; `missing` is true when the server said it has no such file."""
+
+    def __init__(self, message: str, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
+
+
+class FetchCancelled(FetchError):
+    """The caller asked the download to stop."""
+
+
+@dataclass
+class Progress:
+    """Shared with the thread doing the work: it writes `done` and `total` (bytes, total
+    None when unknown); the caller may set `cancel`."""
+
+    done: int = 0
+    total: Optional[int] = None
+    cancel: bool = False
+
+
+def fetch(url: str, dest: str, progress: Optional[Progress] = None, timeout: float = TIMEOUT) -> int:
+    """Download `url` to `dest`; returns the size. Raises FetchError."""
+    progress = progress if progress is not None else Progress()
+    part = dest + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            progress.total = (progress.total or 0) + expected if expected is not None else progress.total
+            received = 0
+            while True:
+                if progress.cancel:
+                    raise FetchCancelled(f"{url}: cancelled")
+                chunk = response.read(CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                progress.done += len(chunk)
+            if expected is not None and received != expected:
+                raise FetchError(f"{url}: truncated download, {received} of {expected} bytes")
+            if received == 0:
+                raise FetchError(f"{url}: the server sent an empty file")
+        os.replace(part, dest)
+        return received
+    except urllib.error.HTTPError as e:
+        raise FetchError(f"{url}: HTTP {e.code} {e.reason}", missing=e.code in (404, 410)) from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        missing = isinstance(reason, str) and ("550" in reason or "No such file" in reason)
+        raise FetchError(f"{url}: {reason}", missing=missing) from None
+    except FetchError:
+        raise
+    except http.client.IncompleteRead as e:  # the connection closed before the announced length
+        raise FetchError(f"{url}: truncated download, {len(e.partial)} more bytes then the connection "
+                         f"closed ({e.expected} missing)") from None
+    except (OSError, ValueError, socket.timeout, http.client.HTTPException) as e:
+        raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
+    finally:
+        _unlink(part)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class UrlTree:
+    """A repository at an http, https or ftp URL, as the install sources present it:
+    `with tree: tree.copy(relative, dest, progress)`."""
+
+    def __init__(self, base_url: str, timeout: float = TIMEOUT):
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def __enter__(self) -> "UrlTree":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def describe(self, relative: str) -> str:
+        return f"{self.base}/{relative.lstrip('/')}"
+
+    def copy(self, relative: str, dest: str, progress: Progress) -> int:
+        return fetch(self.describe(relative), dest, progress, self.timeout)
