@@ -12,7 +12,8 @@ network's.
 With `--manage-network` a VIF's network has its bridge from VIF.create on,
 and the VIF's backend device sits on it while the VM runs (vif_links.py).
 `VIF.move` changes the network, moving a running VIF's backend to the new
-bridge. `locking_mode` is recorded (no traffic filter is applied yet).
+bridge. `locking_mode` and the allowed addresses filter the backend's traffic
+(vif_locking.py).
 other_config is checked like a PIF's (INVALID_VALUE before anything is
 recorded) and applied to a running VIF's backend on every change.
 """
@@ -24,6 +25,7 @@ from ..datamodel.errors import ApiError
 from ..rpc.implicit import check_refs
 from . import link_config as LC
 from . import vif_links as VL
+from . import vif_locking
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 
@@ -56,6 +58,7 @@ async def create(ctx, args):
         values["MTU"] = network["MTU"]
     values.update(device=device, currently_attached=False)
     LC.check(dict(values.get("other_config") or {}))
+    vif_locking.check_record(values)
     await VL.ensure_network_bridge(ctx, values["network"])
     with ctx.store.transaction():
         return ctx.store.create("VIF", values)
@@ -86,13 +89,6 @@ async def move(ctx, self, network):
         await VL.release_backend(ctx, backend)
         await VL.attach_backend(ctx, self, fresh=False)
     await VL.drop_network_bridge(ctx, old)
-    return ""
-
-
-async def set_locking_mode(ctx, self, value):
-    ctx.need("VIF", self)
-    with ctx.store.transaction():
-        ctx.store.update("VIF", self, locking_mode=value)
     return ""
 
 
@@ -128,6 +124,6 @@ async def remove_from_other_config(ctx, self, key):
 
 
 HANDLERS = {"VIF.create": create, "VIF.destroy": destroy, "VIF.move": move,
-            "VIF.set_locking_mode": set_locking_mode, "VIF.set_other_config": set_other_config,
+            **vif_locking.HANDLERS, "VIF.set_other_config": set_other_config,
             "VIF.add_to_other_config": add_to_other_config,
             "VIF.remove_from_other_config": remove_from_other_config}

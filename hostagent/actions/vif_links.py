@@ -4,8 +4,9 @@ A running VM's VIF has a backend link in dom0 named `vif<domid>.<device>`:
 Xen's netback device, or the tap libvirt makes for a KVM guest (its domain
 XML names that target). The hypervisor's own scripts (Xen's vif-bridge,
 libvirt's `<interface type='bridge'>`) usually enslave it; the agent makes
-sure of it and applies the VIF's other_config (link_config.py) when the
-backend appears (the link monitor's report), after VIF.plug, on VIF.move and
+sure of it, filters its traffic as the VIF's locking_mode says (vif_locking.py;
+before putting it on the bridge) and applies the VIF's other_config
+(link_config.py) when the backend appears (the link monitor's report), after VIF.plug, on VIF.move and
 on every other_config change. A backend link of no attached VIF is taken off
 the agent's bridges.
 
@@ -19,7 +20,9 @@ import logging
 import re
 from typing import Optional
 
+from ..backends.nftables import FilterError
 from . import link_config as LC
+from . import vif_locking
 from .network import link_errors, remove_bridge_if_empty
 
 log = logging.getLogger("hostagent.network")
@@ -102,6 +105,19 @@ async def attach_backend(ctx, vif: str, fresh: bool = True) -> bool:
     with link_errors(bridge=net["bridge"]):
         if await links.link(name) is None:
             return False
+    try:  # filtered before the agent puts it on the bridge
+        await vif_locking.apply(ctx, vif, name)
+    except FilterError as e:
+        if vif_locking.effective_mode(ctx, rec) != "unlocked":
+            log.error("VIF %s: %s kept off bridge %s: its locking_mode filter cannot be made: %s",
+                      rec["uuid"], name, net["bridge"], e)
+            with link_errors():
+                found = await links.link(name)
+                if found is not None and found["master"] == net["bridge"]:
+                    await links.release(name)
+            return False
+        log.warning("VIF %s: cannot take the filter off %s: %s", rec["uuid"], name, e)
+    with link_errors(bridge=net["bridge"]):
         await links.ensure_bridge(net["bridge"])
         await links.enslave(name, net["bridge"])
         await links.set_up(name, True)
@@ -111,7 +127,9 @@ async def attach_backend(ctx, vif: str, fresh: bool = True) -> bool:
 
 
 async def release_backend(ctx, name: str) -> None:
-    """A backend link left without its VIF taken off whichever of the agent's bridges holds it."""
+    """A backend link left without its VIF taken off whichever of the agent's bridges holds it,
+    and its traffic filter gone."""
+    await vif_locking.remove(ctx, name)
     links = ctx.ports.links
     with link_errors():
         found = await links.link(name)
@@ -127,7 +145,11 @@ async def link_changed(ctx, value: dict) -> None:
     is still starting (the domain exists before the records say so) is looked for again for
     a few seconds."""
     name = value["name"]
-    if value["deleted"] or not BACKEND.match(name) or ctx.ports.links is None:
+    if not BACKEND.match(name) or ctx.ports.links is None:
+        return
+    if value["deleted"]:
+        if owner(ctx, name) is None:
+            await vif_locking.remove(ctx, name)
         return
     vif = owner(ctx, name)
     tries = 20 if value.get("new") else 0
@@ -152,3 +174,11 @@ async def at_start(ctx) -> None:
             await ensure_network_bridge(ctx, network)
     for vif in list(ctx.store.all("VIF")):
         await attach_backend(ctx, vif, fresh=False)
+    if ctx.ports.filters is not None:  # filters of backends no attached VIF has any more
+        try:
+            stale = [name for name in await ctx.ports.filters.filtered() if owner(ctx, name) is None]
+        except FilterError as e:
+            log.warning("cannot read the VIF filters: %s", e)
+            stale = []
+        for name in stale:
+            await vif_locking.remove(ctx, name)

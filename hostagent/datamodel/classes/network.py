@@ -35,6 +35,13 @@ NETWORK = cls(
               doc="Addresses the agent handed out on this network, per VIF."),
         field("purpose", SetOf(NETWORK_PURPOSE), RO, []),
     ],
+    messages=[
+        message("set_default_locking_mode",
+                [param("network", Ref("network")), param("value", NETWORK_DEFAULT_LOCKING_MODE)],
+                errors=["INTERNAL_ERROR"],
+                doc="What locking_mode network_default means for the network's VIFs (applied at once "
+                    "to those of running VMs).", sets="default_locking_mode"),
+    ],
 )
 
 
@@ -85,7 +92,27 @@ VIF = cls(
                 doc="Put the interface on another network, even while its VM runs (its backend "
                     "device moves to the new network's bridge)."),
         message("set_locking_mode", [param("self", Ref("VIF")), param("value", VIF_LOCKING_MODE)],
-                doc="Record the interface's traffic filter.", sets="locking_mode"),
+                errors=["INTERNAL_ERROR"],
+                doc="Set the interface's traffic filter (applied at once while its VM runs).",
+                sets="locking_mode"),
+        message("set_ipv4_allowed", [param("self", Ref("VIF")), param("value", SetOf(STRING))],
+                errors=["INVALID_VALUE", "INTERNAL_ERROR"],
+                doc="Set the IPv4 addresses a locked interface may send from.", sets="ipv4_allowed"),
+        message("add_ipv4_allowed", [param("self", Ref("VIF")), param("value", STRING)],
+                errors=["INVALID_VALUE", "INTERNAL_ERROR"],
+                doc="Allow a locked interface to send from this IPv4 address too."),
+        message("remove_ipv4_allowed", [param("self", Ref("VIF")), param("value", STRING)],
+                errors=["INTERNAL_ERROR"],
+                doc="No longer allow a locked interface to send from this IPv4 address."),
+        message("set_ipv6_allowed", [param("self", Ref("VIF")), param("value", SetOf(STRING))],
+                errors=["INVALID_VALUE", "INTERNAL_ERROR"],
+                doc="Set the IPv6 addresses a locked interface may send from.", sets="ipv6_allowed"),
+        message("add_ipv6_allowed", [param("self", Ref("VIF")), param("value", STRING)],
+                errors=["INVALID_VALUE", "INTERNAL_ERROR"],
+                doc="Allow a locked interface to send from this IPv6 address too."),
+        message("remove_ipv6_allowed", [param("self", Ref("VIF")), param("value", STRING)],
+                errors=["INTERNAL_ERROR"],
+                doc="No longer allow a locked interface to send from this IPv6 address."),
     ],
 )
 

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "6a61de306bbf41f5393e44bc2a13040898054f7b90a5d57cc9bcb4b04e3cecdb"
+EXPECTED_FINGERPRINT = "a0631ce21b28cd87dcfa64c2eac6dffb199ca70086ef00e0bfa08b0820820f13"
 
 
 def _walk(t):

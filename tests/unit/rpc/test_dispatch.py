@@ -157,7 +157,7 @@ def test_type_errors(env):
     ok(d, "network.set_MTU", s, net, "9000")
     assert ok(d, "network.get_MTU", s, net) == 9000
     assert err(d, "network.create", s, {"name_label": "n"}) == ["FIELD_TYPE_ERROR", "other_config"]
-    assert err(d, "network.set_default_locking_mode", s, net, "unlocked")[0] == "MESSAGE_METHOD_UNKNOWN"
+    assert err(d, "network.set_bridge", s, net, "xenbr9")[0] == "MESSAGE_METHOD_UNKNOWN"  # RO: no setter
     vm = ok(d, "VM.get_all", s)[0]
     assert err(d, "VM.set_actions_after_shutdown", s, vm, "Destroy") == [
         "INVALID_VALUE", "value", "Destroy"]
