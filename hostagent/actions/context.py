@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the ports' types, for readers and checkers; nothing here ca
     from ..backends.hypervisor import Hypervisor
     from ..backends.hypervisor.port import DomainPort
     from ..backends.netlink import NetworkPort
+    from ..backends.nftables import VifFilters
     from ..backends.storage import Storage
     from .intents import IntentLog
 
@@ -45,6 +46,7 @@ class Ports:
     boot_dir: str = ""  # eliloader's downloads and kernels read from guest disks, per VM uuid
     run_blocking: Optional[Callable] = None  # run_blocking(fn, *args): other blocking work (downloads)
     links: Optional["NetworkPort"] = None  # bridges, VLANs, NICs; None unless --manage-network
+    filters: Optional["VifFilters"] = None  # VIF locking_mode rules (nft); None unless --manage-network
 
 
 @dataclass

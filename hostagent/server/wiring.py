@@ -26,7 +26,7 @@ from ..actions.host_facts import HostMonitor
 from ..actions.intents import IntentLog
 from ..actions.oprules import TABLES
 from ..actions.reconcile import Reconcilers
-from ..backends import hostinfo, netlink, udev
+from ..backends import hostinfo, netlink, nftables, udev
 from ..backends.auth import AuthError
 from ..backends.guest_agent import TestGuestAgent, XenstoreGuestAgent
 from ..backends.hypervisor import Domains, Hypervisor, HypervisorError
@@ -139,6 +139,7 @@ class Agent:
             run_blocking=deferToThread,
             links=(netlink.NetworkPort(config.netns or None, deferToThread, udev.nic_facts)
                    if config.manage_network else None),
+            filters=nftables.VifFilters(config.netns or None, deferToThread) if config.manage_network else None,
         )
         self.runtime = Runtime(store=self.store, sessions=self.sessions, tasks=self.tasks, events=self.events,
                                ports=ports, host=self.host_ref, clock=clock, sleep=sleep, shield=shield,
