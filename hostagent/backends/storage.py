@@ -334,7 +334,7 @@ def vhd_stream_out(size: int, blocks, read):
     try:
         yield from vhd_stream.export_stream(size, blocks, read)
     except VhdError as e:
-        raise StorageError("VDI_IO_ERROR", f"VHD stream: {e}") from None
+        raise StorageError("VDI_IO_ERROR", [f"VHD stream: {e}"]) from None
 
 
 def vhd_stream_in(read):
@@ -343,7 +343,7 @@ def vhd_stream_in(read):
     try:
         yield from vhd_stream.import_stream(read)
     except VhdError as e:
-        raise StorageError("VDI_IO_ERROR", f"VHD stream: {e}") from None
+        raise StorageError("VDI_IO_ERROR", [f"VHD stream: {e}"]) from None
 
 
 class Progress:

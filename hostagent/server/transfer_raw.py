@@ -109,7 +109,7 @@ def take_raw(work: Work, pipe: BodyPipe, io, size: int) -> None:
             data = bytes(buf[:PIECE])
             del buf[:PIECE]
             if offset + len(data) > size:
-                raise StorageError("VDI_IO_ERROR", f"the body holds more than the disk's {size} bytes")
+                raise StorageError("VDI_IO_ERROR", [f"the body holds more than the disk's {size} bytes"])
             if not archive.is_zero(data):
                 io.write(offset, data)
             offset += len(data)
@@ -122,7 +122,7 @@ def take_vhd(work: Work, pipe: BodyPipe, io, size: int) -> None:
     stream = vhd_stream_in(pipe.read)
     virtual, _ = next(stream)
     if virtual > size:
-        raise StorageError("VDI_IO_ERROR", f"the VHD holds {virtual} bytes, the disk {size}")
+        raise StorageError("VDI_IO_ERROR", [f"the VHD holds {virtual} bytes, the disk {size}"])
     work.total = virtual
     for offset, data in stream:
         work.check()
@@ -136,7 +136,7 @@ def _short(fn):
         try:
             fn(work, pipe, io, size)
         except Gone as e:
-            raise StorageError("VDI_IO_ERROR", str(e)) from None
+            raise StorageError("VDI_IO_ERROR", [str(e)]) from None
     return run
 
 
