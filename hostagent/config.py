@@ -40,6 +40,7 @@ class Config:
     log_level: str = "INFO"
     manage_network: bool = False  # touch links (bridges, VLANs); see MANAGED_NETWORK_URIS
     netns: str = ""  # the network namespace whose links the agent manages ("" : its own)
+    host_console: bool = False  # a login vncterm for the host's console (docs/consoles.md)
 
     @property
     def socket_path(self) -> Optional[str]:
@@ -80,13 +81,16 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
                         "where networks and PIFs are records only)")
     p.add_argument("--no-manage-network", dest="manage_network", action="store_const", const="no",
                    help="networks and PIFs are records only, whatever the hypervisor")
+    p.add_argument("--host-console", choices=("yes", "no"),
+                   help="serve the host's own console (a login prompt, run as root) through /console; "
+                        "default no (docs/consoles.md)")
     p.add_argument("--netns", metavar="NAME",
                    help="manage the links of this network namespace (/run/netns/NAME) instead of the "
                         "agent's own")
 
 
 _KEYS = ("state-dir", "listen", "tls-listen", "cert", "key", "unix-socket", "libvirt-uri", "auth",
-         "auth-failure-delay", "address", "log-level", "event-queue", "manage-network", "netns")
+         "auth-failure-delay", "address", "log-level", "event-queue", "manage-network", "netns", "host-console")
 
 
 def _split(value: str) -> List[str]:
@@ -145,6 +149,13 @@ def load(args: argparse.Namespace, environ=os.environ) -> Config:
     else:
         raise ConfigError(f"manage-network must be yes or no, not {manage!r}")
     cfg.netns = merged.get("netns") or ""
+    host_console = str(merged.get("host-console", "")).strip().lower()
+    if host_console in ("", "no", "yes"):
+        cfg.host_console = host_console == "yes"
+    else:
+        raise ConfigError(f"host-console must be yes or no, not {host_console!r}")
+    if cfg.host_console and os.geteuid() != 0:
+        raise ConfigError("host-console serves a login prompt, which needs the agent to run as root")
     if cfg.netns and not cfg.manage_network:
         raise ConfigError("--netns names the namespace whose links the agent manages: it needs --manage-network")
     if cfg.tls_listen and not (cfg.cert and cfg.key):

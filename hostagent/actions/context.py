@@ -46,6 +46,7 @@ class Ports:
     boot_dir: str = ""  # eliloader's downloads and kernels read from guest disks, per VM uuid
     run_blocking: Optional[Callable] = None  # run_blocking(fn, *args): other blocking work (downloads)
     links: Optional["NetworkPort"] = None  # bridges, VLANs, NICs; None unless --manage-network
+    consoles: Optional[object] = None  # backends.consoles.ConsolePort: the vncterms
     filters: Optional["VifFilters"] = None  # VIF locking_mode rules (nft); None unless --manage-network
 
 

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers, domains, pif, pif_metrics, storage_boot, templates
+from ..actions import all_handlers, consoles, domains, pif, pif_metrics, storage_boot, templates
 from ..backends.nbd_block import NbdBlockDevices
 from ..actions.bootstrap import ensure_host, machine
 from ..actions.context import Ports, Runtime
@@ -28,6 +28,7 @@ from ..actions.oprules import TABLES
 from ..actions.reconcile import Reconcilers
 from ..backends import hostinfo, netlink, nftables, udev
 from ..backends.auth import AuthError
+from ..backends.consoles import HOST_KEY, ConsolePort, Vncterms
 from ..backends.guest_agent import TestGuestAgent, XenstoreGuestAgent
 from ..backends.hypervisor import Domains, Hypervisor, HypervisorError
 from ..backends.hypervisor.access import grant_state_access
@@ -45,6 +46,7 @@ from ..rpc.sessions import SessionManager
 from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
+from .console import ConsoleHandler, ConsoleSettler, Relays
 from .feed import Feed
 from .locks import SharedExclusiveLock
 from .listeners import listen_all
@@ -124,6 +126,11 @@ class Agent:
         if driver == "Xen":  # libxl takes no NBD disk: VHD chains as /dev/nbdN (nbd-client)
             self.storage.nbd_devices = NbdBlockDevices(config.state_dir)
         xenstore = Xenstore() if driver == "Xen" else FakeXenstore()
+        # vncterms are started and stopped in a worker of their own
+        self.console_pool = ThreadPool(1, 1, name="consoles")
+        self.consoles = ConsolePort(Vncterms(config.state_dir),
+                                    lambda fn, *a: deferToThreadPool(reactor, self.console_pool, fn, *a),
+                                    host_console=config.host_console)
         ports = Ports(
             storage=self.storage,
             intents=self.intents,
@@ -137,6 +144,7 @@ class Agent:
             scratch_dir=os.path.join(config.state_dir, "suspend"),
             boot_dir=os.path.join(config.state_dir, "boot"),
             run_blocking=deferToThread,
+            consoles=self.consoles,
             links=(netlink.NetworkPort(config.netns or None, deferToThread, udev.nic_facts)
                    if config.manage_network else None),
             filters=nftables.VifFilters(config.netns or None, deferToThread) if config.manage_network else None,
@@ -150,6 +158,12 @@ class Agent:
         self.runtime.oplocks = self.dispatcher.oplocks
         # HTTP handlers (/export, /import, /console, ...) register here before any listener opens
         self.router = xapi_router(self.dispatcher)
+        # CONNECT /console: relays closed when their session ends or their VM stops
+        self.relays = Relays()
+        self.sessions.on_destroy.append(self.relays.session_gone)
+        self.consoles.on_vm_gone.append(self.relays.vm_gone)
+        self.router.route("/console", ConsoleHandler(self.runtime, reactor, self.relays))
+        self.console_settler = ConsoleSettler(reactor, self.runtime)
         self.transfer_pool = transfer_routes.transfer_pool()
         transfer_routes.register(self.router, self.runtime, self.encoder, reactor, self.transfer_pool)
         self.monitor = HostMonitor()
@@ -197,6 +211,8 @@ class Agent:
         r.at_start("built-in templates", templates.ensure)
         r.at_start("VMs and their domains", domains.at_start)
         r.at_start("PIFs on their bridges", pif.at_start)
+        r.at_start("who runs device models", consoles.report_device_model)
+        r.at_start("console terminals (adopted, started, stopped)", consoles.at_start)
         # allowed operations follow this host's SM capabilities; no operation survives a restart
         r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
         r.on("domain", domains.lifecycle)
@@ -286,6 +302,7 @@ class Agent:
         self.commit.start()
         self.storage_pool.start()
         self.libvirt_pool.start()
+        self.console_pool.start()
         self.transfer_pool.start()
         # changes made while loading (first start, refreshed host facts) become durable first
         await self.commit.wait(self.commit.issued)
@@ -310,6 +327,8 @@ class Agent:
             self.urls.append(f"unix:{path}")
         self._gc.start(30.0, now=False)
         self._sampler.start(SAMPLE_INTERVAL, now=True)
+        self.consoles.on_change = self.console_settler.poke  # VMs that start or stop
+        self.console_settler.start()
 
     async def stop(self):
         for loop in (self._gc, self._sampler):
@@ -318,6 +337,13 @@ class Agent:
         for p in self.ports:
             await p.stopListening()
         self.ports = []
+        # console relays close; guests' vncterms run on (adopted by the next start, ended by
+        # their guests), the host's login prompt stops with the agent that manages it
+        self.consoles.on_change = None
+        self.console_settler.stop()
+        self.relays.close_all()
+        if self.consoles.host_console:
+            await self.consoles.stop(HOST_KEY)
         if self.link_monitor is not None:
             await deferToThread(self.link_monitor.stop)
         if self.nic_events is not None:
@@ -329,7 +355,7 @@ class Agent:
         if self.commit.failed is None:  # after a failed write there is nothing more to wait for
             await self.commit.wait(self.commit.issued)
         # worker threads are joined off the reactor, as the storage pool's above
-        for pool in (self.commit, self.libvirt_pool, self.transfer_pool):
+        for pool in (self.commit, self.libvirt_pool, self.transfer_pool, self.console_pool):
             await deferToThread(pool.stop)
         await deferToThread(self.hypervisor.close)
         self.journal.close()

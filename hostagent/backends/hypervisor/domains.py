@@ -16,6 +16,7 @@ from typing import List, Optional
 import libvirt
 
 from .. import domxml
+from .console_targets import DomainConsoles, from_xml as consoles_from_xml
 from ..domain import Disk, Domain, Nic
 from .errors import NeedsHVM, NoSuchDomain, translate
 
@@ -115,6 +116,11 @@ class Domains:
 
     def xml(self, uuid: str) -> str:
         return self._call(uuid, lambda d: d.XMLDesc(0))
+
+    def consoles(self, uuid: str) -> DomainConsoles:
+        """The running domain's text console pty and VNC port (none on drivers without
+        `capabilities().consoles`)."""
+        return consoles_from_xml(self.xml(uuid))
 
     # -------------------------------------------------------------- lifecycle
     def render(self, domain: Domain) -> str:

@@ -1,0 +1,160 @@
+"""Consoles: which vncterms run, and where a console record's bytes are.
+
+`settle(ctx)` makes the running vncterms match the VMs: one per running guest of this host
+whose domain has a text console (a PV console on Xen; the first serial port, on a pty, on
+KVM) unless `other_config:disable_pv_vnc` is set; none for a VM that stopped; a new one
+for one that died or whose pty changed (a reboot makes a new domain); and the host's login
+console when the agent is configured to serve it. The server runs it at start-up (after
+adopting the vncterms a previous run left), when a VM starts or stops, and every few seconds.
+
+`target(ctx, console)` is the 127.0.0.1 port that `CONNECT /console` relays to, or 0 (404):
+a vt100 console's vncterm; an rfb console's is the domain's own VNC server (qemu) and,
+where the guest has none (a PV guest with `disable_pv_vnc`... or no framebuffer), its
+vncterm, as XenServer does for PV guests. Targets are kept in memory, never in the records.
+"""
+
+import logging
+from typing import Dict
+
+from ..backends.consoles import HOST_KEY, ConsoleError, vm_key
+from ..backends.consoles_privilege import device_model_user
+from ..backends.hypervisor import HypervisorError
+
+log = logging.getLogger("hostagent.consoles")
+
+DISABLE_KEY = "disable_pv_vnc"
+TRUE = ("1", "true", "yes", "on")
+
+
+def wants_terminal(ctx, rec: dict) -> bool:
+    return (not rec["is_control_domain"] and not rec["is_a_template"]
+            and rec["power_state"] in ("Running", "Paused") and rec["resident_on"] == ctx.host
+            and str(rec["other_config"].get(DISABLE_KEY, "")).lower() not in TRUE)
+
+
+def _wanted(ctx) -> Dict[str, str]:
+    """Terminal key -> VM uuid, for the VMs that should have a vncterm."""
+    return {vm_key(rec["uuid"]): rec["uuid"] for rec in ctx.store.all("VM").values() if wants_terminal(ctx, rec)}
+
+
+async def _text_pty(ctx, uuid: str) -> str:
+    try:
+        return (await ctx.ports.domains.call("consoles", uuid)).text_pty
+    except HypervisorError as e:
+        log.info("VM %s: cannot read its consoles: %s", uuid, e)
+        return ""
+
+
+async def settle(ctx) -> None:
+    port = ctx.ports.consoles
+    if port is None:
+        return
+    for term in await port.dead():
+        log.warning("console %s: its vncterm (pid %d) stopped; starting another if still needed",
+                    term.key, term.pid)
+    guests = ctx.ports.domains is not None and (await ctx.ports.domains.capabilities()).consoles
+    want = _wanted(ctx) if guests else {}
+    suspect, port.suspect = port.suspect, set()
+    for key, term in port.running().items():
+        if key == HOST_KEY:
+            continue
+        if key not in want:
+            await port.stop(key)
+            port.vm_gone(term.vm)
+        elif term.vm in suspect and await _text_pty(ctx, term.vm) != term.pty:
+            log.info("console %s: the domain's text console moved; restarting its vncterm", key)
+            await port.stop(key)
+    running = port.running()
+    for key, uuid in want.items():
+        if key in running:
+            continue
+        pty = await _text_pty(ctx, uuid)
+        if not pty:
+            continue  # no text console on a pty (a socket-bound serial port, say)
+        vm = ctx.store.by_uuid("VM", uuid)
+        if vm is None or not wants_terminal(ctx, ctx.store.get("VM", vm)):
+            continue  # it stopped while we looked
+        try:
+            await port.start(key, uuid, pty, title=ctx.store.get("VM", vm)["name_label"])
+        except ConsoleError as e:
+            log.error("VM %s: no text console terminal: %s", uuid, e)
+            continue
+        if ctx.store.exists("VM", vm):
+            _ensure_vt100(ctx, vm)
+    if port.host_console and HOST_KEY not in running:
+        try:
+            await port.start(HOST_KEY, "", login=True, title=ctx.store.get("host", ctx.host)["hostname"])
+        except ConsoleError as e:
+            log.error("host console: no login terminal: %s", e)
+
+
+def _ensure_vt100(ctx, vm: str) -> None:
+    """A guest whose text console is served has a vt100 console record: PV guests have had
+    one since they started; an HVM guest's serial console (KVM) gets one now."""
+    store = ctx.store
+    if any(store.get("console", c)["protocol"] == "vt100" for c in store.get("VM", vm)["consoles"]):
+        return
+    address = store.get("host", ctx.host)["address"]
+    with store.transaction():
+        ref = store.create("console", {"protocol": "vt100", "VM": vm})
+        store.set("console", ref, "location", f"https://{address}/console?uuid={store.get('console', ref)['uuid']}")
+
+
+async def at_start(ctx) -> None:
+    """Adopt the vncterms a previous run left (their VMs' ptys checked again), then settle."""
+    port = ctx.ports.consoles
+    if port is None:
+        return
+    for term in await port.adopt():
+        if term.vm:
+            port.suspect.add(term.vm)
+    await settle(ctx)
+
+
+async def target(ctx, console: str) -> int:
+    """The 127.0.0.1 port of the VNC server behind `console`, or 0 when there is none."""
+    store = ctx.store
+    rec = store.get("console", console)
+    vm = store.get("VM", rec["VM"])
+    port = ctx.ports.consoles
+    if vm["is_control_domain"]:
+        return port.port_of(HOST_KEY) if port is not None and rec["protocol"] == "vt100" else 0
+    text = port.port_of(vm_key(vm["uuid"])) if port is not None else 0
+    if rec["protocol"] == "vt100":
+        return text
+    if rec["protocol"] != "rfb" or ctx.ports.domains is None:
+        return 0
+    if not (await ctx.ports.domains.capabilities()).consoles:
+        return 0
+    try:
+        graphics = (await ctx.ports.domains.call("consoles", vm["uuid"])).vnc_port
+    except HypervisorError as e:
+        log.info("VM %s: cannot read its consoles: %s", vm["uuid"], e)
+        return 0
+    return graphics or text
+
+
+async def report_device_model(ctx) -> None:
+    """host.other_config:device-model-user (and -privileged), and the log, say who runs qemu."""
+    if ctx.ports.domains is None:
+        return
+    try:
+        driver = (await ctx.ports.domains.capabilities()).driver
+    except HypervisorError as e:
+        log.warning("cannot tell which user runs device models: %s", e)
+        return
+    found = device_model_user(driver)
+    store = ctx.store
+    other = dict(store.get("host", ctx.host)["other_config"])
+    if found.user:
+        (log.warning if found.privileged else log.info)(
+            "device models (qemu) run as %s%s (%s)", found.user, ", with root's privileges" if found.privileged
+            else "", found.source)
+        values = {"device-model-user": found.user, "device-model-privileged": str(found.privileged).lower()}
+    else:
+        values = {}
+    updated = {k: v for k, v in other.items() if k not in ("device-model-user", "device-model-privileged")}
+    updated.update(values)
+    if updated != other:
+        with store.transaction():
+            store.set("host", ctx.host, "other_config", updated)
