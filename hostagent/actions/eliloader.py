@@ -155,13 +155,13 @@ def _gather(source, candidates, directory: str, progress: Progress) -> Tuple[str
             except FetchError as e:
                 if not e.missing:
                     raise
-                tried.append(source.describe(k))
+                tried.append(str(e))  # where, and what the source said
                 continue
             source.copy(i, initrd, progress)
             for path in (kernel, initrd):
                 os.chmod(path, 0o644)
             return kernel, initrd
-    raise FetchError(f"no installer kernel found; looked for {', '.join(tried)}", missing=True)
+    raise FetchError(f"no installer kernel found; looked for {'; '.join(tried)}", missing=True)
 
 
 # ------------------------------------------------------------------ the installed kernel
