@@ -262,10 +262,14 @@ def _read_only(cls, f):
 
 def set_map_key(ctx, cls, ref, f, key, value):
     parsed = parse(f.type[2], value, ctx.session, ctx.model, f"{f.cli}:{key}")
-    if f"add_to_{f.api}" in _accessors(cls, f):
+    if f"add_to_{f.api}" in _accessors(cls, f) and not f.settable:
         ctx.call(f"{cls.name}.remove_from_{f.api}", ref, key)
         ctx.call(f"{cls.name}.add_to_{f.api}", ref, key, parsed)
+    elif f"add_to_{f.api}" in _accessors(cls, f) and \
+            key not in ctx.call(f"{cls.name}.get_{f.api}", ref):
+        ctx.call(f"{cls.name}.add_to_{f.api}", ref, key, parsed)
     elif f.settable:
+        # the whole map in one call: a refused value leaves the old one in place
         current = ctx.call(f"{cls.name}.get_{f.api}", ref)
         current[key] = parsed
         ctx.call(f"{cls.name}.set_{f.api}", ref, current)

@@ -9,6 +9,7 @@ field needs them.
 
 NOT_IN_DB = "<not in database>"
 POWER_STATES = ("Halted", "Running", "Paused", "Suspended")
+CONSOLE_PROTOCOLS = ("vt100", "rfb", "rdp")  # xe prints these as VT100, RFB, RDP
 
 # Fields XenServer's xe shows beside a class's own: (cli name, marker, ref field to follow,
 # field of the object it names, its type). Computed only when asked for.
@@ -109,6 +110,8 @@ def value_text(type_, value, resolver) -> str:
             return str(value)
     if kind == "enum" and value in POWER_STATES:
         return value.lower()
+    if kind == "enum" and value in CONSOLE_PROTOCOLS:
+        return value.upper()
     return "" if value is None else str(value)
 
 
