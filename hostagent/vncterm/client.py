@@ -1,0 +1,213 @@
+"""One VNC client connection: protocol events in, framebuffer updates out.
+
+Each client keeps its own damage (which cell rows changed since it was last sent them) and gets
+an update only while it has a FramebufferUpdateRequest outstanding and its socket buffer is
+below HIGH_WATER; a client that stops reading simply receives nothing more until it drains (and
+is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the other clients.
+"""
+
+import asyncio
+import logging
+
+from . import rfb
+from .keys import KeyState
+from .pixelformat import DEFAULT, Converter, PixelFormatError, colour_map_entries
+
+log = logging.getLogger("hostagent.vncterm")
+
+HANDSHAKE_TIMEOUT = 10.0
+SLOW_CLIENT_TIMEOUT = 60.0
+HIGH_WATER = 2 * 1024 * 1024
+MAX_CLIENTS = 64
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, console, name: bytes):
+        self.console = console
+        fb = console.fb
+        self.session = rfb.Session(fb.width, fb.height, DEFAULT, name)
+        self.converter = Converter(DEFAULT)
+        self.keys = KeyState()
+        self.encodings = (rfb.ENCODING_RAW,)
+        self.damage: dict = {}
+        self.request = None
+        self.transport = None
+        self.paused = False
+        self.bell = False
+        self._timer = None
+        self.peer = "?"
+
+    # asyncio callbacks.
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        host, port = tuple(transport.get_extra_info("peername") or ("?", "?"))[:2]
+        self.peer = f"{host}:{port}"
+        if len(self.console.clients) >= MAX_CLIENTS:
+            log.warning("refusing %s: %d clients already", self.peer, MAX_CLIENTS)
+            transport.write(rfb.failure_33("too many clients"))
+            transport.close()
+            return
+        self.console.clients.add(self)
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        transport.write(rfb.SERVER_VERSION)
+        self._timer = self.console.loop.call_later(HANDSHAKE_TIMEOUT, self._timeout,
+                                                   "no handshake")
+
+    def connection_lost(self, exc) -> None:
+        self.console.clients.discard(self)
+        self._cancel_timer()
+        self.request = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        try:
+            events, reply = self.session.feed(data)
+        except rfb.RfbError as e:
+            log.info("dropping client %s: %s", self.peer, e)
+            if self.session.farewell:
+                self.transport.write(self.session.farewell)
+            self.transport.close()
+            return
+        if reply:
+            self.transport.write(reply)
+        for event in events:
+            getattr(self, "_on_" + event[0])(*event[1:])
+            if self.transport.is_closing():
+                return
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self._cancel_timer()
+        self._timer = self.console.loop.call_later(SLOW_CLIENT_TIMEOUT, self._timeout,
+                                                   "not reading its updates")
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._cancel_timer()
+        self.try_send()
+
+    def _cancel_timer(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timeout(self, why: str) -> None:
+        log.info("dropping client %s: %s", self.peer, why)
+        self.transport.abort()
+
+    # Protocol events.
+    def _on_ready(self) -> None:
+        self._cancel_timer()
+        self._all_damaged()
+        log.info("client %s connected (RFB 3.%d)", self.peer, self.session.version)
+
+    def _on_pixel_format(self, pf) -> None:
+        try:
+            self.converter = Converter(pf)
+        except PixelFormatError as e:
+            log.info("dropping client %s: %s", self.peer, e)
+            self.transport.close()
+            return
+        if not pf.true_colour:
+            self.transport.write(colour_map_entries())
+        self._all_damaged()
+
+    def _on_encodings(self, encodings) -> None:
+        self.encodings = encodings
+
+    def _on_update(self, incremental, x, y, w, h) -> None:
+        if self.request is not None:
+            old_inc, ox, oy, ow, oh = self.request
+            x0, y0 = min(x, ox), min(y, oy)
+            x1, y1 = max(x + w, ox + ow), max(y + h, oy + oh)
+            incremental, x, y, w, h = incremental and old_inc, x0, y0, x1 - x0, y1 - y0
+        self.request = (incremental, x, y, w, h)
+        self.console.refresh()
+        self.try_send()
+
+    def _on_key(self, down, keysym) -> None:
+        data = self.keys.event(down, keysym, self.console.emulator.app_cursor)
+        if data:
+            self.console.write_input(data)
+
+    def _on_pointer(self) -> None:
+        pass
+
+    def _on_cut(self, text: bytes) -> None:
+        # RFB cut text is Latin-1; a terminal gets UTF-8 with CR for each line end.
+        data = text.decode("latin-1").replace("\r\n", "\r").replace("\n", "\r")
+        self.console.write_input(data.encode("utf-8"))
+
+    # Updates.
+    def _all_damaged(self) -> None:
+        cols = self.console.fb.cols
+        self.damage = {y: (0, cols) for y in range(self.console.fb.rows)}
+
+    def add_damage(self, damage: dict, bell: bool = False) -> None:
+        if not self.session.ready:
+            return
+        for y, (x0, x1) in damage.items():
+            old = self.damage.get(y)
+            self.damage[y] = (min(x0, old[0]), max(x1, old[1])) if old else (x0, x1)
+        if bell:
+            self.bell = True
+        self.try_send()
+
+    def _damaged_rects(self, rx0, ry0, rx1, ry1) -> list:
+        """Pixel rectangles covering the damaged cells inside the requested region: one per
+        run of consecutive damaged rows."""
+        fb = self.console.fb
+        cw, ch = fb.cell_w, fb.cell_h
+        rects, run = [], None
+        for y in sorted(self.damage):
+            x0, x1 = self.damage[y]
+            if run and run[1] == y:
+                run = [run[0], y + 1, min(run[2], x0), max(run[3], x1)]
+            else:
+                if run:
+                    rects.append(run)
+                run = [y, y + 1, x0, x1]
+        if run:
+            rects.append(run)
+        out = []
+        for top, bottom, left, right in rects:
+            px0, py0 = max(left * cw, rx0), max(top * ch, ry0)
+            px1, py1 = min(right * cw, rx1), min(bottom * ch, ry1)
+            if px1 > px0 and py1 > py0:
+                out.append((px0, py0, px1 - px0, py1 - py0))
+        return out
+
+    def try_send(self) -> None:
+        if self.request is None or self.paused or self.transport.is_closing():
+            return
+        fb = self.console.fb
+        incremental, x, y, w, h = self.request
+        rx0, ry0 = min(x, fb.width), min(y, fb.height)
+        rx1, ry1 = min(x + w, fb.width), min(y + h, fb.height)
+        if incremental:
+            rects = self._damaged_rects(rx0, ry0, rx1, ry1)
+            if not rects:
+                if self.bell:
+                    self.transport.write(rfb.BELL)
+                    self.bell = False
+                return
+        else:
+            rects = [(rx0, ry0, rx1 - rx0, ry1 - ry0)] if rx1 > rx0 and ry1 > ry0 else []
+        self.request = None
+        parts = [rfb.update_header(len(rects))]
+        for px, py, pw, ph in rects:
+            parts.append(rfb.rect_header(px, py, pw, ph, rfb.ENCODING_RAW))
+            parts.append(self.converter.convert(fb.region(px, py, pw, ph)))
+        if self.bell:
+            parts.append(rfb.BELL)
+            self.bell = False
+        self.transport.write(b"".join(parts))
+        self._forget_sent(rx0, ry0, rx1, ry1)
+
+    def _forget_sent(self, rx0, ry0, rx1, ry1) -> None:
+        fb = self.console.fb
+        cw, ch = fb.cell_w, fb.cell_h
+        for y, (x0, x1) in list(self.damage.items()):
+            if rx0 <= x0 * cw and x1 * cw <= rx1 and ry0 <= y * ch and (y + 1) * ch <= ry1:
+                del self.damage[y]
