@@ -13,9 +13,10 @@ SELECTOR_HELP = "vm=<name or uuid> | uuid=<uuid> | <field>=<value>...; --multipl
 
 
 class Command:
-    __slots__ = ("flags", "group", "help", "name", "open", "optional", "required", "run")
+    __slots__ = ("fields", "flags", "group", "help", "name", "open", "optional", "required", "run")
 
-    def __init__(self, name, run, required=(), optional=(), flags=(), help="", open=False, group=""):
+    def __init__(self, name, run, required=(), optional=(), flags=(), help="", open=False, group="",
+                 fields=False):
         self.name = name
         self.run = run
         self.required = tuple(required)
@@ -24,6 +25,7 @@ class Command:
         self.help = help
         self.open = open  # takes further parameters (field filters, map keys), checked by `run`
         self.group = group or name.split("-", 1)[0]
+        self.fields = fields  # takes the fields of its group's class as parameters (filters, settings)
 
     def check(self, opts):
         for name in self.required:

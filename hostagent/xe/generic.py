@@ -59,7 +59,7 @@ def register(reg, model):
 def _register_view(reg, model, cli, cls, hidden):
     group = cli
     reg.add(Command(f"{cli}-list", lambda ctx, c=cls, h=hidden, v=cli: list_cmd(ctx, c, h, v),
-                    optional=("params",), open=True, group=group,
+                    optional=("params",), open=True, group=group, fields=True,
                     help=f"List the {cli}s (field filters such as name-label=..., params=a,b or all)."))
     sel = lambda ctx, c=cls: by_uuid(ctx, c)
     reg.add(Command(f"{cli}-param-list", lambda ctx, c=cls: param_list(ctx, c, sel(ctx)),
@@ -68,7 +68,7 @@ def _register_view(reg, model, cli, cls, hidden):
                     required=("uuid", "param-name"), optional=("param-key",), group=group,
                     help=f"Print one field of a {cli} (a key of a map field with param-key=)."))
     reg.add(Command(f"{cli}-param-set", lambda ctx, c=cls: param_set(ctx, c, sel(ctx)),
-                    required=("uuid",), open=True, group=group,
+                    required=("uuid",), open=True, group=group, fields=True,
                     help=f"Set fields of a {cli}: field=value, map-field:key=value."))
     reg.add(Command(f"{cli}-param-add", lambda ctx, c=cls: param_add(ctx, c, sel(ctx)),
                     required=("uuid", "param-name"), optional=("param-key",), open=True, group=group,
@@ -83,6 +83,7 @@ def _register_view(reg, model, cli, cls, hidden):
         return  # templates and snapshots share the VM's other commands
     if cls.constructor:
         reg.add(Command(f"{cli}-create", lambda ctx, c=cls: create_cmd(ctx, c), open=True, group=group,
+                        fields=True,
                         required=tuple(f.cli for f in cls.fields if f.required and f.kind == "ref"),
                         help=f"Create a {cli} from field=value parameters; prints its uuid."))
         reg.add(Command(f"{cli}-destroy", lambda ctx, c=cls: destroy_cmd(ctx, c), required=("uuid",),

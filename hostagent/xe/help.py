@@ -32,7 +32,7 @@ def parameter_names(ctx, cmd):
     """What `cmd` takes, for completion: `name=` for parameters, `--flag` for flags; a command
     taking field filters or field settings offers its class's fields too."""
     names = [f"{p}=" for p in cmd.required + cmd.optional]
-    if cmd.open:
+    if cmd.fields:
         from . import generic as G
         from .records import columns
         views = {cli: cls for cli, cls, _ in G.views(ctx.model)}

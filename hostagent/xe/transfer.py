@@ -166,7 +166,7 @@ def vdi_import(ctx):
 def register(reg, model):
     reg.add(Command("vm-export", vm_export, required=("filename",),
                     optional=("vm", "compress", "preserve-power-state"), flags=("metadata",),
-                    open=True, group="vm",
+                    open=True, group="vm", fields=True,
                     help="Write the VM as an XVA file (filename=- for stdout; compress=true|gzip|zstd; "
                          f"--metadata for its records only). Select with {SELECTOR_HELP}."))
     reg.add(Command("vm-import", vm_import, required=("filename",), optional=("sr-uuid",),

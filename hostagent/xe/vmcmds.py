@@ -41,7 +41,7 @@ def _op(name, wire_for, extra=(), flags=(), help=""):
             wire, args = wire_for(ctx, ref)
             run_message(ctx, wire, args, ASYNC)
     return Command(name, run, optional=("vm",) + extra, flags=("multiple",) + flags, open=True, group="vm",
-                   help=f"{help} Select with {SELECTOR_HELP}.")
+                   fields=True, help=f"{help} Select with {SELECTOR_HELP}.")
 
 
 def _host(ctx):
@@ -83,7 +83,8 @@ def _copy_like(name, wire, optional=(), help=""):
             ctx.write(ctx.call("VM.get_uuid", new) + "\n")
     return Command(name, run, required=("new-name-label",),
                    optional=("vm", "new-name-description") + optional,
-                   flags=("multiple",), open=True, group="vm", help=f"{help} Select with {SELECTOR_HELP}.")
+                   flags=("multiple",), open=True, group="vm", fields=True,
+                   help=f"{help} Select with {SELECTOR_HELP}.")
 
 
 def vm_install(ctx):
@@ -219,13 +220,13 @@ def register(reg, model):
                     help="Install a VM from a template (name or uuid), its disks on sr-uuid= or the "
                          "default SR; prints the new uuid."))
     reg.add(Command("vm-uninstall", vm_uninstall, optional=("vm",), flags=("multiple", "force"), open=True,
-                    group="vm",
+                    group="vm", fields=True,
                     help=f"Destroy the VM and its disks (asks first unless --force). Select with {SELECTOR_HELP}."))
     reg.add(Command("vm-disk-add", vm_disk_add, required=("disk-size", "device"), optional=("vm", "sr-uuid"),
-                    flags=("multiple",), open=True, group="vm",
+                    flags=("multiple",), open=True, group="vm", fields=True,
                     help=f"Add a new disk of disk-size bytes at device (userdevice). Select with {SELECTOR_HELP}."))
     reg.add(Command("vm-disk-list", vm_disk_list, optional=("vm", "vbd-params", "vdi-params"),
-                    flags=("multiple",), open=True, group="vm",
+                    flags=("multiple",), open=True, group="vm", fields=True,
                     help=f"List the VM's disks: VBD and VDI records. Select with {SELECTOR_HELP}."))
     reg.add(Command("vm-vif-list", vm_vif_list, optional=("vm", "params"), flags=("multiple",), open=True,
-                    group="vm", help=f"List the VM's VIFs. Select with {SELECTOR_HELP}."))
+                    group="vm", fields=True, help=f"List the VM's VIFs. Select with {SELECTOR_HELP}."))
