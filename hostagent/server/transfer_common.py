@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -28,6 +28,7 @@ from ..xva import XvaError
 log = logging.getLogger("hostagent.transfer")
 
 PIPE_LIMIT = 4 << 20  # bytes of a request body held for the worker thread at most
+SINK_DEPTH = 4  # response pieces (about a MiB each) waiting for the reactor at most
 POLL = 0.5  # seconds between progress reports and cancellation checks
 TRUE = ("true", "yes", "on", "1")
 
@@ -220,56 +221,68 @@ class BodyPipe:
 
 @implementer(IPushProducer)
 class ResponseSink:
-    """A response written from a worker thread (`write` blocks while the client is slow)."""
+    """A response written from a worker thread: up to `depth` pieces wait for the reactor
+    (so the worker prepares the next ones while the last are sent), and `write` blocks
+    beyond that while the client is slow."""
 
-    def __init__(self, call, reactor):
-        self.call, self.reactor = call, reactor
+    def __init__(self, call, reactor, depth: int = SINK_DEPTH):
+        self.call, self.reactor, self.depth = call, reactor, depth
+        self._slots = threading.Semaphore(depth)
+        self._queue = collections.deque()
         self._paused = False
-        self._waiting = None
+        self._closing = False
         self.gone = False
         call.request.registerProducer(self, True)
         call.at_end(self.stopProducing)
 
+    # the producer, on the reactor
     def pauseProducing(self):
         self._paused = True
 
     def resumeProducing(self):
         self._paused = False
-        self._wake(None)
+        self._pump()
 
     def stopProducing(self):
-        self.gone = True
-        self._wake(Gone("the client closed the connection"))
+        if not self.gone:
+            self.gone = True
+            self._queue.clear()
+            for _ in range(self.depth + 1):  # whoever waits for a slot: wake up and see
+                self._slots.release()
 
-    def _wake(self, error):
-        d, self._waiting = self._waiting, None
-        if d is not None:
-            (d.errback if error else d.callback)(error)
+    def _push(self, data: bytes) -> None:
+        if self.gone:
+            return
+        self._queue.append(data)
+        self._pump()
 
-    def _write(self, data: bytes):
+    def _pump(self) -> None:
+        while self._queue and not self._paused and not self.gone:
+            self.call.request.write(self._queue.popleft())
+            self._slots.release()
+        if self._closing and not self._queue and not self.call.over:
+            self.call.request.unregisterProducer()
+            self.call.request.finish()
+
+    # the worker thread
+    def write(self, data: bytes) -> None:
+        """Queue data for the client, waiting while `depth` pieces already wait."""
+        if not data:
+            return
+        self._slots.acquire()
         if self.gone:
             raise Gone("the client closed the connection")
-        self.call.request.write(data)
-        if self._paused:
-            self._waiting = defer.Deferred()
-            return self._waiting
-        return None
+        self.reactor.callFromThread(self._push, data)
 
-    def write(self, data: bytes) -> None:
-        """In the worker thread: send data once the client has taken what came before."""
-        if data:
-            blockingCallFromThread(self.reactor, self._write, data)
-
+    # the reactor again
     def abort(self) -> None:
-        """On the reactor: drop the connection now (a cancelled transfer), unblocking the worker."""
+        """Drop the connection now (a cancelled transfer), unblocking the worker."""
         self.stopProducing()
         transport = self.call.request.channel.transport if self.call.request.channel else None
         if transport is not None:
             transport.abortConnection()
 
     def close(self) -> None:
-        """On the reactor: end the response (or the connection, if it is still being read)."""
-        request = self.call.request
-        if not self.call.over:
-            request.unregisterProducer()
-            request.finish()
+        """End the response once what waits has been sent."""
+        self._closing = True
+        self._pump()

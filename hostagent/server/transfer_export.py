@@ -1,8 +1,8 @@
 """GET /export and /export_metadata: a VM as an XVA (xapi-protocol.md §8.2, §8.3).
 
-/export streams ova.xml and then every streamed disk in 1 MiB chunks with SHA-1 checksum
-entries, all-zero chunks left out (but a disk's first and last), optionally compressed
-as a whole (`use_compression=true|gzip|zstd`). The VM (Halted or Suspended; a snapshot
+/export streams ova.xml and then every streamed disk in 1 MiB chunks with XXH64 checksum
+entries (as today's xapi), all-zero chunks left out (but a disk's first and last),
+optionally compressed as a whole (`use_compression=true|gzip|zstd`). The VM (Halted or Suspended; a snapshot
 or template too) shows `export` in current_operations for the whole transfer; its task
 reports progress, and cancelling it stops the stream (the connection is closed, the task
 ends `cancelled`). /export_metadata sends a tar holding only ova.xml, the VM's snapshots

@@ -56,7 +56,7 @@ def chunk_numbers(size: int, extents: list[tuple[int, int]]) -> list[int]:
     return sorted(numbers)
 
 
-def chunk_entries(ref_id: str, number: int, data, last: int, kind: str = "checksum") -> bytes:
+def chunk_entries(ref_id: str, number: int, data, last: int, kind: str = codecs.EXPORT_CHECKSUM) -> bytes:
     """The entries of chunk `number` (data, then its checksum), or b"" for an all-zero
     chunk that is neither the first nor the `last`."""
     if 0 < number < last and is_zero(data):
@@ -83,7 +83,8 @@ class XvaReader:
         self.failed_checksums = 0
         self._disks: dict[str, _Disk] = {}
         with _reading():
-            self._tar = tarfile.open(fileobj=fileobj, mode="r|")  # noqa: SIM115 - kept open while read
+            # a chunk a read: tarfile's default (10 KiB records) costs a hundred reads a chunk
+            self._tar = tarfile.open(fileobj=fileobj, mode="r|", bufsize=CHUNK)  # noqa: SIM115
         self._members = iter(self._tar)
 
     def _next(self):

@@ -81,7 +81,7 @@ def test_export_then_import_on_another_sr(agent, s, x, source, other_sr, tmp_pat
     if compression == "":  # an independent reader: tar lists ova.xml first, chunks with checksums
         names = subprocess.run(["tar", "tf", xva], capture_output=True, text=True, check=True).stdout.split()
         assert names[0] == "ova.xml"
-        assert any(n.endswith(".checksum") for n in names)
+        assert any(n.endswith(".xxhash") for n in names)
 
     status, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=sr), xva)
     assert status == 200, body

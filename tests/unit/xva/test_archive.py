@@ -48,7 +48,7 @@ def test_zero_chunks_are_left_out_but_not_the_first_and_last():
     entries = archive.chunk_entries("Ref:3", 4, zero[:512], last=4)
     with tarfile.open(fileobj=io.BytesIO(entries + archive.END)) as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == ["Ref:3/00000004", "Ref:3/00000004.checksum"]
+    assert [m.name for m in members] == ["Ref:3/00000004", "Ref:3/00000004.xxhash"]
     assert members[0].size == 512
 
 
