@@ -1,14 +1,20 @@
 """A VIF's backend device on its network's bridge (with `--manage-network`).
 
-A running VM's VIF has a backend link in dom0 named `vif<domid>.<device>`:
-Xen's netback device, or the tap libvirt makes for a KVM guest (its domain
-XML names that target). The hypervisor's own scripts (Xen's vif-bridge,
-libvirt's `<interface type='bridge'>`) usually enslave it; the agent makes
-sure of it, filters its traffic as the VIF's locking_mode says (vif_locking.py;
-before putting it on the bridge) and applies the VIF's other_config
-(link_config.py) when the backend appears (the link monitor's report), after VIF.plug, on VIF.move and
-on every other_config change. A backend link of no attached VIF is taken off
-the agent's bridges.
+A running VM's VIF has a backend link in dom0: Xen's netback device
+`vif<domid>.<device>`, or the tap libvirt makes for a KVM guest. A KVM guest's
+taps made at domain start are libvirt's `vnet<N>` (the domid, and so xapi's
+name, is not known before the domain exists; the agent does not rename them):
+when one appears the agent finds its VIF by MAC (libvirt gives the tap the
+guest's MAC with the first byte fe) and records it as that VIF's backend for
+the running domain. A VIF hot-plugged with VIF.plug gets `vif<domid>.<device>`
+(the domain XML's target). The hypervisor's own scripts (Xen's vif-bridge,
+libvirt's `<interface type='bridge'>`) usually enslave the backend; the agent
+makes sure of it, filters its traffic as the VIF's locking_mode says
+(vif_locking.py; before putting it on the bridge) and applies the VIF's
+other_config (link_config.py) when the backend appears (the link monitor's
+report), after VIF.plug, on VIF.move and on every other_config change. A
+`vif<domid>.<device>` link of no attached VIF is taken off the agent's bridges
+(a `vnet<N>` of no VIF is left to libvirt).
 
 A network's bridge exists while it has VIFs (made at VIF.create and at
 start-up), so that a hypervisor that wants the bridge at domain start finds
@@ -28,6 +34,7 @@ from .network import link_errors, remove_bridge_if_empty
 log = logging.getLogger("hostagent.network")
 
 BACKEND = re.compile(r"^vif(\d+)\.(\d+)$")
+LIBVIRT_TAP = re.compile(r"^vnet\d+$")  # libvirt's names for the taps it makes at domain start
 RUNNING = ("Running", "Paused")
 
 
@@ -58,28 +65,77 @@ async def drop_network_bridge(ctx, network: str) -> None:
     await remove_bridge_if_empty(ctx.ports.links, net["bridge"])
 
 
+def _running_vifs(ctx):
+    """(VIF, its record, its VM's domid) for the attached VIFs of this host's running VMs."""
+    for rec in ctx.store.all("VM").values():
+        if rec["domid"] >= 0 and rec["resident_on"] == ctx.host and rec["power_state"] in RUNNING:
+            for vif in rec["VIFs"]:
+                vif_rec = ctx.store.get("VIF", vif)
+                if vif_rec["currently_attached"]:
+                    yield vif, vif_rec, rec["domid"]
+
+
 def backend_of(ctx, vif: str) -> Optional[str]:
-    """The backend link name of an attached VIF of a running VM on this host, else None."""
+    """The backend link name of an attached VIF of a running VM on this host, else None: the
+    libvirt tap recorded for this domain (see claim_tap), else vif<domid>.<device>."""
     rec = ctx.store.get("VIF", vif)
     vm = ctx.store.get("VM", rec["VM"])
     if vm["power_state"] not in RUNNING or vm["resident_on"] != ctx.host or vm["domid"] < 0:
         return None
-    return backend_name(vm["domid"], rec["device"]) if rec["currently_attached"] else None
+    if not rec["currently_attached"]:
+        return None
+    kept = ctx.store.private_of("VIF", vif)
+    if kept.get("backend") and kept.get("backend_domid") == vm["domid"]:
+        return kept["backend"]
+    return backend_name(vm["domid"], rec["device"])
 
 
 def owner(ctx, name: str) -> Optional[str]:
     """The attached VIF whose backend link is `name`, or None."""
     m = BACKEND.match(name)
-    if not m:
-        return None
-    domid, device = int(m.group(1)), m.group(2)
-    for vm, rec in ctx.store.all("VM").items():
-        if rec["domid"] == domid and rec["resident_on"] == ctx.host and rec["power_state"] in RUNNING:
-            for vif in rec["VIFs"]:
-                vif_rec = ctx.store.get("VIF", vif)
-                if vif_rec["device"] == device and vif_rec["currently_attached"]:
-                    return vif
+    for vif, rec, domid in _running_vifs(ctx):
+        kept = ctx.store.private_of("VIF", vif)
+        if kept.get("backend") == name and kept.get("backend_domid") == domid:
+            return vif
+        if m and int(m.group(1)) == domid and rec["device"] == m.group(2):
+            return vif
     return None
+
+
+def tap_owner(ctx, mac: str) -> Optional[str]:
+    """The attached VIF whose guest MAC this libvirt tap's MAC stands for: libvirt gives a KVM
+    guest's tap the guest's MAC with the first byte fe (fa when the guest's begins with fe), so
+    that the bridge never takes the guest's address as its own."""
+    mac = (mac or "").lower()
+    if len(mac) != 17 or mac[:2] not in ("fe", "fa"):
+        return None
+    for vif, rec, _ in _running_vifs(ctx):
+        guest = rec["MAC"].lower()
+        if guest[2:] == mac[2:] and ("fa" if guest[:2] == "fe" else "fe") == mac[:2]:
+            return vif
+    return None
+
+
+def _forget_tap(ctx, name: str) -> None:
+    """A recorded libvirt tap `name` that went (or left its VIF) is no VIF's backend any more."""
+    for vif in list(ctx.store.all("VIF")):
+        if ctx.store.private_of("VIF", vif).get("backend") == name:
+            with ctx.store.transaction():
+                ctx.store.set_private("VIF", vif, backend=None, backend_domid=None)
+
+
+async def claim_tap(ctx, name: str) -> Optional[str]:
+    """A libvirt tap (`vnet<N>`) that appeared: the VIF it carries, found by its MAC and recorded
+    as that VIF's backend for the running domain, or None."""
+    with link_errors():
+        found = await ctx.ports.links.link(name)
+    vif = tap_owner(ctx, found["mac"]) if found else None
+    if vif is not None:
+        domid = ctx.store.get("VM", ctx.store.get("VIF", vif)["VM"])["domid"]
+        with ctx.store.transaction():
+            ctx.store.set_private("VIF", vif, backend=name, backend_domid=domid)
+        log.info("VIF %s: libvirt's tap %s is its backend", ctx.store.get("VIF", vif)["uuid"], name)
+    return vif
 
 
 async def configure(ctx, vif: str, name: str, config: dict, fresh: bool = False) -> None:
@@ -130,6 +186,7 @@ async def release_backend(ctx, name: str) -> None:
     """A backend link left without its VIF taken off whichever of the agent's bridges holds it,
     and its traffic filter gone."""
     await vif_locking.remove(ctx, name)
+    _forget_tap(ctx, name)
     links = ctx.ports.links
     with link_errors():
         found = await links.link(name)
@@ -145,20 +202,23 @@ async def link_changed(ctx, value: dict) -> None:
     is still starting (the domain exists before the records say so) is looked for again for
     a few seconds."""
     name = value["name"]
-    if not BACKEND.match(name) or ctx.ports.links is None:
+    tap = LIBVIRT_TAP.match(name) is not None
+    if not (BACKEND.match(name) or tap) or ctx.ports.links is None:
         return
     if value["deleted"]:
-        if owner(ctx, name) is None:
+        if owner(ctx, name) is None or tap:
             await vif_locking.remove(ctx, name)
+            _forget_tap(ctx, name)
         return
-    vif = owner(ctx, name)
+    vif = owner(ctx, name) or (await claim_tap(ctx, name) if tap else None)
     tries = 20 if value.get("new") else 0
     while vif is None and tries:
         await ctx.sleep(0.25)
         tries -= 1
-        vif = owner(ctx, name)
+        vif = owner(ctx, name) or (await claim_tap(ctx, name) if tap else None)
     if vif is None:
-        await release_backend(ctx, name)
+        if not tap:  # a vnet<N> of no VIF is libvirt's own business (its networks, other guests)
+            await release_backend(ctx, name)
         return
     net = managed(ctx, ctx.store.get("VIF", vif)["network"])
     if net is not None and (value.get("new") or value["master"] != net["bridge"]):
@@ -172,6 +232,11 @@ async def at_start(ctx) -> None:
     for network, rec in ctx.store.all("network").items():
         if rec["VIFs"]:
             await ensure_network_bridge(ctx, network)
+    with link_errors():
+        taps = [li["name"] for li in await ctx.ports.links.links() if LIBVIRT_TAP.match(li["name"] or "")]
+    for name in taps:  # libvirt's taps of guests started before, not yet known as backends
+        if owner(ctx, name) is None:
+            await claim_tap(ctx, name)
     for vif in list(ctx.store.all("VIF")):
         await attach_backend(ctx, vif, fresh=False)
     if ctx.ports.filters is not None:  # filters of backends no attached VIF has any more

@@ -1,8 +1,9 @@
 """A real KVM guest's VIF on its network's bridge (root, /dev/kvm or TCG, the kit's libvirtd).
 
 The agent manages the host's own namespace here (libvirt makes the guest's
-taps there): a network's bridge is made at VIF.create, the guest's tap is on
-it while the VM runs, VIF.unplug (a PCI hot-unplug the guest acknowledges)
+taps there): a network's bridge is made at VIF.create, the guest's tap
+(libvirt's vnet<N>, found by its MAC) is on it with the VIF's other_config
+while the VM runs, VIF.unplug (a PCI hot-unplug the guest acknowledges)
 takes it off, VIF.plug brings back a tap named as xapi names backends,
 vif<domid>.<device>, with the VIF's other_config applied.
 """
@@ -58,6 +59,9 @@ def test_a_kvm_guests_vif_follows_plug_and_unplug(kvm_agent):
         assert bridge_exists("xapikvm0")  # made for the VIF, before any domain wants it
         x.VM.start(vm, False, False)
         [tap] = wait_for(lambda: ports("xapikvm0"), 20.0, what="the guest's tap on the bridge")
+        assert tap.startswith("vnet")  # libvirt's name at start: the domid was not known before
+        # the agent knows it as the VIF's backend: the VIF's other_config reaches it from the start
+        wait_for(lambda: kernel_ethtool(None, tap)["sg"] is False or None, 20.0, what=f"sg off on {tap}")
         dom = libvirt.open(uri).lookupByUUIDString(x.VM.get_uuid(vm))
         with Console.of_domain(dom) as console:
             console.wait_ready(timeout=180)

@@ -407,3 +407,37 @@ def test_pool_create_vlan_needs_the_device_on_every_host(env):
         ctx.store.delete("host", other)
     made = run(pool_vlan.create_VLAN(ctx, "eth1", net, 7))
     assert [ctx.store.get("PIF", p)["device"] for p in made] == ["eth1"] and "eth1.7" in links.state
+
+
+def test_a_libvirt_tap_is_known_as_its_vifs_backend_by_mac(env):
+    from hostagent.actions import vif_links
+    ctx, host, _, links = env
+    net = network.create(ctx, {"name_label": "n"})
+    with ctx.store.transaction():
+        vm = ctx.store.create("VM", {"name_label": "g", "power_state": "Running", "domid": 7, "resident_on": host})
+        vif = ctx.store.create("VIF", {"device": "0", "network": net, "VM": vm, "MAC": "52:54:00:12:34:56",
+                                       "currently_attached": True, "MTU": 1500})
+        other = ctx.store.create("VIF", {"device": "1", "network": net, "VM": vm, "MAC": "fe:54:00:12:34:57",
+                                         "currently_attached": True, "MTU": 1500})
+    assert vif_links.tap_owner(ctx, "FE:54:00:12:34:56") == vif
+    assert vif_links.tap_owner(ctx, "fa:54:00:12:34:57") == other  # a guest MAC that begins with fe
+    assert vif_links.tap_owner(ctx, "52:54:00:12:34:56") is None  # not a tap's MAC
+    assert vif_links.backend_of(ctx, vif) == "vif7.0"  # until a tap is known
+    links.state["vnet3"] = {"name": "vnet3", "kind": "tun", "master": None, "mac": "fe:54:00:12:34:56",
+                            "mtu": 1500, "up": False}
+    links.state["vnet4"] = {"name": "vnet4", "kind": "tun", "master": None, "mac": "fe:00:00:00:00:01",
+                            "mtu": 1500, "up": False}
+    run(vif_links.link_changed(ctx, {"name": "vnet3", "deleted": False, "new": True, "up": False,
+                                     "carrier": False, "master": None}))
+    assert vif_links.backend_of(ctx, vif) == "vnet3" and vif_links.owner(ctx, "vnet3") == vif
+    assert links.state["vnet3"]["master"] == "xapi0" and links.state["vnet3"]["up"]
+    # a tap no VIF stands behind is libvirt's business: left where it is
+    object.__setattr__(ctx.rt, "sleep", lambda s: asyncio.sleep(0))
+    run(vif_links.link_changed(ctx, {"name": "vnet4", "deleted": False, "new": True, "up": False,
+                                     "carrier": False, "master": "virbr0"}))
+    assert links.state["vnet4"]["master"] is None
+    # the tap goes: no backend recorded any more; the next domain's is vif<domid>.<n> again
+    links.state.pop("vnet3")
+    run(vif_links.link_changed(ctx, {"name": "vnet3", "deleted": True, "new": False, "up": False,
+                                     "carrier": False, "master": None}))
+    assert vif_links.backend_of(ctx, vif) == "vif7.0"
