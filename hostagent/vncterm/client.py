@@ -18,7 +18,8 @@ log = logging.getLogger("hostagent.vncterm")
 HANDSHAKE_TIMEOUT = 10.0
 SLOW_CLIENT_TIMEOUT = 60.0
 HIGH_WATER = 2 * 1024 * 1024
-MAX_CLIENTS = 64
+MAX_VIEWERS = 32            # clients past the handshake
+MAX_CONNECTIONS = 128       # all connections; when full, the oldest mid-handshake one goes
 
 
 class Client(asyncio.Protocol):
@@ -42,19 +43,33 @@ class Client(asyncio.Protocol):
         self.transport = transport
         host, port = tuple(transport.get_extra_info("peername") or ("?", "?"))[:2]
         self.peer = f"{host}:{port}"
-        if len(self.console.clients) >= MAX_CLIENTS:
-            log.warning("refusing %s: %d clients already", self.peer, MAX_CLIENTS)
-            transport.write(rfb.failure_33("too many clients"))
+        if not self._make_room():
+            log.warning("refusing %s: %d viewers already", self.peer, MAX_VIEWERS)
+            transport.write(rfb.failure_33("too many viewers"))
             transport.close()
             return
-        self.console.clients.add(self)
+        self.console.clients[self] = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
         transport.write(rfb.SERVER_VERSION)
         self._timer = self.console.loop.call_later(HANDSHAKE_TIMEOUT, self._timeout,
                                                    "no handshake")
 
+    def _make_room(self) -> bool:
+        """Whether this connection may stay: viewers are capped, and connections that have not
+        finished their handshake give way (oldest first) to new ones."""
+        clients = self.console.clients
+        if sum(1 for c in clients if c.session.ready) >= MAX_VIEWERS:
+            return False
+        if len(clients) >= MAX_CONNECTIONS:
+            oldest = next((c for c in clients if not c.session.ready), None)
+            if oldest is None:
+                return False
+            clients.pop(oldest, None)
+            oldest.transport.abort()
+        return True
+
     def connection_lost(self, exc) -> None:
-        self.console.clients.discard(self)
+        self.console.clients.pop(self, None)
         self._cancel_timer()
         self.request = None
 

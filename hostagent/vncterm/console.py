@@ -30,7 +30,7 @@ class Console:
         self.fd = fd
         self.emulator = emulator
         self.fb = framebuffer
-        self.clients: set = set()
+        self.clients: dict = {}       # Client -> None, in connection order
         self.finished = loop.create_future()
         self._pending = bytearray()
         self._input = bytearray()

@@ -99,6 +99,7 @@ def rfb_connect(port, version=b"RFB 003.008\n", timeout=10) -> socket.socket:
     assert recv_exact(s, 12) == b"RFB 003.008\n"
     s.sendall(version)
     minor = int(version[8:11])
+    minor = 8 if minor >= 8 else 7 if minor == 7 else 3      # what the server settles on
     if minor == 3:
         assert struct.unpack(">I", recv_exact(s, 4))[0] == 1
     else:
