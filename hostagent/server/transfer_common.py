@@ -28,6 +28,7 @@ from ..xva import XvaError
 log = logging.getLogger("hostagent.transfer")
 
 PIPE_LIMIT = 4 << 20  # bytes of a request body held for the worker thread at most
+READ_SIZE = 1 << 20  # bytes a socket read of a streamed body asks for (Twisted: 64 KiB)
 SINK_DEPTH = 4  # response pieces (about a MiB each) waiting for the reactor at most
 POLL = 0.5  # seconds between progress reports and cancellation checks
 TRUE = ("true", "yes", "on", "1")
@@ -160,6 +161,9 @@ class BodyPipe:
         self._paused = False
         self.received = 0
         call.at_end(self._gone)
+        transport = getattr(call.request.channel, "transport", None)
+        if transport is not None and hasattr(transport, "bufferSize"):
+            transport.bufferSize = READ_SIZE  # fewer, larger socket reads for a bulk body
 
     # reactor side
     def dataReceived(self, data: bytes) -> None:

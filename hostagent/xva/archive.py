@@ -82,22 +82,18 @@ class XvaReader:
         self.force = force
         self.failed_checksums = 0
         self._disks: dict[str, _Disk] = {}
-        with _reading():
-            # a chunk a read: tarfile's default (10 KiB records) costs a hundred reads a chunk
-            self._tar = tarfile.open(fileobj=fileobj, mode="r|", bufsize=CHUNK)  # noqa: SIM115
-        self._members = iter(self._tar)
+        self._tar = _Members(fileobj)
 
     def _next(self):
         with _reading():
-            return next(self._members, None)
+            return self._tar.next()
 
     def _data(self, member, limit: int) -> bytes:
         if member.size > limit:
             raise XvaError("IMPORT_ERROR", f"{member.name} holds {member.size} bytes, more than "
                                            f"the {limit} it may")
         with _reading():
-            f = self._tar.extractfile(member)
-            return f.read() if f is not None else b""
+            return self._tar.data(member)
 
     def ova_xml(self) -> bytes:
         member = self._next()
@@ -152,6 +148,59 @@ class XvaReader:
             if disk.end > size:
                 raise XvaError("IMPORT_ERROR", f"{ref_id} holds {disk.end} bytes, more than its "
                                                f"virtual size {size}")
+
+
+class _Members:
+    """The members of a tar stream, front to back, from a blocking file-like whose reads
+    may come short: headers parsed by tarfile, each member's data read in one piece (the
+    stream mode of tarfile.open copies its whole buffer on every read, which cost more than
+    the rest of an import). Member data not asked for is skipped."""
+
+    def __init__(self, f):
+        self.f = f
+        self._skip = 0  # bytes of the current member (and its padding) not read yet
+        self._started = False
+
+    def _exact(self, n: int) -> bytes:
+        parts, got = [], 0
+        while got < n:
+            piece = self.f.read(n - got)
+            if not piece:
+                raise XvaError("IMPORT_ERROR_PREMATURE_EOF")
+            parts.append(piece)
+            got += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def next(self):
+        """The next member's TarInfo, or None at the end of the archive."""
+        while self._skip:
+            self._skip -= len(self._exact(min(self._skip, CHUNK)))
+        block = self.f.read(BLOCK)
+        if not block:
+            if not self._started:
+                raise XvaError("IMPORT_ERROR_PREMATURE_EOF")
+            return None  # no end blocks: the archive ends with its last member
+        self._started = True
+        if len(block) < BLOCK:
+            block += self._exact(BLOCK - len(block))
+        if block == bytes(BLOCK):
+            return None
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        self._skip = info.size + (-info.size % BLOCK)
+        if info.type == tarfile.GNUTYPE_LONGNAME:  # a long name, then its member
+            name = self.data(info).rstrip(b"\0").decode("utf-8", "surrogateescape")
+            info = self.next()
+            if info is not None:
+                info.name = name
+        return info
+
+    def data(self, info) -> bytes:
+        data = self._exact(info.size) if info.size else b""
+        pad = -info.size % BLOCK
+        if pad:
+            self._exact(pad)
+        self._skip = 0
+        return data
 
 
 @contextmanager
