@@ -54,6 +54,8 @@ def _qemu_conf_user(path: str) -> Optional[str]:
 
 
 def _running_qemu_user(proc: str) -> Optional[str]:
+    """The owner of a qemu that libvirt started (its `-name guest=...` argument): other qemus on
+    the machine (a lab's, a user's) say nothing of libvirt's settings."""
     try:
         names = os.listdir(proc)
     except OSError:
@@ -62,11 +64,13 @@ def _running_qemu_user(proc: str) -> Optional[str]:
         if not pid.isdigit():
             continue
         try:
-            with open(os.path.join(proc, pid, "comm")) as f:
-                if not f.read().startswith("qemu-system"):
-                    continue
+            with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
+                argv = f.read().split(b"\0")
             uid = os.stat(os.path.join(proc, pid)).st_uid
         except OSError:
+            continue
+        if not argv or b"qemu-system" not in os.path.basename(argv[0]) or not any(
+                a == b"-name" and b.startswith(b"guest=") for a, b in zip(argv, argv[1:], strict=False)):
             continue
         try:
             return pwd.getpwuid(uid).pw_name

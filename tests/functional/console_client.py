@@ -12,9 +12,22 @@ import threading
 HEAD_LIMIT = 16384
 
 
-def open_console(port: int, query: str, host: str = "127.0.0.1", timeout: float = 10.0, headers: str = ""):
-    """(status, socket, head) of `CONNECT /console?<query>`; the socket is left open."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+def open_console(port: int, query: str, host: str = "127.0.0.1", timeout: float = 10.0, headers: str = "",
+                 tls: bool = False, unix: str = ""):
+    """(status, socket, head) of `CONNECT /console?<query>` on a TCP port (`tls`: through TLS,
+    the certificate unchecked) or a Unix socket; the socket is left open."""
+    if unix:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(unix)
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    if tls:
+        import ssl
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname=host)
     sock.sendall(f"CONNECT /console?{query} HTTP/1.0\r\n{headers}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head and len(head) < HEAD_LIMIT:

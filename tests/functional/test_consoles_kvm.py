@@ -27,6 +27,7 @@ from tests.support import wait_for
 
 from .agent import AgentProcess
 from .console_client import ConnectRelay, closed_by_peer, find_text, ink, open_console, read_rest
+from .tls_cert import make_self_signed
 
 pytestmark = pytest.mark.kvm
 vncapi = pytest.importorskip("vncdotool.api", reason="vncdotool is in the test extra")
@@ -265,3 +266,244 @@ def _listening():
             addr = socket.inet_ntop(socket.AF_INET6 if v6 else socket.AF_INET, raw)
             out.setdefault(int(port_hex, 16), set()).add(addr)
     return out
+
+
+def _qemu_pid(uuid):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu-system" in argv[0] and uuid.encode() in b" ".join(argv):
+            return int(pid)
+    return None
+
+
+def _uid(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return [int(v) for v in line.split()[1:]]
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def test_qemu_runs_unprivileged_and_the_host_says_so(lab):
+    x = lab.session().xenapi
+    pid = _qemu_pid(lab.uuid)
+    assert pid, "the guest's qemu process"
+    assert 0 not in _uid(pid)
+    other = x.host.get_other_config(x.host.get_all()[0])
+    assert other["device-model-privileged"] == "false"
+    import pwd
+    assert pwd.getpwnam(other["device-model-user"]).pw_uid == _uid(pid)[0]
+    assert "device models (qemu) run as" in lab.agent.log_text()
+
+
+def test_vncterm_runs_unprivileged_in_an_empty_root(lab):
+    x = lab.session().xenapi
+    wait_for(lambda: "vt100" in consoles_of(x, lab.vm), 30, "the text console")
+    term = lab.terminals()[f"vm-{lab.uuid}"]
+    pid = term["pid"]
+    assert 0 not in _uid(pid)
+    root = os.readlink(f"/proc/{pid}/root")
+    assert root != "/" and os.listdir(f"/proc/{pid}/root") == []
+    assert os.readlink(f"/proc/{pid}/cwd") in (root, "/")
+    assert term["pty"].startswith("/dev/pts/")
+
+
+def test_relays_close_at_logout(lab):
+    s = lab.session()
+    rfb = consoles_of(s.xenapi, lab.vm)["rfb"]
+    status, sock, _ = open_console(lab.agent.port, f"ref={rfb}&session_id={s._session}")
+    assert status == 200 and sock.recv(12).startswith(b"RFB ")
+    assert not closed_by_peer(sock, 0.5)
+    s.xenapi.session.logout()
+    assert closed_by_peer(sock, 10.0)
+
+
+def test_disable_pv_vnc_means_no_text_console_terminal(lab):
+    s = lab.session()
+    x = s.xenapi
+    vm = x.VM.create(vm_record(lab.kit, "quiet guest", {"disable_pv_vnc": "1"}))
+    x.VM.start(vm, False, False)
+    try:
+        uuid = x.VM.get_uuid(vm)
+        time.sleep(4.0)  # more than a settling round
+        assert f"vm-{uuid}" not in lab.terminals()
+        assert "vt100" not in consoles_of(x, vm)
+        status, sock, _ = open_console(lab.agent.port, f"ref={vm}&session_id={s._session}")
+        assert status == 200 and sock.recv(12).startswith(b"RFB ")  # qemu's VNC is still there
+        sock.close()
+    finally:
+        x.VM.hard_shutdown(vm)
+        x.VM.destroy(vm)
+        s.xenapi.session.logout()
+
+
+def test_the_api_answers_while_1000_connects_come_and_go(lab):
+    import threading
+    s = lab.session()
+    x = s.xenapi
+    rfb = consoles_of(x, lab.vm)["rfb"]
+    agent_pid = lab.agent.proc.pid
+    fds_before = len(os.listdir(f"/proc/{agent_pid}/fd"))
+    statuses = []
+
+    def hammer(n):
+        for i in range(n):
+            query = f"ref={rfb}&session_id={s._session}" if i % 2 else f"ref={rfb}"
+            sock = socket.create_connection(("127.0.0.1", lab.agent.port), timeout=30)
+            sock.sendall(f"CONNECT /console?{query} HTTP/1.0\r\n\r\n".encode())
+            if i % 3 == 0:
+                statuses.append(sock.recv(12))  # wait for the answer, then drop
+            sock.close()  # dropped, answered or not
+    workers = [threading.Thread(target=hammer, args=(250,)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    calls, slowest, started = 0, 0.0, time.monotonic()
+    while any(w.is_alive() for w in workers):
+        t0 = time.monotonic()
+        assert x.VM.get_power_state(lab.vm) == "Running"
+        slowest = max(slowest, time.monotonic() - t0)
+        calls += 1
+    print(f"1000 CONNECTs in {time.monotonic() - started:.1f} s; {calls} API calls meanwhile, "
+          f"the slowest {slowest * 1000:.0f} ms")
+    for w in workers:
+        w.join()
+    assert calls > 0
+    assert {st[9:12] for st in statuses} == {b"200", b"401"}, statuses[:5]
+    # every relay and connection is gone again
+    wait_for(lambda: len(os.listdir(f"/proc/{agent_pid}/fd")) <= fds_before + 2, 30, "the agent's fds back")
+    s.xenapi.session.logout()
+
+
+def _vncterms_of(state_dir):
+    """pids of the vncterm processes whose port file lies in this state dir."""
+    want = str(state_dir / "consoles").encode()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"vncterm" in a for a in argv) and any(a.startswith(want) for a in argv):
+            out.append(int(pid))
+    return sorted(out)
+
+
+def test_a_killed_vncterm_is_restarted(lab):
+    x = lab.session().xenapi
+    wait_for(lambda: "vt100" in consoles_of(x, lab.vm), 30, "the text console")
+    key = f"vm-{lab.uuid}"
+    old = lab.terminals()[key]["pid"]
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: lab.terminals().get(key, {}).get("pid") not in (None, old)
+                   and lab.terminals()[key]["pid"], 30, "a new vncterm")
+    assert _vncterms_of(lab.state) == [new]
+    assert "vncterm %d is gone" % old in lab.agent.log_text()
+
+
+def test_an_agent_killed_and_started_again_adopts_its_vncterm(lab):
+    key = f"vm-{lab.uuid}"
+    before = lab.terminals()[key]
+    assert _vncterms_of(lab.state) == [before["pid"]]
+    lab.agent.kill()
+    cert, pem_key = make_self_signed(str(lab.workdir / "tls"))
+    lab.start("--tls-listen", "127.0.0.1:0", "--cert", cert, "--key", pem_key)
+    x = lab.session().xenapi
+    assert x.VM.get_power_state(lab.vm) == "Running"
+    time.sleep(4.0)  # a settling round has passed
+    assert lab.terminals()[key] == before  # the same process, port and pty
+    assert _vncterms_of(lab.state) == [before["pid"]]
+    assert "adopted vncterm %d" % before["pid"] in lab.agent.log_text()
+    # and it still serves the console
+    s = lab.session()
+    status, sock, _ = open_console(lab.agent.port, f"ref={consoles_of(s.xenapi, lab.vm)['vt100']}"
+                                                   f"&session_id={s._session}")
+    assert status == 200 and sock.recv(12).startswith(b"RFB 003.")
+    sock.close()
+
+
+def test_every_listener_serves_consoles(lab):
+    """TLS with HTTP Basic credentials (a session for this request only), the Unix socket as root."""
+    import base64
+    tls_port = next(int(line.rsplit(":", 1)[1].strip().strip("/")) for line in lab.agent.banner
+                    if line.startswith("hostagent listening on https://"))
+    basic = base64.b64encode(f"root:{lab.agent.password}".encode()).decode()
+    s = lab.session()
+    vt100 = consoles_of(s.xenapi, lab.vm)["vt100"]
+    status, sock, _ = open_console(tls_port, f"ref={vt100}", tls=True, headers=f"Authorization: Basic {basic}\r\n")
+    assert status == 200 and sock.recv(12).startswith(b"RFB 003.")
+    sock.close()
+    status, sock, _ = open_console(tls_port, f"ref={vt100}", tls=True,
+                                   headers="Authorization: Basic " + base64.b64encode(b"root:wrong").decode() + "\r\n")
+    assert status == 401 and b"RFB" not in read_rest(sock)
+    status, sock, _ = open_console(0, f"uuid={lab.uuid}", unix=lab.agent.socket)
+    assert status == 200 and sock.recv(12).startswith(b"RFB 003.")
+    sock.close()
+    s.xenapi.session.logout()
+
+
+def test_a_stopped_vm_takes_its_vncterm_and_its_relays_along(lab):
+    s = lab.session()
+    x = s.xenapi
+    consoles = consoles_of(x, lab.vm)
+    relays = []
+    for protocol in ("vt100", "rfb"):
+        status, sock, _ = open_console(lab.agent.port, f"ref={consoles[protocol]}&session_id={s._session}")
+        assert status == 200 and sock.recv(12).startswith(b"RFB ")
+        relays.append(sock)
+    pid = lab.terminals()[f"vm-{lab.uuid}"]["pid"]
+    x.VM.hard_shutdown(lab.vm)
+    for sock in relays:
+        assert closed_by_peer(sock, 10.0)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z",
+             15, "the vncterm gone")
+    wait_for(lambda: f"vm-{lab.uuid}" not in lab.terminals(), 15, "its state file gone")
+    assert _vncterms_of(lab.state) == []
+    status, sock, _ = open_console(lab.agent.port, f"ref={lab.vm}&session_id={s._session}")
+    assert status == 404
+    s.xenapi.session.logout()
+
+
+def test_the_host_console_is_a_login_prompt(lab, tmp_path):
+    lab.agent.stop()
+    lab.start("--host-console", "yes")
+    s = lab.session()
+    x = s.xenapi
+    dom0 = next(v for v in x.VM.get_all() if x.VM.get_is_control_domain(v))
+    [console] = x.VM.get_consoles(dom0)
+    assert x.console.get_protocol(console) == "vt100"
+    assert f"/console?ref={console}" in x.console.get_location(console)
+    wait_for(lambda: "host" in lab.terminals(), 30, "the host console's vncterm")
+    relay = ConnectRelay(lab.agent.port, f"ref={console}&session_id={s._session}")
+    client = vncapi.connect(f"127.0.0.1::{relay.port}", timeout=60)
+    try:
+        def prompt():
+            return any(line.rstrip().endswith("login:") for line in screen_text(capture(client, tmp_path / "h.png")))
+        wait_for(prompt, 30, "a login prompt", pause=0.5)
+        for ch in "root":
+            client.keyPress(ch)
+        client.keyPress("enter")
+
+        def password():
+            return any("Password:" in line for line in screen_text(capture(client, tmp_path / "h.png")))
+        wait_for(password, 30, "a password prompt", pause=0.5)
+        client.keyPress("enter")  # an empty password: refused, no shell
+
+        def refused():
+            return any("Login incorrect" in line for line in screen_text(capture(client, tmp_path / "h.png")))
+        wait_for(refused, 30, "the login refused", pause=0.5)
+        lines = screen_text(capture(client, tmp_path / "h.png"))
+        assert not any(line.rstrip().endswith(("#", "$")) for line in lines), lines
+        assert find_text(ink(capture(client, tmp_path / "h.png")), text_ink("Password:"), cell=(8, 16))
+    finally:
+        client.disconnect()
+        relay.close()
+    # a clean stop takes the login prompt along
+    pid = lab.terminals()["host"]["pid"]
+    lab.agent.stop()
+    assert not os.path.exists(f"/proc/{pid}")

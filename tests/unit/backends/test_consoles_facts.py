@@ -10,7 +10,8 @@ from hostagent.backends.hypervisor.console_targets import DomainConsoles, from_x
 KVM_LIVE = """<domain type='qemu' id='3'><name>g</name><devices>
   <serial type='pty'><source path='/dev/pts/7'/><target type='isa-serial' port='0'/></serial>
   <console type='pty' tty='/dev/pts/7'><source path='/dev/pts/7'/><target type='serial' port='0'/></console>
-  <graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'><listen type='address' address='127.0.0.1'/></graphics>
+  <graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'>
+    <listen type='address' address='127.0.0.1'/></graphics>
 </devices></domain>"""
 
 XEN_PV = """<domain type='xen' id='4'><devices>
@@ -57,9 +58,11 @@ def test_qemu_conf_user(tmp_path, text, user, privileged):
 def test_running_qemu_names_the_user_when_qemu_conf_is_silent(tmp_path):
     proc = tmp_path / "proc"
     (proc / "4242").mkdir(parents=True)
-    (proc / "4242" / "comm").write_text("qemu-system-x86\n")
+    (proc / "4242" / "cmdline").write_bytes(b"/usr/bin/qemu-system-x86_64\0-name\0guest=g,debug-threads=on\0")
     (proc / "17").mkdir()
-    (proc / "17" / "comm").write_text("bash\n")
+    (proc / "17" / "cmdline").write_bytes(b"bash\0")
+    (proc / "99").mkdir()  # a qemu libvirt did not start (a lab's): not libvirt's user
+    (proc / "99" / "cmdline").write_bytes(b"qemu-system-x86_64\0-m\0002048\0")
     found = device_model_user("QEMU", str(tmp_path / "missing.conf"), str(proc))
     assert found.source == "the user of a running qemu"
     assert found.privileged == (os.stat(proc / "4242").st_uid == 0)
