@@ -105,7 +105,7 @@ async def abandon(ctx, vm: str, prepared: Optional[Prepared]) -> None:
 
 
 def forget(ctx, uuid: str) -> None:
-    """A VM is gone: its cached installer files go too."""
+    """A VM is gone (VM.destroy): its cached installer files go too (a few files: quick)."""
     if ctx.ports.boot_dir:
         _remove(os.path.join(ctx.ports.boot_dir, uuid))
 

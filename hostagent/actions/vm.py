@@ -7,6 +7,7 @@ import uuid
 
 from ..datamodel.types import NULL_REF
 from ..rpc.implicit import check_refs
+from . import eliloader
 
 
 def create(ctx, args):
@@ -38,6 +39,7 @@ def destroy(ctx, self):
             if ctx.store.exists(cls, ref):
                 ctx.store.delete(cls, ref)
         ctx.store.delete("VM", self)
+    eliloader.forget(ctx, rec["uuid"])  # installer files kept between install rounds
     return ""
 
 

@@ -36,7 +36,8 @@ def x(agent):
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     for relative in ("centos/images/xen/vmlinuz", "centos/images/xen/initrd.img",
-                     "nokernel/images/README", "sles/boot/x86_64/vmlinuz-xen"):
+                     "nokernel/images/README", "sles/boot/x86_64/vmlinuz-xen",
+                     "sles-full/boot/x86_64/vmlinuz-xen", "sles-full/boot/x86_64/initrd-xen"):
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"k" * (256 << 10))
@@ -133,3 +134,17 @@ def test_sles_second_round_without_an_installed_kernel(agent, x):
                      **{"install-repository": "http://127.0.0.1:9/sles", "install-round": "2"})
     refused(agent, x, vm, "round 2", "no ext2/3/4 file system")
     assert x.VM.get_PV_bootloader_args(vm) == ""
+
+
+def test_downloads_wait_for_the_last_round_and_go_with_the_vm(agent, x, repo):
+    """SLES's first round keeps the installer's files for the second; VM.destroy removes them."""
+    vm = installable(x, "SUSE Linux Enterprise Server 10 SP1", "round one",
+                     **{"install-repository": f"{repo.url}/sles-full"})
+    x.VM.start(vm, False, False)
+    assert x.VM.get_power_state(vm) == "Running"
+    assert x.VM.get_other_config(vm)["install-round"] == "2" and x.VM.get_PV_bootloader(vm) == "eliloader"
+    cache = cache_of(agent, x, vm)
+    assert sorted(os.listdir(cache)) == ["initrd", "vmlinuz"]
+    x.VM.hard_shutdown(vm)
+    x.VM.destroy(vm)
+    assert not os.path.exists(cache)
