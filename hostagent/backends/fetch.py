@@ -53,7 +53,11 @@ def fetch(url: str, dest: str, progress: Optional[Progress] = None, timeout: flo
             while True:
                 if progress.cancel:
                     raise FetchCancelled(f"{url}: cancelled")
-                chunk = response.read(CHUNK)
+                try:
+                    chunk = response.read(CHUNK)
+                except http.client.IncompleteRead as e:  # closed before the announced length
+                    raise FetchError(f"{url}: truncated download, {received + len(e.partial)} of {expected} "
+                                     "bytes") from None
                 if not chunk:
                     break
                 out.write(chunk)
@@ -73,9 +77,6 @@ def fetch(url: str, dest: str, progress: Optional[Progress] = None, timeout: flo
         raise FetchError(f"{url}: {reason}", missing=missing) from None
     except FetchError:
         raise
-    except http.client.IncompleteRead as e:  # the connection closed before the announced length
-        raise FetchError(f"{url}: truncated download, {len(e.partial)} more bytes then the connection "
-                         f"closed ({e.expected} missing)") from None
     except (OSError, ValueError, socket.timeout, http.client.HTTPException) as e:
         raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
     finally:

@@ -148,3 +148,9 @@ def test_downloads_wait_for_the_last_round_and_go_with_the_vm(agent, x, repo):
     x.VM.hard_shutdown(vm)
     x.VM.destroy(vm)
     assert not os.path.exists(cache)
+
+
+def test_an_nfs_export_that_cannot_be_mounted(agent, x):
+    """Whether the host lacks the NFS client or nobody exports the path, the mount fails cleanly."""
+    vm = installable(x, "CentOS 5.0", "no nfs", **{"install-repository": "nfs://127.0.0.1/no/such/export"})
+    refused(agent, x, vm, "mounting 127.0.0.1:/no/such/export")
