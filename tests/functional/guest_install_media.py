@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pycdlib
@@ -148,11 +149,13 @@ def _iso_name(relative: str) -> str:
 
 class RepositoryServer:
     """A real HTTP server (http.server in a thread) over a directory; paths in `lies` are
-    answered with a Content-Length larger than the body, then the connection closes."""
+    answered with a Content-Length larger than the body, then the connection closes; paths in
+    `slow` are sent 64 KiB every 50 ms."""
 
     def __init__(self, root: Path):
         self.root = root
         self.lies = set()
+        self.slow = set()
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -172,6 +175,19 @@ class RepositoryServer:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
                     self.close_connection = True
+                    return
+                if relative in server.slow and (server.root / relative).is_file():
+                    data = (server.root / relative).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    try:
+                        for at in range(0, len(data), 64 << 10):
+                            self.wfile.write(data[at:at + (64 << 10)])
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except OSError:  # the client went away (a cancelled download)
+                        pass
                     return
                 super().do_GET()
 

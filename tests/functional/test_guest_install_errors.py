@@ -5,6 +5,7 @@ unchanged, and nothing stays in its download directory.
 """
 
 import os
+import time
 
 import pytest
 import XenAPI
@@ -37,10 +38,11 @@ def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     for relative in ("centos/images/xen/vmlinuz", "centos/images/xen/initrd.img",
                      "nokernel/images/README", "sles/boot/x86_64/vmlinuz-xen",
-                     "sles-full/boot/x86_64/vmlinuz-xen", "sles-full/boot/x86_64/initrd-xen"):
+                     "sles-full/boot/x86_64/vmlinuz-xen", "sles-full/boot/x86_64/initrd-xen",
+                     "slow/images/xen/vmlinuz", "slow/images/xen/initrd.img"):
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"k" * (256 << 10))
+        path.write_bytes(b"k" * ((4 << 20) if relative.startswith("slow/") else (256 << 10)))
     with RepositoryServer(root) as server:
         yield server
 
@@ -154,3 +156,37 @@ def test_an_nfs_export_that_cannot_be_mounted(agent, x):
     """Whether the host lacks the NFS client or nobody exports the path, the mount fails cleanly."""
     vm = installable(x, "CentOS 5.0", "no nfs", **{"install-repository": "nfs://127.0.0.1/no/such/export"})
     refused(agent, x, vm, "mounting 127.0.0.1:/no/such/export")
+
+
+def wait_task(x, task, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while x.task.get_status(task) in ("pending", "cancelling"):
+        assert time.monotonic() < deadline, "the task did not finish"
+        time.sleep(0.1)
+    return x.task.get_status(task)
+
+
+def test_a_long_download_shows_progress_and_can_be_cancelled(agent, x, repo):
+    repo.slow.update({"slow/images/xen/vmlinuz", "slow/images/xen/initrd.img"})
+    try:
+        vm = installable(x, "CentOS 5.0", "slow", **{"install-repository": f"{repo.url}/slow"})
+        task = x.Async.VM.start(vm, False, False)
+        seen = set()
+        while x.task.get_status(task) == "pending" and len(seen) < 3:
+            progress = float(x.task.get_progress(task))
+            if 0 < progress < 1:
+                seen.add(round(progress, 2))
+            time.sleep(0.2)
+        assert len(seen) >= 3, seen  # progress moved while the kernel was downloading
+        assert wait_task(x, task) == "success" and x.VM.get_power_state(vm) == "Running"
+        x.VM.hard_shutdown(vm)
+
+        other = installable(x, "CentOS 5.0", "cancelled", **{"install-repository": f"{repo.url}/slow"})
+        task = x.Async.VM.start(other, False, False)
+        time.sleep(1.0)
+        x.task.cancel(task)
+        assert wait_task(x, task) == "cancelled"
+        assert x.VM.get_power_state(other) == "Halted" and not os.path.exists(cache_of(agent, x, other))
+        assert x.VM.get_other_config(other)["install-round"] == "1"
+    finally:
+        repo.slow.clear()
