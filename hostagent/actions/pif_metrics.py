@@ -11,8 +11,8 @@ Two adapters report here, each through the feed onto the reactor:
   metrics show no carrier, speed 0 and half duplex (the link monitor records a
   plugged PIF unplugged); a renamed one is a removal of the old name and the
   appearance of the new.
-- the link monitor (pif.link_changed): when a NIC's carrier or state changes, its
-  carrier, speed and duplex are read again (the kernel emits no uevent for
+- the link monitor (pif.link_changed): when a NIC appears or its carrier changes,
+  its carrier, speed and duplex are read again (the kernel emits no uevent for
   these, and a NIC's speed and duplex follow its carrier).
 
 Each change is one transaction on the PIF_metrics (or PIF), so clients see the
@@ -72,6 +72,14 @@ async def refresh(ctx, pif: str, name: str) -> None:
             ctx.store.update("PIF", pif, MAC=mac, MTU=nic["mtu"])
 
 
+def might_be_nic(ctx, value: dict) -> bool:
+    """Whether a link udev reports could be a NIC, from the event alone (no bridge, VLAN or bond;
+    hardware, or inside a namespace, where veths stand in for NICs)."""
+    if value.get("devtype"):
+        return False
+    return bool(ctx.ports.links.netns) or not value.get("virtual", True)
+
+
 async def nic_changed(ctx, value: dict) -> None:
     """A `nic` report of udev's monitor (see the module doc)."""
     if ctx.ports.links is None:
@@ -89,17 +97,14 @@ async def nic_changed(ctx, value: dict) -> None:
             if pif is not None:
                 await refresh(ctx, pif, name)
                 log.info("NIC %s appeared: PIF %s refreshed", name, ctx.store.get("PIF", pif)["uuid"])
-            else:
-                with link_errors():
-                    nic = await ctx.ports.links.nic(name)
-                if nic is not None and nic["physical"]:
-                    log.info("NIC %s (%s) appeared with no PIF: PIF.scan records it", name, nic["mac"])
+            elif might_be_nic(ctx, value):
+                log.info("NIC %s appeared with no PIF: PIF.scan records it", name)
     except ApiError as e:
         log.warning("cannot follow NIC %s (%s): %s", name, action, e.description)
 
 
 async def link_changed(ctx, value: dict) -> None:
-    """A link monitor's report: a NIC of a PIF that changed (carrier, up) is read again."""
+    """A link monitor's report: a PIF's NIC that appeared or whose carrier changed is read again."""
     if value["deleted"] or ctx.ports.links is None:
         return
     pif = nic_pif(ctx, value["name"])
@@ -108,6 +113,8 @@ async def link_changed(ctx, value: dict) -> None:
     rec = ctx.store.get("PIF", pif)
     if not ctx.store.exists("PIF_metrics", rec["metrics"]):
         return
+    if not value.get("new") and ctx.store.get("PIF_metrics", rec["metrics"])["carrier"] == value["carrier"]:
+        return  # a master or up/down change: carrier, speed and duplex stay what they were
     try:
         await refresh(ctx, pif, value["name"])
     except ApiError as e:

@@ -67,7 +67,9 @@ class NetDeviceEvents:
 
     `fileno()` is a socket that becomes readable when events wait (the server watches it on
     its reactor); `read()` takes what is waiting without blocking, as plain dicts
-    `{"action": "add"|"remove"|"move", "name", "old_name"}` ("old_name" only for a rename).
+    `{"action": "add"|"remove"|"move", "name", "devtype", "virtual", "old_name"}` ("old_name"
+    only for a rename; "devtype" the kernel's kind where it names one, "bridge", "vlan",
+    "bond", else ""; "virtual" for a link no hardware stands behind).
 
     The source: udevd's events (names final once its rules have renamed a NIC) when udevd
     runs in the host's namespace, else the kernel's own uevents. Inside a network namespace
@@ -105,7 +107,8 @@ class NetDeviceEvents:
                 return out
             if device.action not in ("add", "remove", "move"):
                 continue
-            event = {"action": device.action, "name": device.sys_name}
+            event = {"action": device.action, "name": device.sys_name, "devtype": device.device_type or "",
+                     "virtual": device.device_path.startswith("/devices/virtual/")}
             if device.action == "move":
                 event["old_name"] = os.path.basename(device.properties.get("DEVPATH_OLD", ""))
             out.append(event)

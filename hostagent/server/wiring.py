@@ -169,11 +169,9 @@ class Agent:
         self.monitor = HostMonitor()
         self._reading_guests = False
         self.reconcilers = self._reconcilers(config.state_dir)
-        # links changed behind the agent's back (carrier, removals), reported from a thread
-        self.link_monitor = (netlink.LinkMonitor(config.netns or None, self.feed.put)
-                             if config.manage_network else None)
-        # NICs that appear, go or are renamed: udev's socket watched by the reactor
-        self.nic_events = self._nic_events() if config.manage_network else None
+        # with --manage-network, from start on (see _watch_links): the kernel's link notifications
+        # and udev's NIC events, their sockets watched by the reactor
+        self.link_monitor = self.nic_events = None
         self._sampler = task.LoopingCall(self.sample)
         self._sampler.clock = reactor
         self.ports: List = []
@@ -181,13 +179,23 @@ class Agent:
         self._gc = task.LoopingCall(self.collect)
         self._gc.clock = reactor
 
-    def _nic_events(self):
+    async def _watch_links(self) -> None:
+        """Links changed behind the agent's back (carrier, removals: `link` reports) and NICs that
+        appear, go or are renamed (`nic` reports), followed from now on (the sockets are made,
+        and the links dumped once, in a worker thread)."""
+        netns = self.config.netns or None
         try:
-            source = udev.NetDeviceEvents(self.config.netns or None)
+            events = await deferToThread(netlink.LinkEvents, netns)
+            self.link_monitor = WatchedSource(self.reactor, events, self.feed, "link")
+            self.link_monitor.start()
+        except netlink.LinkError as e:
+            log.warning("links changed behind the agent's back are not followed: %s", e)
+        try:
+            events = await deferToThread(udev.NetDeviceEvents, netns)
+            self.nic_events = WatchedSource(self.reactor, events, self.feed, "nic")
+            self.nic_events.start()
         except udev.UdevError as e:
             log.warning("NICs that appear or go are not followed: %s", e)
-            return None
-        return WatchedSource(self.reactor, source, self.feed, "nic")
 
     def collect(self):
         """Periodic clean-up: idle sessions, old tasks."""
@@ -309,10 +317,8 @@ class Agent:
         # reconciled before any client can look: tasks of the last run settled, SRs
         # re-attached, interrupted storage work settled, scans done, locks reset
         await self.reconcilers.start()
-        if self.link_monitor is not None:
-            self.link_monitor.start()
-        if self.nic_events is not None:
-            self.nic_events.start()
+        if self.config.manage_network:
+            await self._watch_links()
         await self.commit.wait(self.commit.issued)
         tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router)  # noqa: E731
         for p, url in await listen_all(self.reactor, self.config, tcp_site):
@@ -344,10 +350,9 @@ class Agent:
         self.relays.close_all()
         if self.consoles.host_console:
             await self.consoles.stop(HOST_KEY)
-        if self.link_monitor is not None:
-            await deferToThread(self.link_monitor.stop)
-        if self.nic_events is not None:
-            self.nic_events.stop()
+        for watched in (self.link_monitor, self.nic_events):
+            if watched is not None:
+                watched.stop()
         # queued storage calls are refused; running ones end in their threads, joined off
         # the reactor so their results (and records) still arrive
         self.storage.close()

@@ -138,24 +138,39 @@ def test_the_default_route_link(netns):
     assert netlink.default_route_link(netns) == "eth1"
 
 
-def test_the_monitor_reports_links_made_and_removed(netns):
-    import queue
-    seen = queue.Queue()
-    monitor = netlink.LinkMonitor(netns, lambda kind, value: seen.put((kind, value)), interval=0.05)
-    monitor.start()
+def _until(events, source, done, timeout=5.0):
+    import select
+    import time
+    deadline = time.monotonic() + timeout
+    while not done(events):
+        assert time.monotonic() < deadline, f"not seen in {events}"
+        if select.select([source.fileno()], [], [], 0.2)[0]:
+            events.extend(source.read())
+    return events
+
+
+def test_the_monitor_reports_links_made_changed_renamed_and_removed(netns):
+    source = netlink.LinkEvents(netns)
     try:
-        import time
-        time.sleep(0.2)  # its first look is before the change
+        assert source.read() == []  # nothing waiting, and it does not block
         netlink.ensure_bridge("xapi7", netns)
-        time.sleep(0.2)
+        seen = _until([], source, lambda ev: any(v["name"] == "xapi7" and v.get("new") for v in ev))
+        assert not any(v["deleted"] for v in seen)
+        netlink.enslave("eth0", "xapi7", netns)
+        _until(seen, source, lambda ev: any(v["name"] == "eth0" and v["master"] == "xapi7" for v in ev))
+        netlink.set_up("eth0", True, netns)
+        netlink.set_up("peer0", True, netns)  # its peer up: carrier
+        _until(seen, source, lambda ev: any(v["name"] == "eth0" and v["carrier"] and v["up"] for v in ev))
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth1", "name", "nic1"], check=True)
+        _until(seen, source, lambda ev: any(v["name"] == "nic1" and v.get("new") for v in ev))
+        assert any(v["name"] == "eth1" and v["deleted"] for v in seen)
+        mark = len(seen)
         netlink.remove("xapi7", netns)
-        events = []
-        while not any(v["name"] == "xapi7" and v["deleted"] for _, v in events):
-            events.append(seen.get(timeout=5))
-        assert all(kind == "link" for kind, _ in events)
-        assert any(v["name"] == "xapi7" and not v["deleted"] for _, v in events)
+        _until(seen, source, lambda ev: any(v["name"] == "xapi7" and v["deleted"] for v in ev[mark:]))
+        _until(seen, source, lambda ev: any(v["name"] == "eth0" and v["master"] is None for v in ev[mark:]))
+        assert source.read() == []  # nothing more: a report only when something changed
     finally:
-        monitor.stop()
+        source.close()
 
 
 def test_ports_and_link_states_read_the_kernel(netns):

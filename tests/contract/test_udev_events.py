@@ -30,7 +30,8 @@ def test_links_added_renamed_and_removed_inside_a_namespace():
             assert {("add", "nic0"), ("add", "nic1")} <= {(e["action"], e["name"]) for e in seen}
             subprocess.run(["ip", "-n", ns, "link", "set", "nic1", "name", "eth7"], check=True)
             seen = events_until(source, {("move", "eth7")})
-            assert {"action": "move", "name": "eth7", "old_name": "nic1"} in seen
+            [move] = [e for e in seen if e["action"] == "move"]
+            assert (move["name"], move["old_name"], move["devtype"], move["virtual"]) == ("eth7", "nic1", "", True)
             subprocess.run(["ip", "-n", ns, "link", "del", "nic0"], check=True)
             seen = events_until(source, {("remove", "nic0"), ("remove", "eth7")})
             assert {("remove", "nic0"), ("remove", "eth7")} <= {(e["action"], e["name"]) for e in seen}

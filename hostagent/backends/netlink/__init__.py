@@ -8,20 +8,20 @@ up/down; every change an `ensure`), `ethtool` (offloads, speed, duplex,
 autoneg), `errors` (our exceptions; netlink errno values translated in one
 place), `port` (`NetworkPort`: the functions bound
 to a namespace, run off the reactor for actions) and `monitor`
-(`LinkMonitor`). The names below are the package's import surface.
+(`LinkEvents`: link notifications). The names below are the package's import surface.
 """
 
 from .change import (BOND_MODES, addresses, enslave, ensure_bond, ensure_bridge, ensure_vlan, release, remove,
                      set_addresses, set_mtu, set_promiscuous, set_up)
 from .ethtool import apply_ethtool, ethtool_state
 from .errors import LinkBusy, LinkError, LinkExists, LinkNotFound, LinkNotSupported
-from .monitor import LinkMonitor
+from .monitor import LinkEvents
 from .port import OPERATIONS, NetworkPort
 from .read import (BOND_MODE_NAMES, address_answers, default_route_link, link, link_states, links,
                    management_address, nics, ports)
 
 __all__ = [
-    "BOND_MODES", "BOND_MODE_NAMES", "LinkBusy", "LinkError", "LinkExists", "LinkMonitor", "LinkNotFound",
+    "BOND_MODES", "BOND_MODE_NAMES", "LinkBusy", "LinkError", "LinkEvents", "LinkExists", "LinkNotFound",
     "LinkNotSupported", "address_answers", "addresses", "apply_ethtool", "ethtool_state", "set_addresses", "NetworkPort", "OPERATIONS", "default_route_link", "enslave", "ensure_bond",
     "ensure_bridge", "ensure_vlan", "link", "link_states", "links", "management_address", "nics", "ports", "release", "remove",
     "set_mtu", "set_promiscuous", "set_up",

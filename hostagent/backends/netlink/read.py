@@ -107,8 +107,31 @@ def link_states(netns: Optional[str] = None) -> List[dict]:
             for li in found]
 
 
-RTM_GETLINK, NLM_F_REQUEST, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR = 18, 1, 0x300, 3, 2
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+NLM_F_REQUEST, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR = 1, 0x300, 3, 2
 IFLA_IFNAME, IFLA_MASTER, IFLA_CARRIER = 3, 10, 33
+
+
+def parse_link(data: bytes, offset: int, length: int) -> dict:
+    """One RTM_NEWLINK/RTM_DELLINK message at `offset` (its nlmsghdr's length `length`) as
+    {name, index, family, up, carrier, master (an index, 0 for none)}."""
+    family = data[offset + 16]
+    index, flags = struct.unpack_from("=iI", data, offset + 20)
+    li = {"name": None, "index": index, "family": family, "up": bool(flags & IFF_UP), "carrier": False,
+          "master": 0}
+    pos = offset + 32  # past nlmsghdr and ifinfomsg
+    while pos + 4 <= offset + length:
+        alen, atype = struct.unpack_from("=HH", data, pos)
+        if alen < 4:
+            break
+        if atype == IFLA_IFNAME:
+            li["name"] = data[pos + 4:pos + alen].split(b"\0")[0].decode()
+        elif atype == IFLA_MASTER:
+            li["master"] = struct.unpack_from("=I", data, pos + 4)[0]
+        elif atype == IFLA_CARRIER:
+            li["carrier"] = bool(data[pos + 4])
+        pos += (alen + 3) & ~3
+    return li
 
 
 def raw_links(master: int = 0) -> List[dict]:
@@ -132,21 +155,7 @@ def raw_links(master: int = 0) -> List[dict]:
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", data, offset + 16)[0]
                     raise OSError(code, os.strerror(code))
-                index, flags = struct.unpack_from("=iI", data, offset + 20)
-                li = {"name": None, "index": index, "up": bool(flags & IFF_UP), "carrier": False, "master": 0}
-                pos = offset + 32  # past nlmsghdr and ifinfomsg
-                while pos + 4 <= offset + length:
-                    alen, atype = struct.unpack_from("=HH", data, pos)
-                    if alen < 4:
-                        break
-                    if atype == IFLA_IFNAME:
-                        li["name"] = data[pos + 4:pos + alen].split(b"\0")[0].decode()
-                    elif atype == IFLA_MASTER:
-                        li["master"] = struct.unpack_from("=I", data, pos + 4)[0]
-                    elif atype == IFLA_CARRIER:
-                        li["carrier"] = bool(data[pos + 4])
-                    pos += (alen + 3) & ~3
-                out.append(li)
+                out.append(parse_link(data, offset, length))
                 offset += (length + 3) & ~3
 
 

@@ -16,6 +16,8 @@ from hostagent.db.store import Store
 class FakeLinks:
     """The links port's operations over a dict of links, as the kernel would keep them."""
 
+    netns = "fake"  # the links of a namespace, where veths stand in for NICs
+
     def __init__(self, nics=("eth0", "eth1", "eth2"), vlans=True, bonds=True):
         self.state = {n: {"name": n, "kind": "veth", "master": None, "mac": f"02:00:00:00:00:0{i}",
                           "mtu": 1500, "carrier": False, "up": False}
