@@ -138,7 +138,7 @@ def _config_keys(path):
 
 def connect(opts) -> Session:
     """Open and log in as `opts` say (see options.Options)."""
-    local = opts.server in ("", "127.0.0.1", "localhost", "::1")
+    local = opts.server in ("", "127.0.0.1")  # xe's default server: the Unix socket, never TLS
     path = local_socket() if local and not opts.port_given else None
     if path:
         proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=_Transport(unix_path=path),

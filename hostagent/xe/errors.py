@@ -41,11 +41,12 @@ class Failure(XeError):
     def params(self):
         return self.description[1:]
 
-    def lines(self, model=None):
+    def lines(self, model=None, describe=None):
+        """`describe(name, value)` may turn a reference into `uuid (name-label)`, as xe prints it."""
         names = (model.errors.get(self.code) if model is not None else None)
         out = [sentence(self.code, self.params), f"code: {self.code}"]
         if names is not None and len(names) == len(self.params):
-            out += [f"{n}: {v}" for n, v in zip(names, self.params)]
+            out += [f"{n}: {describe(n, v) if describe else v}" for n, v in zip(names, self.params)]
         elif self.params:
             out.append("parameters: " + ", ".join(self.params))
         return out

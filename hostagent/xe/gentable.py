@@ -47,7 +47,9 @@ def build_table() -> dict:
         for f in api.public_fields(c.name):
             setter = f"set_{f.name}"
             entry = api.entries.get(f"{c.name}.{setter}")
-            settable = entry is not None and len(entry.params) == 2
+            # a field xe may set: one with a setter (derived, or declared such as
+            # VM.set_VCPUs_max); a task's setters are its owner's, not param-set's
+            settable = entry is not None and len(entry.params) == 2 and c.name != "task"
             fields.append([f.name, encode_type(f.type), "RW" if f.qualifier == RW else "RO",
                            settable, f.required_in_create and c.constructor,
                            f.lifecycle in (DEPRECATED, REMOVED)])

@@ -60,6 +60,11 @@ def main(argv=None, out=None, err=None) -> int:
         command.run(ctx)
         out.flush()
         return 0
+    except Failure as e:
+        out.flush()
+        for line in e.lines(model, _describer(ctx, model)):
+            err.write(line + "\n")
+        return e.exit_code
     except XeError as e:
         out.flush()
         for line in e.lines(model):
@@ -76,6 +81,27 @@ def main(argv=None, out=None, err=None) -> int:
                 ctx.close()
             except (ConnectError, Failure):
                 pass
+
+
+def _describer(ctx, model):
+    """Error parameters that are references, as `uuid (name-label)` of the object they name."""
+    if ctx is None or ctx._session is None or model is None:
+        return None
+    by_name = {}
+    for cls in model.classes.values():
+        by_name[cls.cli] = by_name[cls.name.lower()] = cls
+
+    def describe(name, value):
+        cls = by_name.get(name.lower())
+        if cls is None or not value.startswith("OpaqueRef:"):
+            return value
+        try:
+            rec = ctx.call(f"{cls.name}.get_record", value)
+        except (Failure, ConnectError):
+            return value
+        label = rec.get("name_label")
+        return f"{rec['uuid']} ({label})" if label is not None else rec["uuid"]
+    return describe
 
 
 def entry():

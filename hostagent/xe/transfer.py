@@ -75,13 +75,24 @@ def download(ctx, path, filename, label, **query):
                 meter.add(len(data))
         partial = False
     except (OSError, http.client.HTTPException) as e:
-        raise ConnectError(f"The transfer failed: {e}") from None
+        broken = e
+    else:
+        broken = None
     finally:
         meter.close()
         conn.close()
         if partial and filename != "-" and os.path.exists(filename):
             os.unlink(filename)
-    return wait(ctx, task, label)
+    return _outcome(ctx, task, label, broken)
+
+
+def _outcome(ctx, task, label, broken):
+    """The task's result; when the bytes stopped early, the task's error says why (a cancel,
+    a disk error), else the connection's."""
+    result = wait(ctx, task, label)
+    if broken is not None:
+        raise ConnectError(f"The transfer failed: {broken}")
+    return result
 
 
 def _sink(filename):
@@ -117,11 +128,13 @@ def upload(ctx, path, filename, label, **query):
             wait(ctx, task, label)
             raise XeError(f"The agent refused the transfer: HTTP {resp.status}")
     except (OSError, http.client.HTTPException) as e:
-        raise ConnectError(f"The transfer failed: {e}") from None
+        broken = e
+    else:
+        broken = None
     finally:
         meter.close()
         conn.close()
-    return wait(ctx, task, label)
+    return _outcome(ctx, task, label, broken)
 
 
 def vm_export(ctx):

@@ -163,6 +163,7 @@ def vm_disk_list(ctx):
     vbd_cls, vdi_cls = ctx.model.cls("VBD"), ctx.model.cls("VDI")
     vbd_cols = _cols(vbd_cls, ctx.param("vbd-params", "uuid,vm-name-label,userdevice"))
     vdi_cols = _cols(vdi_cls, ctx.param("vdi-params", "uuid,name-label,sr-name-label,virtual-size"))
+    minimal = []  # --minimal: the first field of every record, on one line
     for ref, rec in select_vms(ctx, consumed=("vbd-params", "vdi-params")):
         vbds = sorted((ctx.resolver.record("VBD", v) for v in rec.get("VBDs", [])),
                       key=lambda r: r.get("userdevice", ""))
@@ -170,12 +171,19 @@ def vm_disk_list(ctx):
             if vbd is None or vbd.get("type") == "CD":
                 continue
             n = vbd.get("userdevice")
-            ctx.write(f"Disk {n} VBD:\n")
-            G.show_record(ctx, vbd_cls, vbd, vbd_cols)
             vdi = ctx.resolver.record("VDI", vbd.get("VDI"))
+            parts = [(f"Disk {n} VBD:", vbd_cls, vbd, vbd_cols)]
             if vdi is not None:
-                ctx.write(f"Disk {n} VDI:\n")
-                G.show_record(ctx, vdi_cls, vdi, vdi_cols)
+                parts.append((f"Disk {n} VDI:", vdi_cls, vdi, vdi_cols))
+            for title, cls, record, cols in parts:
+                if ctx.opts.minimal:
+                    minimal.append(G.text_of(ctx, cls, cols[0], record))
+                else:
+                    ctx.write(title + "\n")
+                    G.show_record(ctx, cls, record, cols)
+    if ctx.opts.minimal:
+        from .render import minimal_text
+        ctx.write(minimal_text(minimal))
 
 
 def vm_vif_list(ctx):
