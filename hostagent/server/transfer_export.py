@@ -59,10 +59,12 @@ def start_stream(call, work: Work, filename: str, length=None) -> None:
     request.setHeader(b"content-type", b"application/octet-stream")
     request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
     request.setHeader(b"task-id", work.task.encode())
-    if length is None:
-        request.setHeader(b"connection", b"close")
-    else:
+    if length is not None:
         request.setHeader(b"content-length", b"%d" % length)
+    # Without a length the body goes chunked and the connection stays open afterwards
+    # (xapi answers HTTP/1.0 and closes instead): undici before 2026-07, in Xen
+    # Orchestra's xen-api, crashes when a connection closes while its reader is paused
+    # (nodejs/undici#5360), which a close-delimited body makes likely.
 
 
 class ExportHandler:
