@@ -443,3 +443,53 @@ def test_a_libvirt_tap_is_known_as_its_vifs_backend_by_mac(env):
     run(vif_links.link_changed(ctx, {"name": "vnet3", "deleted": True, "new": False, "up": False,
                                      "carrier": False, "master": None}))
     assert vif_links.backend_of(ctx, vif) == "vif7.0"
+
+
+class FakeFilters:
+    """The VIF filters port over a dict (backend -> (mode, MAC, ipv4, ipv6)), as nft would keep it."""
+
+    def __init__(self):
+        self.rules = {}
+
+    async def apply(self, name, mode, mac, ipv4=(), ipv6=()):
+        if mode == "unlocked":
+            self.rules.pop(name, None)
+        else:
+            self.rules[name] = (mode, mac, list(ipv4), list(ipv6))
+
+    async def remove(self, name):
+        self.rules.pop(name, None)
+
+    async def filtered(self):
+        return sorted(self.rules)
+
+
+def test_filters_follow_locking_and_a_start_drops_stale_ones(env):
+    from hostagent.actions import vif_links, vif_locking
+    ctx, host, _, links = env
+    filters = FakeFilters()
+    object.__setattr__(ctx.rt, "ports", Ports(storage=None, intents=None, authenticate=None, change_password=None,
+                                              links=links, filters=filters))
+    net = network.create(ctx, {"name_label": "n"})
+    with ctx.store.transaction():
+        vm = ctx.store.create("VM", {"name_label": "g", "power_state": "Running", "domid": 7, "resident_on": host})
+        vif = ctx.store.create("VIF", {"device": "0", "network": net, "VM": vm, "MAC": "02:00:00:00:00:07",
+                                       "currently_attached": True, "MTU": 1500, "locking_mode": "locked",
+                                       "ipv4_allowed": ["10.0.0.1"]})
+    links.state["vif7.0"] = {"name": "vif7.0", "kind": "tun", "master": None, "mac": "fe:ff:ff:ff:ff:ff",
+                             "mtu": 1500, "up": False}
+    filters.rules["vif99.0"] = ("disabled", "", [], [])  # left by a VM gone while the agent was down
+    run(vif_links.at_start(ctx))
+    assert filters.rules == {"vif7.0": ("locked", "02:00:00:00:00:07", ["10.0.0.1"], [])}
+    assert links.state["vif7.0"]["master"] == "xapi0"
+    with pytest.raises(ApiError) as e:
+        run(vif_locking.HANDLERS["VIF.add_ipv4_allowed"](ctx, vif, "10.0.0.256"))
+    assert e.value.description == ["INVALID_VALUE", "ipv4_allowed", "10.0.0.256"]
+    run(vif_locking.HANDLERS["VIF.add_ipv6_allowed"](ctx, vif, "FD00::0001"))
+    assert filters.rules["vif7.0"][3] == ["fd00::1"] and ctx.store.get("VIF", vif)["ipv6_allowed"] == ["fd00::1"]
+    run(vif_locking.set_locking_mode(ctx, vif, "network_default"))
+    assert "vif7.0" not in filters.rules  # the network's default: unlocked
+    run(vif_locking.set_default_locking_mode(ctx, net, "disabled"))
+    assert filters.rules["vif7.0"][0] == "disabled"
+    run(vif_links.release_backend(ctx, "vif7.0"))
+    assert filters.rules == {}
