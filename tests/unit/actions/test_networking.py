@@ -308,7 +308,7 @@ def test_ethtool_keys_are_applied_refusals_logged_and_removal_restores(env, capl
 
 
 def test_a_first_start_records_the_nics_and_marks_the_management_one(env):
-    ctx, host, _, links = env
+    ctx, _host, _, links = env
     run(pif.at_start(ctx))
     pifs = by_device(ctx)
     assert sorted(pifs) == ["eth0", "eth1", "eth2"]
