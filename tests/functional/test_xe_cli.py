@@ -254,3 +254,23 @@ def test_tasks(xe, x, tmp_path):
     idle = x.task.create("xe-task", "a task to cancel")
     p = xe.fails("task-cancel", f"uuid={x.task.get_uuid(idle)}")
     assert "code: OPERATION_NOT_ALLOWED" in p.stderr
+
+
+def test_sr_create_scan_and_destroy(xe, x, tmp_path):
+    location = tmp_path / "sr"
+    location.mkdir()
+    sr = xe("sr-create", "name-label=xe sr", "type=file", f"device-config:location={location}")
+    ref = x.SR.get_by_uuid(sr)
+    assert x.SR.get_type(ref) == "file" and x.SR.get_name_label(ref) == "xe sr"
+    pbd = xe("pbd-list", f"sr-uuid={sr}", "--minimal")
+    assert xe("pbd-param-get", f"uuid={pbd}", "param-name=device-config", "param-key=location") == str(location)
+    vdi = xe("vdi-create", f"sr-uuid={sr}", "name-label=on xe sr", "virtual-size=1MiB")
+    xe("sr-scan", f"uuid={sr}")
+    assert vdi in xe("sr-param-get", f"uuid={sr}", "param-name=VDIs")
+    p = xe.fails("sr-create", "name-label=bad", "type=file")
+    assert "code: SR_BACKEND_FAILURE_94" in p.stderr
+    xe("vdi-destroy", f"uuid={vdi}")
+    xe("pbd-unplug", f"uuid={pbd}")
+    xe("pbd-destroy", f"uuid={pbd}")
+    xe("sr-forget", f"uuid={sr}")
+    assert sr not in xe("sr-list", "--minimal").split(",")
