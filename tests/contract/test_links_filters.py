@@ -14,7 +14,7 @@ import pytest
 from hostagent.backends import nftables as N
 
 from .netns_support import throwaway_netns
-from .traffic_support import ping
+from .traffic_support import ping, ping6
 
 GUEST_MAC = "02:00:00:00:00:01"
 
@@ -101,3 +101,18 @@ def test_a_refused_batch_changes_nothing(lan):
     assert N.filtered(ns) == ["vif1.0"]
     readdress(guest, "10.0.0.9/24")
     assert not ping(guest, "10.0.0.2")  # still locked as before
+
+
+def test_locked_ipv6_passes_only_the_allowed_address(lan):
+    ns, guest, peer = lan
+    ip("-n", guest, "addr", "add", "fd00::1/64", "dev", "eth0", "nodad")
+    ip("-n", peer, "addr", "add", "fd00::2/64", "dev", "eth0", "nodad")
+    N.apply("vif1.0", "locked", GUEST_MAC, ["10.0.0.1"], ["fd00::1"], netns=ns)
+    assert ping6(guest, "fd00::2")
+    ip("-n", guest, "addr", "del", "fd00::1/64", "dev", "eth0")
+    ip("-n", guest, "addr", "add", "fd00::9/64", "dev", "eth0", "nodad")  # a spoofed address
+    assert not ping6(guest, "fd00::2")
+    N.apply("vif1.0", "locked", GUEST_MAC, ["10.0.0.1"], [], netns=ns)  # IPv4 only: no IPv6 at all
+    ip("-n", guest, "addr", "del", "fd00::9/64", "dev", "eth0")
+    ip("-n", guest, "addr", "add", "fd00::1/64", "dev", "eth0", "nodad")
+    assert not ping6(guest, "fd00::2") and ping(guest, "10.0.0.2")

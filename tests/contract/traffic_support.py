@@ -39,3 +39,29 @@ def ping(ns, address, tries=3, timeout=0.7) -> bool:
     t.start()
     t.join()
     return box.get("ok", False)
+
+
+def ping6(ns, address, tries=3, timeout=0.7) -> bool:
+    """Whether an ICMPv6 echo from namespace `ns` to IPv6 `address` is answered (the kernel fills
+    in an ICMPv6 raw socket's checksum)."""
+    box = {}
+
+    def work():
+        setns(ns, flags=0)
+        with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+            sock.settimeout(timeout)
+            for seq in range(tries):
+                body = struct.pack("!BBHHH", 128, 0, 0, 0x4841, seq) + b"hostagent"
+                try:
+                    sock.sendto(body, (address, 0, 0, 0))
+                    while True:
+                        data, src = sock.recvfrom(1500)
+                        if src[0] == address and data[0] == 129 and data[4:8] == struct.pack("!HH", 0x4841, seq):
+                            box["ok"] = True
+                            return
+                except OSError:
+                    continue
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    return box.get("ok", False)
