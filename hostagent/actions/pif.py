@@ -317,6 +317,8 @@ async def link_changed(ctx, value: dict) -> None:
             with link_errors(ref):
                 if await ctx.ports.links.link(name) is not None:
                     continue
+            if not store.exists("PIF", ref) or not store.get("PIF", ref)["currently_attached"]:
+                continue  # the agent's own unplug, finished meanwhile
             log.warning("link %s of PIF %s was removed behind the agent's back: recorded unplugged",
                         name, rec["uuid"])
             with store.transaction():
