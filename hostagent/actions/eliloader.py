@@ -17,6 +17,7 @@ domain has its copy (qemu and libxl load the kernel at domain build), and on
 any failure: then VM.start fails with BOOTLOADER_FAILED and the VM stays Halted.
 """
 
+import dataclasses
 import logging
 import os
 import platform
@@ -53,6 +54,16 @@ class Prepared:
     keep: bool = False  # an install round before the last: the downloads stay until then
     fields: Dict[str, object] = field(default_factory=dict)  # VM fields to set after the start
     other_config: Dict[str, str] = field(default_factory=dict)  # other_config keys to set after it
+    installer: bool = False  # an install round: the installer's closing reboot halts the VM
+
+    def apply(self, description: D.Domain) -> D.Domain:
+        """The domain description with this start's boot. An installer reboots when it is done;
+        the hypervisor would boot the same installer again, so that reboot halts the VM instead,
+        and the next VM.start runs the next round."""
+        changes = {"boot": self.boot}
+        if self.installer:
+            changes["on_reboot"] = D.DESTROY
+        return dataclasses.replace(description, **changes)
 
 
 def failed(vm: str, message: str) -> ApiError:
@@ -139,7 +150,7 @@ async def _install_round(ctx, vm: str, rec: dict, plan: rules.Plan) -> Prepared:
     fields = {"PV_bootloader": PYGRUB} if plan.last else {}
     log.info("VM %s: %s install round %d boots %s", rec["uuid"], plan.distro, plan.round, source.describe(""))
     return Prepared(D.Boot(D.PV, kernel=kernel, ramdisk=initrd, cmdline=plan.cmdline), directory,
-                    keep=not plan.last, fields=fields, other_config=nxt)
+                    keep=not plan.last, fields=fields, other_config=nxt, installer=True)
 
 
 def _gather(source, candidates, directory: str, progress: Progress) -> Tuple[str, str]:

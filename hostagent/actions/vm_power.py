@@ -6,7 +6,6 @@ domain through the domains port first and the records after, so a killed
 agent finds records the start-up reconciliation can put right (domains.py).
 """
 
-import dataclasses
 import logging
 import os
 
@@ -65,7 +64,7 @@ async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
         raise
     description = policy.describe(store.get("VM", vm), disks, run.nics(ctx, vm))
     if installing is not None:  # eliloader's round (or, on KVM, the kernel pygrub would boot)
-        description = dataclasses.replace(description, boot=installing.boot)
+        description = installing.apply(description)
     try:
         with translated(vm, "VM.start"):
             try:

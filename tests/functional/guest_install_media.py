@@ -5,8 +5,8 @@ tests/kvm guest kit.
 The installer is the kit's guest with an /init that first reports, on the serial console and
 once a second, its role and its /proc/cmdline (so a console that connects late still sees them),
 then writes the "installed system" (an ext2 image made by mke2fs -d with a kernel, an initrd
-and, per distribution, a GRUB menu) onto /dev/vda and says INSTALLED, then runs the kit's own
-init. The installed system's initrd is the kit's with role installed-<distro>.
+and, per distribution, a GRUB menu) onto /dev/vda, says INSTALLED and, a few seconds later,
+reboots as installers do; meanwhile the kit's own init runs. The installed system's initrd is the kit's with role installed-<distro>.
 """
 
 import http.server
@@ -43,10 +43,14 @@ ROLE=$(/bin/busybox cat /etc/role)
       STATUS=INSTALL-FAILED
     fi
   fi
+  N=0
   while :; do
     echo "ROLE $ROLE"
     echo "CMDLINE $CMDLINE"
     [ -n "$STATUS" ] && echo "$STATUS"
+    N=$((N + 1))
+    # as installers do when they are done: reboot (the agent makes that reboot halt the VM)
+    [ "$STATUS" = INSTALLED ] && [ $N -ge 3 ] && /bin/busybox reboot -f
     /bin/busybox sleep 1
   done
 ) >/dev/ttyS0 2>&1 &

@@ -13,6 +13,7 @@ same with the repository on an ISO in the VM's CD drive.
 """
 
 import os
+import time
 
 import libvirt
 import pytest
@@ -86,10 +87,15 @@ def boot_and_read(lab, vm, wait_installed=False):
         role = console.wait_for("ROLE ", timeout=240).split(None, 1)[1].strip()
         cmdline = console.wait_for("CMDLINE ", timeout=30).split(None, 1)[1].strip()
         if wait_installed:
-            console.wait_line(lambda line: line.startswith(("INSTALLED", "INSTALL-FAILED")), 120, "the install")
-            assert console.wait_line(lambda line: line.startswith(("INSTALLED", "INSTALL-FAILED")), 1,
+            assert console.wait_line(lambda line: line.startswith(("INSTALLED", "INSTALL-FAILED")), 120,
                                      "the install") == "INSTALLED"
-    x.VM.hard_shutdown(vm)
+    if wait_installed:  # the installer reboots when done: that reboot halts the VM
+        deadline = time.monotonic() + 90
+        while x.VM.get_power_state(vm) != "Halted":
+            assert time.monotonic() < deadline, "the installer's reboot did not halt the VM"
+            time.sleep(0.5)
+    else:
+        x.VM.hard_shutdown(vm)
     return role, cmdline
 
 
