@@ -61,10 +61,11 @@ class _Transport(xmlrpc.client.Transport):
 class Session:
     """A logged-in XenAPI session; `call` and `async_call` return the unwrapped value."""
 
-    def __init__(self, proxy, where, http=None):
+    def __init__(self, proxy, where, http=None, debug=None):
         self._proxy = proxy
         self.where = where
         self.ref = None
+        self.debug = debug  # --debug: a stream that gets one line per call (names, no arguments)
         self.http = http  # () -> a new http.client connection to the agent, for /export and /import
 
     def _unwrap(self, wire, result):
@@ -76,6 +77,8 @@ class Session:
         raise Failure([str(x) for x in description])
 
     def raw(self, wire, *args):
+        if self.debug is not None:
+            self.debug.write(f"xe: calling {wire} on {self.where}\n")
         try:
             result = getattr(self._proxy, wire)(*args)
         except (OSError, http.client.HTTPException) as e:
@@ -161,6 +164,9 @@ def connect(opts) -> Session:
             def opener():
                 return http.client.HTTPConnection(server, port)
         session = Session(proxy, url, http=opener)
+    if opts.debug:
+        import sys
+        session.debug = sys.stderr
     session.login(opts.username, opts.password)
     return session
 

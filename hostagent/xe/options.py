@@ -100,8 +100,6 @@ def parse(argv, environ=os.environ) -> Options:
                 opts.minimal = True
             elif name in ("nossl", "debug"):
                 settings[name] = "true"
-            elif name == "debug-on-fail":
-                pass
             elif name == "verify-certificate":
                 opts.no_verify = False
             elif not name:

@@ -117,6 +117,13 @@ def test_api_errors_print_code_sentence_and_parameters(xe):
     assert "VCPUs-max must be a whole number" in p.stderr
 
 
+def test_debug_names_the_calls(xe):
+    p = xe.run("--debug", "host-list", "--minimal")
+    assert "xe: calling session.login_with_password on the agent on " in p.stderr
+    assert "xe: calling host.get_all_records" in p.stderr and UUID.fullmatch(p.stdout.strip())
+    assert xe.run("host-list", "--minimal").stderr == ""
+
+
 def test_help(xe):
     out = xe("help")
     assert "vm-start" in out and "xe help --all" in out
