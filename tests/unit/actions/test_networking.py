@@ -493,3 +493,34 @@ def test_filters_follow_locking_and_a_start_drops_stale_ones(env):
     assert filters.rules["vif7.0"][0] == "disabled"
     run(vif_links.release_backend(ctx, "vif7.0"))
     assert filters.rules == {}
+
+
+class BrokenFilters(FakeFilters):
+    """A filters port whose kernel refuses every change (no nft, no bridge nf_tables)."""
+
+    async def apply(self, name, mode, mac, ipv4=(), ipv6=()):
+        from hostagent.backends.nftables import FilterNotSupported
+        raise FilterNotSupported("nft is not installed (Debian package nftables)")
+
+
+def test_a_filter_the_kernel_refuses_changes_nothing_and_keeps_a_locked_backend_off(env):
+    from hostagent.actions import vif_links, vif_locking
+    ctx, host, _, links = env
+    object.__setattr__(ctx.rt, "ports", Ports(storage=None, intents=None, authenticate=None, change_password=None,
+                                              links=links, filters=BrokenFilters()))
+    net = network.create(ctx, {"name_label": "n"})
+    with ctx.store.transaction():
+        vm = ctx.store.create("VM", {"name_label": "g", "power_state": "Running", "domid": 7, "resident_on": host})
+        vif = ctx.store.create("VIF", {"device": "0", "network": net, "VM": vm, "MAC": "02:00:00:00:00:07",
+                                       "currently_attached": True, "MTU": 1500, "locking_mode": "unlocked"})
+    links.state["vif7.0"] = {"name": "vif7.0", "kind": "tun", "master": "xapi0", "mac": "fe:ff:ff:ff:ff:ff",
+                             "mtu": 1500, "up": True}
+    links.state["xapi0"] = {"name": "xapi0", "kind": "bridge", "master": None}
+    with pytest.raises(ApiError) as e:
+        run(vif_locking.set_locking_mode(ctx, vif, "locked"))
+    assert e.value.description[0] == "INTERNAL_ERROR" and "nft is not installed" in e.value.description[1]
+    assert ctx.store.get("VIF", vif)["locking_mode"] == "unlocked"
+    with ctx.store.transaction():
+        ctx.store.update("VIF", vif, locking_mode="disabled")
+    assert run(vif_links.attach_backend(ctx, vif)) is False
+    assert links.state["vif7.0"]["master"] is None  # fail closed: off the bridge the hypervisor put it on
