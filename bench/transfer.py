@@ -7,26 +7,27 @@ sm.vhd from a pool of random bytes; a VM holds it. Then, each timed on its own:
 
   direct write  a new dynamic VHD in the bench dir gets the same chunks (sm.vhd, fsync);
   direct read   the VDI's VHD read over its allocated extents in 1 MiB pieces (sm.vhd);
-  export        GET /export of the VM (plain XVA) by an HTTP client that reads and drops
-                it, until the export's task has succeeded;
-  import        PUT of an XVA file (one more export, not timed) to /import on the default
-                SR, until the task has succeeded.
+  export        GET /export of the VM (plain XVA) by curl into /dev/null, until the
+                export's task has succeeded;
+  import        PUT of an XVA file (one more export, not timed) by curl to /import on the
+                default SR, until the task has succeeded.
 
 Each runs --rounds times, interleaved, and the fastest run counts: the machine is shared,
 and a slow run measures the neighbours more than the code.
 Throughput is data bytes (the filled chunks) per second; the ratios are export/direct read
 and import/direct write (targets >= 0.5). RSS: VmRSS of the agent sampled every 50 ms,
-peak minus the value before the first transfer (target < 64 MiB). Caches are warm for
-both sides (the VHD was just written), as they are for the agent.
+peak minus the value before the first transfer (target < 64 MiB). The VDI's file leaves
+the page cache (fsync, POSIX_FADV_DONTNEED) before the direct read and before the export,
+so both read from the device, as a disk that is not in use would be.
 
-Usage: python bench/transfer.py [--size 2G] [--fill 0.5] [--rounds 2] [--dir DIR]
+Usage: python bench/transfer.py [--size 2G] [--fill 0.5] [--rounds 3] [--dir DIR]
 """
 
 import argparse
-import http.client
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -85,6 +86,16 @@ def write_vhd(path, size, chunks, pool, create=True):
     os.close(fd)
 
 
+def drop_cache(path):
+    """The file's pages out of the page cache: the next read comes from the device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def read_vhd(path):
     total = 0
     with vhd.open(path) as img:
@@ -119,37 +130,25 @@ class RssWatch:
         return self.peak - self.base
 
 
-def connection(agent):
-    u = urllib.parse.urlsplit(agent.url)
-    return http.client.HTTPConnection(u.hostname, u.port, timeout=600, blocksize=MiB)
+def curl(*args):
+    """curl, the HTTP client of both transfers (a C client: its own cost stays small)."""
+    r = subprocess.run(["curl", "-sS", "--fail", "-D", "-", *args], capture_output=True, timeout=1800,
+                       check=True)
+    head = r.stdout.decode("latin-1")
+    return next(line.split(":", 1)[1].strip() for line in head.splitlines()
+                if line.lower().startswith("task-id:"))
 
 
 def export(agent, session, vm, path, x):
     """GET /export into the file at `path`, or read and dropped when `path` is None."""
-    conn = connection(agent)
-    conn.request("GET", "/export?" + urllib.parse.urlencode({"session_id": session, "ref": vm}))
-    r = conn.getresponse()
-    assert r.status == 200, r.status
-    with open(path or os.devnull, "wb") as f:
-        while True:
-            piece = r.read(MiB)
-            if not piece:
-                break
-            if path:
-                f.write(piece)
-    conn.close()
-    assert wait_task(x, r.getheader("task-id"), timeout=600) == "success"
+    query = urllib.parse.urlencode({"session_id": session, "ref": vm})
+    task = curl("-o", path or os.devnull, f"{agent.url.rstrip('/')}/export?{query}")
+    assert wait_task(x, task, timeout=600) == "success"
 
 
 def import_(agent, session, path, sr, x):
-    conn = connection(agent)
-    with open(path, "rb") as f:
-        conn.request("PUT", "/import?" + urllib.parse.urlencode({"session_id": session, "sr_id": sr}),
-                     body=f, headers={"Content-Length": str(os.path.getsize(path))})
-        r = conn.getresponse()
-        task = r.getheader("task-id")
-        r.read()
-    conn.close()
+    query = urllib.parse.urlencode({"session_id": session, "sr_id": sr})
+    task = curl("-T", path, "-o", os.devnull, f"{agent.url.rstrip('/')}/import?{query}")
     assert wait_task(x, task, timeout=600) == "success", x.task.get_error_info(task)
 
 
@@ -163,7 +162,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=size_arg, default=2 << 30, help="the VDI's virtual size (default 2G)")
     ap.add_argument("--fill", type=float, default=0.5, help="share of 1 MiB chunks holding data (0.5)")
-    ap.add_argument("--rounds", type=int, default=2, help="runs of each; the fastest counts (2)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each; the fastest counts (3)")
     ap.add_argument("--dir", default=None, help="where the agent's state and the files go (a temp dir)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="transfer-bench-", dir=args.dir)
@@ -191,7 +190,9 @@ def main():
         for _ in range(args.rounds):
             times["direct write"].append(timed(write_vhd, direct, args.size, chunks, pool))
             os.unlink(direct)
+            drop_cache(source)
             times["direct read"].append(timed(read_vhd, source))
+            drop_cache(source)
             times["export"].append(timed(export, agent, s._session, vm, None, x))
             times["import"].append(timed(import_, agent, s._session, xva, sr, x))
         growth = watch.done()

@@ -78,8 +78,9 @@ def as_api_error(e: BaseException, task: str, store) -> ApiError:
 class Work:
     """One transfer's task and call context: adopted from `task_id` or made."""
 
-    def __init__(self, transfers: Transfers, call, label: str):
+    def __init__(self, transfers: Transfers, call, label: str, exporting: bool = False):
         rt = transfers.runtime
+        self.exporting = exporting  # a client that leaves is then no premature end of a body
         self.tasks = rt.tasks
         given = call.query.get("task_id", "")
         if given and rt.store.exists("task", given) and \
@@ -140,6 +141,8 @@ class Work:
     def fail(self, e: BaseException) -> ApiError:
         if self.cancel.is_set():
             e = Cancelled()
+        elif isinstance(e, Gone) and self.exporting:
+            e = ApiError("INTERNAL_ERROR", f"{e} before the transfer ended")
         err = as_api_error(e, self.task, self.ctx.store)
         if self.ctx.store.exists("task", self.task):
             self.tasks.fail(self.task, err.description)
@@ -254,29 +257,32 @@ class ResponseSink:
             for _ in range(self.depth + 1):  # whoever waits for a slot: wake up and see
                 self._slots.release()
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, pieces) -> None:
         if self.gone:
             return
-        self._queue.append(data)
+        self._queue.append(pieces)
         self._pump()
 
     def _pump(self) -> None:
         while self._queue and not self._paused and not self.gone:
-            self.call.request.write(self._queue.popleft())
+            for piece in self._queue.popleft():
+                self.call.request.write(piece)
             self._slots.release()
         if self._closing and not self._queue and not self.call.over:
             self.call.request.unregisterProducer()
             self.call.request.finish()
 
     # the worker thread
-    def write(self, data: bytes) -> None:
-        """Queue data for the client, waiting while `depth` pieces already wait."""
-        if not data:
+    def write(self, data) -> None:
+        """Queue data (bytes, or a list of them to send in order, not copied) for the
+        client, waiting while `depth` writes already wait."""
+        pieces = [data] if isinstance(data, bytes) else [p for p in data if p]
+        if not pieces:
             return
         self._slots.acquire()
         if self.gone:
             raise Gone("the client closed the connection")
-        self.reactor.callFromThread(self._push, data)
+        self.reactor.callFromThread(self._push, pieces)
 
     # the reactor again
     def abort(self) -> None:

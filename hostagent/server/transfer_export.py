@@ -53,7 +53,8 @@ def refuse(call, err: ApiError, task: str) -> None:
     request.finish()
 
 
-def start_stream(call, work: Work, filename: str, length=None) -> None:
+def start_stream(call, work: Work, filename: str, length=None) -> bool:
+    """Send the headers of a download; False (and the response finished) for a HEAD."""
     request = call.request
     request.setResponseCode(200)
     request.setHeader(b"content-type", b"application/octet-stream")
@@ -65,6 +66,10 @@ def start_stream(call, work: Work, filename: str, length=None) -> None:
     # (xapi answers HTTP/1.0 and closes instead): undici before 2026-07, in Xen
     # Orchestra's xen-api, crashes when a connection closes while its reader is paused
     # (nodejs/undici#5360), which a close-delimited body makes likely.
+    if request.method == b"HEAD":
+        request.finish()
+        return False
+    return True
 
 
 class ExportHandler:
@@ -82,7 +87,7 @@ class ExportHandler:
 
     async def _run(self, call):
         label = "VM.export_metadata" if self.metadata else "VM.export"
-        work = Work(self.t, call, label)
+        work = Work(self.t, call, label, exporting=True)
         ctx, store = work.ctx, work.ctx.store
         oplocks = self.t.runtime.oplocks
         table = oplocks.tables["VM"]
@@ -118,57 +123,62 @@ class ExportHandler:
         ova = xva_export.ova_xml(store, plan, encode, work.ctx.clock, metadata=self.metadata)
         if self.metadata:
             body = archive.entry(archive.OVA_XML, ova) + archive.END
-            start_stream(call, work, "export.xva", len(body))
-            call.request.write(body)
-            call.request.finish()
+            if start_stream(call, work, "export.xva", len(body)):
+                call.request.write(body)
+                call.request.finish()
             return
         kind = COMPRESSION.get(call.query.get("use_compression", "").lower())
         if kind is None and call.query.get("use_compression", "").lower() not in COMPRESSION:
             raise ApiError("INVALID_VALUE", "use_compression", call.query["use_compression"])
         disks = []
         storage = work.ctx.ports.storage
-        for ref_id, vdi in plan.disks:
-            rec = store.get("VDI", vdi)
-            drv = R.plugged_driver(work.ctx, rec["SR"])
-            with translated(work.ctx):
-                io = await storage.open_io(drv, R.volume_of(store, vdi), False)
-            disks.append((ref_id, io, rec["virtual_size"]))
-        start_stream(call, work, "export.xva")
-        sink = ResponseSink(call, self.t.reactor)
-        work.cancellable(True)
         try:
+            for ref_id, vdi in plan.disks:
+                rec = store.get("VDI", vdi)
+                drv = R.plugged_driver(work.ctx, rec["SR"])
+                with translated(work.ctx):
+                    io = await storage.open_io(drv, R.volume_of(store, vdi), False)
+                disks.append((ref_id, io, rec["virtual_size"]))
+            if not start_stream(call, work, "export.xva"):
+                return
+            sink = ResponseSink(call, self.t.reactor)
+            work.cancellable(True)
             job = self.t.in_pool(_stream, work, sink, ova, disks, kind)
             await work.watch(job, on_cancel=sink.abort)
+            sink.close()
         finally:
             work.cancellable(False)
             for _, io, _ in disks:
                 await self.t.in_pool(io.close)
-        sink.close()
 
 
 def _stream(work: Work, sink: ResponseSink, ova: bytes, disks, kind) -> None:
     """In a worker thread: the whole archive, chunk by chunk, through the compressor."""
     z = codecs.compressor(kind) if kind else None
 
-    def send(data: bytes) -> None:
+    def send(pieces: list) -> None:
         if sink.gone:
             raise Gone("the client closed the connection")
-        sink.write(z.compress(data) if z else data)
+        if z:
+            pieces = [z.compress(b"".join(pieces))]
+        sink.write(pieces)
 
     plans = []
     for ref_id, io, size in disks:
         numbers = archive.chunk_numbers(size, io.extents())
         plans.append((ref_id, io, size, numbers))
         work.total += len(numbers) * archive.CHUNK
-    send(archive.entry(archive.OVA_XML, ova))
+    send(archive.entry_pieces(archive.OVA_XML, ova))
     for ref_id, io, size, numbers in plans:
         last = archive.chunk_count(size) - 1
         for n in numbers:
             work.check()
             offset = n * archive.CHUNK
             data = io.read(offset, min(archive.CHUNK, size - offset))
-            send(archive.chunk_entries(ref_id, n, data, last))
+            pieces = archive.chunk_pieces(ref_id, n, data, last)
+            if pieces:
+                send(pieces)
             work.done += archive.CHUNK
-    send(archive.END)
+    send([archive.END])
     if z:
-        sink.write(z.flush())
+        sink.write([z.flush()])

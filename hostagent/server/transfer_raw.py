@@ -151,7 +151,7 @@ class ExportRawHandler:
         return NOT_DONE_YET
 
     async def _run(self, call):
-        work = Work(self.t, call, "VDI.export_raw")
+        work = Work(self.t, call, "VDI.export_raw", exporting=True)
         io = None
         try:
             vdi = find_vdi(work.ctx, call.query)
@@ -163,7 +163,9 @@ class ExportRawHandler:
                 length = vhd_stream_length(size, blocks)
             else:
                 blocks, length = None, size
-            start_stream(call, work, f"{work.ctx.store.get('VDI', vdi)['uuid']}.{fmt}", length)
+            if not start_stream(call, work, f"{work.ctx.store.get('VDI', vdi)['uuid']}.{fmt}", length):
+                work.succeed("<value></value>")
+                return
             sink = ResponseSink(call, self.t.reactor)
             work.cancellable(True)
             job = (self.t.in_pool(send_vhd, work, sink, io, size, blocks) if fmt == "vhd"

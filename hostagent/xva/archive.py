@@ -28,13 +28,19 @@ _NAME = re.compile(r"^(Ref:\d+)/(\d{8})(?:\.(checksum|xxhash))?$")
 
 
 # --------------------------------------------------------------------------- writing
-def entry(name: str, data: bytes) -> bytes:
-    """One tar member: ustar header, the data, padding to the next 512-byte block."""
+def entry_pieces(name: str, data: bytes) -> list:
+    """One tar member as pieces to send in order, the data not copied: ustar header,
+    the data, padding to the next 512-byte block."""
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644
     pad = -len(data) % BLOCK
-    return info.tobuf(tarfile.USTAR_FORMAT) + bytes(data) + bytes(pad)
+    return [info.tobuf(tarfile.USTAR_FORMAT), data] + ([bytes(pad)] if pad else [])
+
+
+def entry(name: str, data: bytes) -> bytes:
+    """One tar member in one piece."""
+    return b"".join(entry_pieces(name, data))
 
 
 def is_zero(data) -> bool:
@@ -56,13 +62,19 @@ def chunk_numbers(size: int, extents: list[tuple[int, int]]) -> list[int]:
     return sorted(numbers)
 
 
-def chunk_entries(ref_id: str, number: int, data, last: int, kind: str = codecs.EXPORT_CHECKSUM) -> bytes:
-    """The entries of chunk `number` (data, then its checksum), or b"" for an all-zero
-    chunk that is neither the first nor the `last`."""
+def chunk_pieces(ref_id: str, number: int, data, last: int, kind: str = codecs.EXPORT_CHECKSUM) -> list:
+    """The entries of chunk `number` (data, then its checksum) as pieces to send in order
+    (the data not copied), or [] for an all-zero chunk neither the first nor the `last`."""
     if 0 < number < last and is_zero(data):
-        return b""
+        return []
     name = f"{ref_id}/{number:08d}"
-    return entry(name, data) + entry(f"{name}.{kind}", codecs.checksum(kind, data).encode("ascii"))
+    checksum = codecs.checksum(kind, data).encode("ascii")
+    return entry_pieces(name, data) + entry_pieces(f"{name}.{kind}", checksum)
+
+
+def chunk_entries(ref_id: str, number: int, data, last: int, kind: str = codecs.EXPORT_CHECKSUM) -> bytes:
+    """chunk_pieces in one piece."""
+    return b"".join(chunk_pieces(ref_id, number, data, last, kind))
 
 
 # --------------------------------------------------------------------------- reading
