@@ -56,8 +56,9 @@ def write_metrics(ctx, pif: str, values: dict) -> bool:
     return True
 
 
-async def refresh(ctx, pif: str, name: str) -> None:
-    """The PIF's metrics (and MAC, MTU) read again from its NIC `name`; the NIC gone: GONE."""
+async def refresh(ctx, pif: str, name: str, record: bool = False) -> None:
+    """The PIF's metrics read again from its NIC `name` (and, with `record`, for a NIC that
+    appeared, its MAC and MTU as PIF.scan would); the NIC gone: GONE."""
     with link_errors(pif):
         nic = await ctx.ports.links.nic(name)
     if nic is None:
@@ -65,6 +66,8 @@ async def refresh(ctx, pif: str, name: str) -> None:
         return
     values = dict(nic, speed=int(nic["speed"]), duplex=bool(nic["duplex"]), carrier=bool(nic["carrier"]))
     write_metrics(ctx, pif, values)
+    if not record:  # the link's MTU may be other_config's, which is no change of the record
+        return
     rec = ctx.store.get("PIF", pif)
     mac = (nic.get("mac") or "").lower()
     if mac and (rec["MAC"] != mac or rec["MTU"] != nic["mtu"]):
@@ -95,7 +98,7 @@ async def nic_changed(ctx, value: dict) -> None:
                 log.info("NIC %s went: PIF %s shows no carrier", name, ctx.store.get("PIF", pif)["uuid"])
         elif action == "add":
             if pif is not None:
-                await refresh(ctx, pif, name)
+                await refresh(ctx, pif, name, record=True)
                 log.info("NIC %s appeared: PIF %s refreshed", name, ctx.store.get("PIF", pif)["uuid"])
             elif might_be_nic(ctx, value):
                 log.info("NIC %s appeared with no PIF: PIF.scan records it", name)

@@ -524,3 +524,13 @@ def test_a_filter_the_kernel_refuses_changes_nothing_and_keeps_a_locked_backend_
         ctx.store.update("VIF", vif, locking_mode="disabled")
     assert run(vif_links.attach_backend(ctx, vif)) is False
     assert links.state["vif7.0"]["master"] is None  # fail closed: off the bridge the hypervisor put it on
+
+
+def test_a_carrier_change_reads_metrics_but_leaves_the_records_mtu(env):
+    ctx, host, _, links = env
+    run(pif.scan(ctx, host))
+    eth0 = by_device(ctx)["eth0"]
+    links.state["eth0"].update(mtu=9000, carrier=True)  # other_config:mtu on the link, say
+    run(pif.link_changed(ctx, {"name": "eth0", "deleted": False, "carrier": True, "up": True, "master": None}))
+    assert ctx.store.get("PIF_metrics", ctx.store.get("PIF", eth0)["metrics"])["carrier"] is True
+    assert ctx.store.get("PIF", eth0)["MTU"] == 1500
