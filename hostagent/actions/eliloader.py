@@ -293,13 +293,16 @@ async def _blocking(ctx, fn: Callable, *args):
             finished.append(True)
     pending = ctx.ports.run_blocking(work)
     ctx.cancellable()
-    while not finished:
-        await ctx.sleep(POLL)
-        if progress.total:
-            ctx.progress(min(0.99, progress.done / progress.total))
-        if ctx.task and ctx.tasks.cancel_requested(ctx.task):
-            progress.cancel = True
-    return await pending
+    try:
+        while not finished:
+            await ctx.sleep(POLL)
+            if progress.total:
+                ctx.progress(min(0.99, progress.done / progress.total))
+            if ctx.task and ctx.tasks.cancel_requested(ctx.task):
+                progress.cancel = True
+        return await pending
+    finally:
+        ctx.cancellable(False)  # the domain's start that follows runs to its end
 
 
 def _directory(ctx, rec: dict) -> str:
