@@ -54,6 +54,17 @@ def columns(cls):
     return cols
 
 
+def find_column(cls, name):
+    """The column a CLI name means: a field (by CLI or API name) or an extra; None if none."""
+    for col in columns(cls):
+        if col.cli == name:
+            return col
+    f = cls.field(name)
+    if f is not None:
+        return Column(f.cli, f.marker, field=f)
+    return None
+
+
 class Resolver:
     """Fetches records of any class on demand, once per command."""
 
