@@ -72,8 +72,8 @@ def fetch(url: str, dest: str, progress: Optional[Progress] = None, timeout: flo
     except urllib.error.HTTPError as e:
         raise FetchError(f"{url}: HTTP {e.code} {e.reason}", missing=e.code in (404, 410)) from None
     except urllib.error.URLError as e:
-        reason = e.reason
-        missing = isinstance(reason, str) and ("550" in reason or "No such file" in reason)
+        reason = str(e.reason)  # ftp: "ftp error: error_perm('550 No such file ...')"
+        missing = url.startswith("ftp:") and "550" in reason
         raise FetchError(f"{url}: {reason}", missing=missing) from None
     except FetchError:
         raise
