@@ -282,3 +282,32 @@ def test_every_handler_wants_a_caller(agent, s, x, source, tmp_path):
     assert status == 200
     status, _ = curl_to_file(url(agent, "/export_metadata", ref=vm), os.devnull, "-u", "root:wrong")
     assert status == 401
+
+
+def test_an_import_killed_half_way_leaves_nothing_after_the_restart(fresh_agent, tmp_path):
+    agent = fresh_agent.start()
+    s = login(agent)
+    x = s.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    vm, _, _ = make_vm(agent, x, sr, name="to be killed")
+    xva = str(tmp_path / "vm.xva")
+    curl_to_file(url(agent, "/export", session_id=s._session, ref=vm), xva)
+    sr_dir = os.path.join(agent.state_dir, "sr", x.SR.get_uuid(sr))
+    before = (sorted(x.VDI.get_all_records_where(f'field "SR" = "{sr}"')), sorted(os.listdir(sr_dir)),
+              len(x.VM.get_all()))
+    with open(xva, "rb") as f:
+        data = f.read()
+    target = urllib.parse.urlsplit(url(agent, "/import", session_id=s._session, sr_id=sr))
+    sock = socket.create_connection((target.hostname, target.port))
+    try:
+        sock.sendall(f"PUT {target.path}?{target.query} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:len(data) // 2])
+        wait_for(lambda: len(os.listdir(sr_dir)) > len(before[1]), 20, "the import's volumes")
+        fresh_agent.kill()
+    finally:
+        sock.close()
+    fresh_agent.start()
+    x = login(fresh_agent).xenapi
+    assert sorted(x.VDI.get_all_records_where(f'field "SR" = "{sr}"')) == before[0]
+    assert sorted(os.listdir(sr_dir)) == before[1]
+    assert len(x.VM.get_all()) == before[2]
