@@ -92,7 +92,7 @@ class ExportHandler:
         oplocks = self.t.runtime.oplocks
         table = oplocks.tables["VM"]
         op = next(o for o in table.ops if o.name == "export")
-        vm = locked = None
+        vm = locked = end = None
         try:
             vm = find_vm(ctx, call.query)
             if self.metadata:
@@ -102,7 +102,7 @@ class ExportHandler:
             else:
                 oplocks.begin(table, op, vm, work.task)
                 locked = vm
-            await self._send(call, work, vm)
+            end = await self._send(call, work, vm)
             work.succeed("<value></value>")
         except Exception as e:  # noqa: BLE001 - every failure ends the task
             err = work.fail(e)
@@ -113,8 +113,11 @@ class ExportHandler:
         finally:
             if locked is not None and store.exists("VM", locked):
                 oplocks.end(table, locked, work.task)
+        if end is not None:  # the client sees the end once the task and the VM say so
+            end()
 
     async def _send(self, call, work: Work, vm: str):
+        """Send the archive but its end; returns what ends the response."""
         store = work.ctx.store
         plan = xva_export.plan(store, vm, metadata=self.metadata)
 
@@ -125,8 +128,8 @@ class ExportHandler:
             body = archive.entry(archive.OVA_XML, ova) + archive.END
             if start_stream(call, work, "export.xva", len(body)):
                 call.request.write(body)
-                call.request.finish()
-            return
+                return call.request.finish
+            return None
         kind = COMPRESSION.get(call.query.get("use_compression", "").lower())
         if kind is None and call.query.get("use_compression", "").lower() not in COMPRESSION:
             raise ApiError("INVALID_VALUE", "use_compression", call.query["use_compression"])
@@ -140,12 +143,12 @@ class ExportHandler:
                     io = await storage.open_io(drv, R.volume_of(store, vdi), False)
                 disks.append((ref_id, io, rec["virtual_size"]))
             if not start_stream(call, work, "export.xva"):
-                return
+                return None
             sink = ResponseSink(call, self.t.reactor)
             work.cancellable(True)
             job = self.t.in_pool(_stream, work, sink, ova, disks, kind)
             await work.watch(job, on_cancel=sink.abort)
-            sink.close()
+            return sink.close
         finally:
             work.cancellable(False)
             for _, io, _ in disks:

@@ -311,3 +311,27 @@ def test_an_import_killed_half_way_leaves_nothing_after_the_restart(fresh_agent,
     assert sorted(x.VDI.get_all_records_where(f'field "SR" = "{sr}"')) == before[0]
     assert sorted(os.listdir(sr_dir)) == before[1]
     assert len(x.VM.get_all()) == before[2]
+
+
+def test_a_snapshot_exports_and_comes_back_a_template(agent, s, x, source, other_sr, tmp_path):
+    vm, _ = source
+    snap = x.VM.snapshot(vm, "snap for export")
+    xva = str(tmp_path / "snap.xva")
+    status, headers = curl_to_file(url(agent, "/export", session_id=s._session, uuid=x.VM.get_uuid(snap)), xva)
+    assert status == 200 and x.task.get_status(headers["task-id"]) == "success"
+    status, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0]), xva)
+    assert wait_task(x, headers["task-id"]) == "success"
+    [new] = body.split()
+    rec = x.VM.get_record(new)
+    assert rec["is_a_template"] is True and rec["is_a_snapshot"] is False  # as xapi's plain export
+    assert rec["name_label"] == "snap for export"
+    old_vbds, new_vbds = devices(x, snap)[0], devices(x, new)[0]
+    assert disk_bytes(agent, x, new_vbds["1"]["VDI"]) == disk_bytes(agent, x, old_vbds["1"]["VDI"])
+
+
+def test_the_unix_socket_caller_is_root(agent, x, source):
+    vm, _ = source
+    r = subprocess.run(["curl", "-sS", "--unix-socket", agent.socket, "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://localhost/export_metadata?ref={vm}"], capture_output=True, text=True,
+                       timeout=60, check=True)
+    assert r.stdout == "200"
