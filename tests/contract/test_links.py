@@ -22,7 +22,8 @@ def netns():
 
 def kernel(ns, name):
     """What iproute2 says about one link: a dict, or None when it does not exist."""
-    out = subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show", "dev", name], capture_output=True, text=True)
+    out = subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show", "dev", name], capture_output=True, text=True,
+                         check=False)
     return json.loads(out.stdout)[0] if out.returncode == 0 else None
 
 
@@ -183,4 +184,19 @@ def test_ports_and_link_states_read_the_kernel(netns):
     states = {li["name"]: li for li in netlink.link_states(netns)}
     assert states["eth0"]["master"] == "xapi3" and states["xapi3"]["up"] and not states["eth0"]["up"]
     assert set(states) == {li["ifname"] for li in json.loads(subprocess.run(
-        ["ip", "-n", netns, "-j", "link"], capture_output=True, text=True).stdout)}
+        ["ip", "-n", netns, "-j", "link"], capture_output=True, text=True, check=True).stdout)}
+
+
+def test_after_lost_notifications_the_monitor_reports_the_differences(netns):
+    source = netlink.LinkEvents(netns)
+    try:
+        netlink.ensure_bridge("xapi8", netns)
+        netlink.enslave("eth0", "xapi8", netns)
+        subprocess.run(["ip", "-n", netns, "link", "del", "eth1"], check=True)  # eth1 and peer1 go
+        seen = source._resync()  # what read() does on ENOBUFS, without overflowing the socket
+        by_name = {v["name"]: v for v in seen}
+        assert by_name["xapi8"].get("new") and by_name["eth0"]["master"] == "xapi8"
+        assert by_name["eth1"]["deleted"] and by_name["peer1"]["deleted"]
+        assert source._resync() == []  # nothing changed since
+    finally:
+        source.close()

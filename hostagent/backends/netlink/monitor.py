@@ -81,14 +81,19 @@ class LinkEvents:
             out.append(dict(now, new=before is None or renamed))
 
     def _resync(self) -> list[dict]:
-        """After lost notifications: the links dumped again, the differences reported."""
+        """After lost notifications: the links dumped again, the differences reported (masters
+        named as the new dump has them)."""
         found = {li["index"]: li for li in in_netns(self.netns, raw_links)}
-        out: list[dict] = []
-        for index in list(self._known):
-            if index not in found:
-                self._apply(RTM_DELLINK, self._known[index], out)
-        for li in found.values():
-            self._apply(RTM_NEWLINK, li, out)
+        before = {index: self._state(li) for index, li in self._known.items()}
+        self._known = found
+        out: list[dict] = [dict(state, deleted=True) for index, state in before.items() if index not in found]
+        for index, li in found.items():
+            old, now = before.get(index), self._state(li)
+            renamed = old is not None and old["name"] != now["name"]
+            if renamed:
+                out.append(dict(old, deleted=True))
+            if old is None or renamed or now != old:
+                out.append(dict(now, new=old is None or renamed))
         return out
 
     def read(self) -> list[dict]:
