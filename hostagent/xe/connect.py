@@ -142,7 +142,8 @@ def _config_keys(path):
 def connect(opts) -> Session:
     """Open and log in as `opts` say (see options.Options)."""
     local = opts.server in ("", "127.0.0.1")  # xe's default server: the Unix socket, never TLS
-    path = local_socket() if local and not opts.port_given else None
+    found = local_socket() if local else None
+    path = found if not opts.port_given else None
     if path:
         proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=_Transport(unix_path=path),
                                           allow_none=True)
@@ -167,7 +168,13 @@ def connect(opts) -> Session:
     if opts.debug:
         import sys
         session.debug = sys.stderr
-    session.login(opts.username, opts.password)
+    try:
+        session.login(opts.username, opts.password)
+    except ConnectError as e:
+        if local and found is None and not opts.server:
+            raise ConnectError(f"{e} (and no agent socket here: is hostagent running? "
+                               "-s names another host)") from None
+        raise
     return session
 
 

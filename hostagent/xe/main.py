@@ -74,7 +74,17 @@ def main(argv=None, out=None, err=None) -> int:
         err.write("Interrupted\n")
         return 130
     except BrokenPipeError:
+        # the reader went away (`xe vm-list | head -1`): quietly, as other commands do
+        if out is sys.stdout:
+            import os
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:  # noqa: BLE001 - a fault of xe itself: one line, the details with --debug
+        if ctx is not None and ctx.opts.debug:
+            import traceback
+            traceback.print_exc(file=err)
+        err.write(f"xe failed unexpectedly: {type(e).__name__}: {e} (run with --debug for details)\n")
+        return 1
     finally:
         if ctx is not None:
             try:

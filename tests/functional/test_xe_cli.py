@@ -117,6 +117,21 @@ def test_api_errors_print_code_sentence_and_parameters(xe):
     assert "VCPUs-max must be a whole number" in p.stderr
 
 
+def test_quiet_when_the_reader_goes_away_and_a_hint_when_no_agent_is_there(xe, tmp_path):
+    import subprocess
+    p = subprocess.run(["bash", "-c", f"{xe.binary} template-list | head -1"], env=xe.env,
+                       capture_output=True, text=True, timeout=120, check=True)
+    assert p.stdout.startswith("uuid ( RO)") and p.stderr == ""
+    lonely = {"HOSTAGENT_CONFIG": str(tmp_path / "none.conf"), "XDG_STATE_HOME": str(tmp_path)}
+    if not os.path.exists("/var/lib/xcp/xapi") and not os.path.exists("/var/lib/hostagent/xapi.sock"):
+        import socket
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        p = xe.fails("-p", str(port), "vm-list", env=lonely)
+        assert "Connection refused" in p.stderr and "is hostagent running?" in p.stderr
+
+
 def test_debug_names_the_calls(xe):
     p = xe.run("--debug", "host-list", "--minimal")
     assert "xe: calling session.login_with_password on the agent on " in p.stderr
