@@ -335,3 +335,23 @@ def test_the_unix_socket_caller_is_root(agent, x, source):
                         f"http://localhost/export_metadata?ref={vm}"], capture_output=True, text=True,
                        timeout=60, check=True)
     assert r.stdout == "200"
+
+
+def test_cancelling_an_import_leaves_nothing(agent, s, x, source, other_sr, tmp_path):
+    vm, _ = source
+    xva = str(tmp_path / "vm.xva")
+    curl_to_file(url(agent, "/export", session_id=s._session, ref=vm), xva)
+    before = counts(x, other_sr)
+    with open(xva, "rb") as f:
+        data = f.read()
+    task = x.task.create("import to cancel", "")
+    target = urllib.parse.urlsplit(url(agent, "/import", session_id=s._session, sr_id=other_sr[0], task_id=task))
+    with socket.create_connection((target.hostname, target.port)) as sock:
+        sock.sendall(f"PUT {target.path}?{target.query} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:len(data) // 2])
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        wait_for(lambda: len(counts(x, other_sr)[2]) > len(before[2]), 20, "the import's volumes")
+        x.task.cancel(task)
+        assert wait_task(x, task, timeout=30) == "cancelled"
+        assert x.task.get_error_info(task) == ["TASK_CANCELLED", task]
+    wait_for(lambda: counts(x, other_sr) == before, 10, "the import's volumes gone")
