@@ -159,16 +159,25 @@ def state(netns: str | None = None) -> dict | None:
 
 
 def apply(name: str, mode: str, mac: str, ipv4=(), ipv6=(), netns: str | None = None) -> None:
-    """Backend link `name` filtered as `mode` says (idempotent; one atomic batch)."""
-    current = state(netns)
+    """Backend link `name` filtered as `mode` says (idempotent; one atomic batch). Unlocked
+    needs nothing where nft or the kernel's support is missing: there is no filter to take off."""
+    try:
+        current = state(netns)
+    except FilterNotSupported:
+        if mode == "unlocked":
+            return
+        raise
     cmds = rules_for(name, mode, mac, ipv4, ipv6, current)
     if cmds:
         _nft(["-j", "-f", "-"], json.dumps({"nftables": cmds}), netns)
 
 
 def remove(name: str, netns: str | None = None) -> None:
-    """No filter on `name` any more (nothing to do when it has none)."""
-    current = state(netns)
+    """No filter on `name` any more (nothing to do when it has none, nor without nft)."""
+    try:
+        current = state(netns)
+    except FilterNotSupported:
+        return
     if current is None:
         return
     cmds = rules_for(name, "unlocked", "", current=current)
@@ -177,8 +186,11 @@ def remove(name: str, netns: str | None = None) -> None:
 
 
 def filtered(netns: str | None = None) -> list:
-    """The names of the backend links that have a filter."""
-    current = state(netns)
+    """The names of the backend links that have a filter (none without nft)."""
+    try:
+        current = state(netns)
+    except FilterNotSupported:
+        return []
     if current is None:
         return []
     return sorted(set(current["from_vif"]) | set(current["to_vif"]))

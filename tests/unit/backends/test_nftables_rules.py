@@ -55,3 +55,14 @@ def test_changing_mode_replaces_what_the_backend_had():
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError):
         rules_for("vif1.0", "network_default", MAC, current=EMPTY)
+
+
+def test_without_nft_unlocked_needs_nothing_and_locked_is_refused(monkeypatch):
+    from hostagent.backends import nftables as N
+    monkeypatch.setattr(N, "NFT", "/nonexistent/nft")
+    N.apply("vif1.0", "unlocked", MAC)  # nothing to take off, nothing to do
+    N.remove("vif1.0")
+    assert N.filtered() == []
+    with pytest.raises(N.FilterNotSupported) as e:
+        N.apply("vif1.0", "locked", MAC, ["10.0.0.1"])
+    assert "nftables" in str(e.value)
