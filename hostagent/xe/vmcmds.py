@@ -96,7 +96,6 @@ def vm_install(ctx):
     if len(templates) > 1:
         raise XeError(f"{len(templates)} templates are named {want}: give its uuid")
     template, trec = templates[0]
-    new = run_message(ctx, "VM.clone", [template, ctx.param("new-name-label")], ASYNC)
     sr = ctx.param("sr-uuid")
     if sr is None and ctx.param("sr-name-label") is not None:
         srs = [rec["uuid"] for rec in ctx.resolver.all("SR").values()
@@ -104,15 +103,34 @@ def vm_install(ctx):
         if not srs:
             raise XeError(f"No SR named {ctx.param('sr-name-label')}")
         sr = srs[0]
-    disks = (trec.get("other_config") or {}).get("disks")
-    if sr is not None and disks:
-        ctx.call("SR.get_by_uuid", sr)  # an unknown uuid fails here, before the disks are made
-        ctx.call("VM.remove_from_other_config", new, "disks")
-        ctx.call("VM.add_to_other_config", new, "disks", disks.replace('sr=""', f'sr="{sr}"'))
-    run_message(ctx, "VM.provision", [new], ASYNC)
-    if ctx.call("VM.get_is_a_template", new):
-        ctx.call("VM.set_is_a_template", new, False)
+    if sr is not None:
+        ctx.call("SR.get_by_uuid", sr)  # an unknown uuid fails here, before anything is made
+    new = run_message(ctx, "VM.clone", [template, ctx.param("new-name-label")], ASYNC)
+    try:
+        disks = (trec.get("other_config") or {}).get("disks")
+        if sr is not None and disks:
+            ctx.call("VM.remove_from_other_config", new, "disks")
+            ctx.call("VM.add_to_other_config", new, "disks", disks.replace('sr=""', f'sr="{sr}"'))
+        run_message(ctx, "VM.provision", [new], ASYNC)
+        if ctx.call("VM.get_is_a_template", new):
+            ctx.call("VM.set_is_a_template", new, False)
+    except BaseException:
+        _remove(ctx, new)  # no half-installed VM is left behind
+        raise
     ctx.write(ctx.call("VM.get_uuid", new) + "\n")
+
+
+def _remove(ctx, vm):
+    """Destroy a VM this command made and the disks only it uses, as far as possible."""
+    from .errors import ConnectError, Failure
+    try:
+        vdis = [ctx.call("VBD.get_VDI", vbd) for vbd in ctx.call("VM.get_VBDs", vm)]
+        ctx.call("VM.destroy", vm)
+        for vdi in vdis:
+            if vdi != "OpaqueRef:NULL" and not ctx.call("VDI.get_VBDs", vdi):
+                ctx.call("VDI.destroy", vdi)
+    except (Failure, ConnectError):
+        pass
 
 
 def vm_uninstall(ctx):
@@ -146,17 +164,21 @@ def vm_disk_add(ctx):
             raise XeError("The pool has no default SR: give sr-uuid=")
     else:
         sr = ctx.call("SR.get_by_uuid", sr_uuid)
-    from .values import parse
-    size = parse(["int"], ctx.param("disk-size"), ctx.session, ctx.model, "disk-size")
+    from .storagecmds import size as bytes_of
+    size = bytes_of(ctx.param("disk-size"), "disk-size")
     for ref, rec in select_vms(ctx, consumed=("disk-size", "device", "sr-uuid")):
         vdi = ctx.call("VDI.create", {
             "name_label": f"{rec['name_label']} disk {ctx.param('device')}", "name_description": "",
             "SR": sr, "virtual_size": size, "type": "user", "sharable": False, "read_only": False,
             "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []})
-        ctx.call("VBD.create", {
-            "VM": ref, "VDI": vdi, "userdevice": ctx.param("device"), "bootable": False, "mode": "RW",
-            "type": "Disk", "empty": False, "unpluggable": True, "other_config": {},
-            "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        try:
+            ctx.call("VBD.create", {
+                "VM": ref, "VDI": vdi, "userdevice": ctx.param("device"), "bootable": False, "mode": "RW",
+                "type": "Disk", "empty": False, "unpluggable": True, "other_config": {},
+                "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        except BaseException:
+            ctx.call("VDI.destroy", vdi)  # no disk is left that nothing uses
+            raise
 
 
 def vm_disk_list(ctx):

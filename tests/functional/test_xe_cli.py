@@ -207,9 +207,14 @@ def test_event_wait(xe, x):
 def test_disks_vifs_and_vdis(xe, x):
     vm = install_vm(xe, "disky")
     sr = xe("sr-list", "--minimal")
-    xe("vm-disk-add", f"uuid={vm}", "disk-size=16MiB".replace("MiB", "777216"), "device=3")
+    xe("vm-disk-add", f"uuid={vm}", "disk-size=16MiB", "device=3")
     out = xe("vm-disk-list", f"uuid={vm}")
     assert out.count("Disk 0 VBD:") == 1 and out.count("Disk 3 VDI:") == 1
+    assert xe("vm-disk-list", f"uuid={vm}", "vbd-params=userdevice", "vdi-params=virtual-size",
+              "--minimal").endswith("3,16777216")
+    vdis = len(x.VDI.get_all())
+    p = xe.fails("vm-disk-add", f"uuid={vm}", "disk-size=1048576", "device=3")  # device 3 is taken
+    assert "code: " in p.stderr and len(x.VDI.get_all()) == vdis
     vdi = xe("vdi-create", f"sr-uuid={sr}", "name-label=extra", "virtual-size=8MiB")
     ref = x.VDI.get_by_uuid(vdi)
     assert x.VDI.get_virtual_size(ref) == str(8 << 20) and x.VDI.get_name_label(ref) == "extra"
@@ -298,3 +303,24 @@ def test_sr_create_scan_and_destroy(xe, x, tmp_path):
     xe("pbd-destroy", f"uuid={pbd}")
     xe("sr-forget", f"uuid={sr}")
     assert sr not in xe("sr-list", "--minimal").split(",")
+
+
+def test_vm_install_onto_a_chosen_sr(xe, x, tmp_path):
+    location = tmp_path / "install-sr"
+    location.mkdir()
+    sr = xe("sr-create", "name-label=install sr", "type=file", f"device-config:location={location}")
+    vm = xe("vm-install", "template=Debian Etch 4.0", "new-name-label=on-chosen-sr", f"sr-uuid={sr}")
+    ref = x.VM.get_by_uuid(vm)
+    assert not x.VM.get_is_a_template(ref)
+    srs = {x.SR.get_uuid(x.VDI.get_SR(x.VBD.get_VDI(v))) for v in x.VM.get_VBDs(ref)
+           if x.VBD.get_type(v) == "Disk"}
+    assert srs == {sr}
+    by_name = xe("vm-install", "template=Debian Etch 4.0", "new-name-label=by-sr-name",
+                 "sr-name-label=install sr")
+    assert xe("vm-disk-list", f"uuid={by_name}", "vbd-params=userdevice", "vdi-params=sr-name-label",
+              "--minimal") == "0,install sr"
+    p = xe.fails("vm-install", "template=No Such Template", "new-name-label=x")
+    assert "No template named No Such Template" in p.stderr
+    p = xe.fails("vm-install", "template=Debian Etch 4.0", "new-name-label=x", f"sr-uuid={uuid.uuid4()}")
+    assert "code: UUID_INVALID" in p.stderr
+    assert xe("vm-list", "name-label=x", "--minimal") == xe("template-list", "name-label=x", "--minimal") == ""
