@@ -9,8 +9,8 @@ adopting the vncterms a previous run left), when a VM starts or stops, and every
 
 `target(ctx, console)` is the 127.0.0.1 port that `CONNECT /console` relays to, or 0 (404):
 a vt100 console's vncterm; an rfb console's is the domain's own VNC server (qemu) and,
-where the guest has none (a PV guest with `disable_pv_vnc`... or no framebuffer), its
-vncterm, as XenServer does for PV guests. Targets are kept in memory, never in the records.
+where the domain has none, its vncterm, as XenServer serves PV guests' rfb consoles.
+Targets are kept in memory, never in the records (docs/consoles.md).
 """
 
 import logging
