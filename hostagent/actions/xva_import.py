@@ -110,9 +110,13 @@ def _coerced(coerce: Coercer, api, cls: str, snap: dict, names) -> dict:
 
 
 def _without_refs(api, cls: str, snap: dict) -> dict:
+    """The snapshot with every reference cleared, and what an older (or other) exporter
+    left out given the field's initial value, so that it can be created here."""
     out = dict(snap)
     for f in api.public_fields(cls):
         if f.name not in out:
+            if f.required_in_create:
+                out[f.name] = f.initial
             continue
         kind = f.type.kind
         if kind == "ref":

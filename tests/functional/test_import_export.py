@@ -355,3 +355,81 @@ def test_cancelling_an_import_leaves_nothing(agent, s, x, source, other_sr, tmp_
         assert wait_task(x, task, timeout=30) == "cancelled"
         assert x.task.get_error_info(task) == ["TASK_CANCELLED", task]
     wait_for(lambda: counts(x, other_sr) == before, 10, "the import's volumes gone")
+
+
+def xapi_like_archive(path: str, disk: bytes) -> None:
+    """An XVA as another exporter may write it, built here with tarfile and hashlib only:
+    a VM record with few fields and one unknown, VM_metrics and host objects we do not
+    import, typed <int>s and a dateTime, a gap in the chunk numbers, xapi's empty
+    keep-alive chunk, SHA-1 and XXH64 checksum entries mixed."""
+    import hashlib
+    import io
+    import tarfile
+
+    import xxhash
+
+    def v(x):
+        if isinstance(x, bool):
+            return f"<value><boolean>{int(x)}</boolean></value>"
+        if isinstance(x, int):
+            return f"<value><int>{x}</int></value>"
+        if isinstance(x, dict):
+            return "<value><struct>" + "".join(f"<member><name>{k}</name>{v(y)}</member>"
+                                               for k, y in x.items()) + "</struct></value>"
+        if isinstance(x, list):
+            return "<value><array><data>" + "".join(v(y) for y in x) + "</data></array></value>"
+        return f"<value>{x}</value>"
+    objects = [
+        ("VM", "Ref:0", {"name_label": "from elsewhere", "power_state": "Halted", "memory_static_max": "268435456",
+                         "memory_dynamic_max": "268435456", "memory_dynamic_min": "268435456",
+                         "memory_static_min": "134217728", "VCPUs_max": 1, "VCPUs_at_startup": 1,
+                         "is_a_template": False, "VBDs": ["Ref:1"], "VIFs": [], "metrics": "Ref:4",
+                         "resident_on": "Ref:5", "HVM_boot_policy": "BIOS order", "a_field_we_lack": "x",
+                         "other_config": {"mac_seed": "seed-from-elsewhere"}}),
+        ("VBD", "Ref:1", {"VM": "Ref:0", "VDI": "Ref:2", "userdevice": "0", "bootable": True, "mode": "RW",
+                          "type": "Disk", "unpluggable": False, "empty": False, "other_config": {}}),
+        ("VDI", "Ref:2", {"name_label": "elsewhere disk", "SR": "Ref:3", "virtual_size": str(len(disk)),
+                          "type": "user", "sharable": False, "read_only": False, "other_config": {},
+                          "snapshot_time": "<dateTime.iso8601>20200101T00:00:00Z</dateTime.iso8601>"}),
+        ("SR", "Ref:3", {"name_label": "their SR", "content_type": "user", "VDIs": ["Ref:2"]}),
+        ("VM_metrics", "Ref:4", {"memory_actual": "0"}),
+        ("host", "Ref:5", {"name_label": "their host"}),
+    ]
+    version = {"hostname": "elsewhere", "date": "2020-01-01", "product_version": "8.2.1",
+               "product_brand": "XCP-ng", "build_number": "release", "xapi_major": 1, "xapi_minor": 20,
+               "export_vsn": 2}
+    items = [{"class": c, "id": i, "snapshot": s} for c, i, s in objects]
+    ova = v({"version": version, "objects": items}).encode()  # the dateTime string above is raw XML
+    mib = 1 << 20
+    chunks = [(0, disk[:mib], "checksum"), (1, b"", "xxhash"), (3, disk[2 * mib:3 * mib], "xxhash"),
+              (4, disk[3 * mib:], "checksum")]
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        def add(name, data):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        add("ova.xml", ova)
+        for n, data, kind in chunks:
+            add(f"Ref:2/{n:08d}", data)
+            text = hashlib.sha1(data).hexdigest() if kind == "checksum" else xxhash.xxh64_hexdigest(data).upper()
+            add(f"Ref:2/{n:08d}.{kind}", text.encode())
+
+
+def test_an_archive_from_another_exporter(agent, s, x, other_sr, tmp_path):
+    mib = 1 << 20
+    disk = bytearray(3 * mib + 4096)
+    disk[:mib] = b"\x11" * mib
+    disk[2 * mib:3 * mib] = b"\x33" * mib  # chunk 1 is zeros: left out, then a keep-alive takes its number
+    disk[3 * mib:] = b"\x44" * 4096
+    xva = str(tmp_path / "other.xva")
+    xapi_like_archive(xva, bytes(disk))
+    _, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0]), xva)
+    assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+    [new] = body.split()
+    rec = x.VM.get_record(new)
+    assert rec["name_label"] == "from elsewhere" and rec["memory_static_max"] == "268435456"
+    assert rec["other_config"]["mac_seed"] != "seed-from-elsewhere"
+    [vbd] = x.VM.get_VBDs(new)
+    vdi = x.VBD.get_VDI(vbd)
+    assert x.VDI.get_name_label(vdi) == "elsewhere disk"
+    assert disk_bytes(agent, x, vdi) == bytes(disk)
