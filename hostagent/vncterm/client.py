@@ -9,6 +9,7 @@ is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the other
 import asyncio
 import logging
 
+from . import damage as damage_
 from . import rfb
 from .keys import KeyState
 from .pixelformat import DEFAULT, Converter, PixelFormatError, colour_map_entries
@@ -162,36 +163,10 @@ class Client(asyncio.Protocol):
     def add_damage(self, damage: dict, bell: bool = False) -> None:
         if not self.session.ready:
             return
-        for y, (x0, x1) in damage.items():
-            old = self.damage.get(y)
-            self.damage[y] = (min(x0, old[0]), max(x1, old[1])) if old else (x0, x1)
+        damage_.merge(self.damage, damage)
         if bell:
             self.bell = True
         self.try_send()
-
-    def _damaged_rects(self, rx0, ry0, rx1, ry1) -> list:
-        """Pixel rectangles covering the damaged cells inside the requested region: one per
-        run of consecutive damaged rows."""
-        fb = self.console.fb
-        cw, ch = fb.cell_w, fb.cell_h
-        rects, run = [], None
-        for y in sorted(self.damage):
-            x0, x1 = self.damage[y]
-            if run and run[1] == y:
-                run = [run[0], y + 1, min(run[2], x0), max(run[3], x1)]
-            else:
-                if run:
-                    rects.append(run)
-                run = [y, y + 1, x0, x1]
-        if run:
-            rects.append(run)
-        out = []
-        for top, bottom, left, right in rects:
-            px0, py0 = max(left * cw, rx0), max(top * ch, ry0)
-            px1, py1 = min(right * cw, rx1), min(bottom * ch, ry1)
-            if px1 > px0 and py1 > py0:
-                out.append((px0, py0, px1 - px0, py1 - py0))
-        return out
 
     def try_send(self) -> None:
         if self.request is None or self.paused or self.transport.is_closing():
@@ -200,8 +175,9 @@ class Client(asyncio.Protocol):
         incremental, x, y, w, h = self.request
         rx0, ry0 = min(x, fb.width), min(y, fb.height)
         rx1, ry1 = min(x + w, fb.width), min(y + h, fb.height)
+        cell = (fb.cell_w, fb.cell_h)
         if incremental:
-            rects = self._damaged_rects(rx0, ry0, rx1, ry1)
+            rects = damage_.rectangles(self.damage, (rx0, ry0, rx1, ry1), cell)
             if not rects:
                 if self.bell:
                     self.transport.write(rfb.BELL)
@@ -218,11 +194,4 @@ class Client(asyncio.Protocol):
             parts.append(rfb.BELL)
             self.bell = False
         self.transport.write(b"".join(parts))
-        self._forget_sent(rx0, ry0, rx1, ry1)
-
-    def _forget_sent(self, rx0, ry0, rx1, ry1) -> None:
-        fb = self.console.fb
-        cw, ch = fb.cell_w, fb.cell_h
-        for y, (x0, x1) in list(self.damage.items()):
-            if rx0 <= x0 * cw and x1 * cw <= rx1 and ry0 <= y * ch and (y + 1) * ch <= ry1:
-                del self.damage[y]
+        damage_.forget(self.damage, (rx0, ry0, rx1, ry1), cell)

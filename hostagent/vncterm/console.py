@@ -20,6 +20,7 @@ log = logging.getLogger("hostagent.vncterm")
 READ_SIZE = 65536
 MAX_PENDING = 1 << 20        # stop reading the pty while this much output awaits the emulator
 COALESCE = 0.004             # seconds of output gathered before one emulator pass
+FEED_SLICE = 16 * 1024       # bytes pyte takes in one pass (about 30 ms), beyond what is skipped
 CPU_SHARE = 0.5              # of one core, at most, for the emulator under a flood
 INPUT_LIMIT = 64 * 1024      # bytes of keyboard/paste input queued for a pty that does not read
 
@@ -86,10 +87,9 @@ class Console:
 
     def _feed(self) -> None:
         self._feed_handle = None
-        data = bytes(self._pending)
-        self._pending.clear()
         started = time.thread_time()
-        self.emulator.feed(data)
+        consumed = self.emulator.feed(self._pending, FEED_SLICE)
+        del self._pending[:consumed]
         replies = self.emulator.take_replies()
         if replies:
             self.write_input(replies)
@@ -99,9 +99,16 @@ class Console:
         rest = cost * (1 / CPU_SHARE - 1)
         if rest > 0.002:
             self._pause_reading()
-            self.loop.call_later(rest, self._resume_reading)
+            self._feed_handle = self.loop.call_later(rest, self._after_rest)
         else:
+            self._after_rest()
+
+    def _after_rest(self) -> None:
+        self._feed_handle = None
+        if len(self._pending) < MAX_PENDING:
             self._resume_reading()
+        if self._pending:
+            self._feed_handle = self.loop.call_later(COALESCE, self._feed)
 
     def write_input(self, data: bytes) -> None:
         """Queue keyboard or paste bytes for the pty; beyond INPUT_LIMIT they are dropped."""

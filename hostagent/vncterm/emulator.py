@@ -68,12 +68,19 @@ class Emulator:
         self.screen.replies.clear()
         return data
 
-    def feed(self, data: bytes) -> None:
-        cut = self._skippable(data)
-        if cut:
-            self._skip(data[:cut])
-            data = data[cut:]
-        self.stream.feed(data)
+    def feed(self, data, limit: int = 0) -> int:
+        """Feed output to the screen; returns how many bytes were consumed. With a limit, at
+        most that many bytes (cut after a line feed where possible) go through pyte after the
+        skippable part, so one call stays short; the caller keeps the rest for the next call."""
+        consumed = self._skippable(data)
+        if consumed:
+            self._skip(data[:consumed])
+        rest = len(data) - consumed
+        if limit and rest > limit:
+            end = data.rfind(b"\n", consumed, consumed + limit)
+            rest = (end + 1 - consumed) if end >= consumed else limit
+        self.stream.feed(bytes(data[consumed:consumed + rest]))
+        return consumed + rest
 
     def _idle(self) -> bool:
         """The parser and decoder hold no partial sequence and no scroll region is set."""
