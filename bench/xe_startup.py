@@ -76,6 +76,8 @@ def paired(xe_argv, bare_argv, env, runs):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=15)
+    p.add_argument("--no-bytecode-cache", action="store_true",
+                   help="compile every module on every run (PYTHONDONTWRITEBYTECODE, as in a source tree)")
     args = p.parse_args()
     state = tempfile.mkdtemp(prefix="xe-bench-")
     agent = AgentProcess(os.path.join(state, "state")).start()
@@ -87,6 +89,9 @@ def main():
         env = {**os.environ, "HOSTAGENT_CONFIG": conf, "HOME": state,
                "PYTHONPYCACHEPREFIX": os.path.join(state, "pycache")}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if args.no_bytecode_cache:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env.pop("PYTHONPYCACHEPREFIX")
         vm = subprocess.run([xe, "vm-list", "--minimal"], env=env, capture_output=True, text=True,
                             check=True).stdout.strip().split(",")[0]
         tcp = ["-s", "127.0.0.1", "-p", str(agent.port), "--nossl", "-pw", agent.password]
