@@ -178,3 +178,45 @@ def test_5_5_pif_other_config_reaches_the_link(agents, netns, tmp_path):  # noqa
     xe("pif-param-set", f"uuid={pif}", "other-config:promiscuous=false")
     assert "PROMISC" not in kernel(netns)["eth2"]["flags"]
     assert xe("pif-param-get", f"uuid={pif}", "param-name=other-config", "param-key=promiscuous") == "false"
+
+
+# Seed §4.2.4 names the SDK's suspend-resume script; written as the text describes it.
+SUSPEND_RESUME = r'''#!/bin/bash
+if [ -z "${XE}" ]; then
+    XE=xe
+fi
+vmuuid=$1
+${XE} vm-suspend uuid=${vmuuid}
+${XE} event-wait class=vm power-state=suspended uuid=${vmuuid}
+${XE} vm-resume uuid=${vmuuid}
+${XE} event-wait class=vm power-state=running uuid=${vmuuid}
+'''
+
+
+def test_4_2_4_suspend_resume_script(xe, x, tmp_path):
+    vm = install_vm(xe, "suspender")
+    xe("vm-start", f"uuid={vm}")
+    script = tmp_path / "suspend-resume"
+    script.write_text(SUSPEND_RESUME)
+    with open(os.path.join(xe.home, ".xe"), "w") as f:
+        f.write("server=127.0.0.1\n")
+    try:
+        p = run_script(xe, str(script), vm)
+    finally:
+        os.unlink(os.path.join(xe.home, ".xe"))
+    assert p.returncode == 0, p.stderr + p.stdout
+    ref = x.VM.get_by_uuid(vm)
+    assert x.VM.get_power_state(ref) == "Running"
+    assert x.VM.get_suspend_VDI(ref) == "OpaqueRef:NULL"  # resumed from its image, which is gone
+
+
+def test_5_2_pv_installation_keys(xe, x):
+    vm = install_vm(xe, "rhel5", template="Red Hat Enterprise Linux 5.0")
+    xe("vm-param-set", f"uuid={vm}", "other-config:install-repository=http://mirror.example/rhel5",
+       "other-config:install-vnc=true", "other-config:install-vncpasswd=secret")
+    other = x.VM.get_other_config(x.VM.get_by_uuid(vm))
+    assert other["install-repository"] == "http://mirror.example/rhel5"
+    assert other["install-vnc"] == "true" and other["install-vncpasswd"] == "secret"
+    assert xe("vm-param-get", f"uuid={vm}", "param-name=other-config", "param-key=install-round") == "1"
+    assert xe("vm-param-get", f"uuid={vm}", "param-name=PV-bootloader") == x.VM.get_PV_bootloader(
+        x.VM.get_by_uuid(vm))
