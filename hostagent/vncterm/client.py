@@ -13,6 +13,7 @@ from . import damage as damage_
 from . import rfb
 from .keys import KeyState
 from .pixelformat import DEFAULT, Converter, PixelFormatError, colour_map_entries
+from .zrle import ENCODING_ZRLE, ZrleEncoder
 
 log = logging.getLogger("hostagent.vncterm")
 
@@ -30,7 +31,8 @@ class Client(asyncio.Protocol):
         self.session = rfb.Session(fb.width, fb.height, DEFAULT, name)
         self.converter = Converter(DEFAULT)
         self.keys = KeyState()
-        self.encodings = (rfb.ENCODING_RAW,)
+        self.encoding = rfb.ENCODING_RAW
+        self.zrle = None
         self.damage: dict = {}
         self.request = None
         self.transport = None
@@ -127,10 +129,17 @@ class Client(asyncio.Protocol):
             return
         if not pf.true_colour:
             self.transport.write(colour_map_entries())
+        if self.zrle:
+            self.zrle.set_converter(self.converter)
         self._all_damaged()
 
     def _on_encodings(self, encodings) -> None:
-        self.encodings = encodings
+        # The client lists encodings in its order of preference: take the first we have.
+        chosen = next((e for e in encodings if e in (ENCODING_ZRLE, rfb.ENCODING_RAW)),
+                      rfb.ENCODING_RAW)
+        if chosen == ENCODING_ZRLE and self.zrle is None:
+            self.zrle = ZrleEncoder(self.converter)
+        self.encoding = chosen
 
     def _on_update(self, incremental, x, y, w, h) -> None:
         if self.request is not None:
@@ -188,8 +197,12 @@ class Client(asyncio.Protocol):
         self.request = None
         parts = [rfb.update_header(len(rects))]
         for px, py, pw, ph in rects:
-            parts.append(rfb.rect_header(px, py, pw, ph, rfb.ENCODING_RAW))
-            parts.append(self.converter.convert(fb.region(px, py, pw, ph)))
+            parts.append(rfb.rect_header(px, py, pw, ph, self.encoding))
+            pixels = fb.region(px, py, pw, ph)
+            if self.encoding == ENCODING_ZRLE:
+                parts.append(self.zrle.encode(pixels, pw, ph))
+            else:
+                parts.append(self.converter.convert(pixels))
         if self.bell:
             parts.append(rfb.BELL)
             self.bell = False

@@ -84,14 +84,14 @@ class Converter:
         self.bytes_per_pixel = pf.bits_per_pixel // 8
         order = "big" if pf.big_endian else "little"
         packed = [v.to_bytes(self.bytes_per_pixel, order) for v in pixel_values(pf)]
-        self._planes = [bytes(p[i] for p in packed) for i in range(self.bytes_per_pixel)]
+        self.planes = [bytes(p[i] for p in packed) for i in range(self.bytes_per_pixel)]
 
     def convert(self, indices: bytes) -> bytes:
         if self.bytes_per_pixel == 1:
-            return indices.translate(self._planes[0])
+            return indices.translate(self.planes[0])
         n = self.bytes_per_pixel
         out = bytearray(len(indices) * n)
-        for i, plane in enumerate(self._planes):
+        for i, plane in enumerate(self.planes):
             out[i::n] = indices.translate(plane)
         return bytes(out)
 

@@ -31,10 +31,15 @@ def vncterm(tmp_path):
     v.stop()
 
 
-def vnc_client(port):
+def vnc_client(port, encoding=None):
+    """vncdotool connected to vncterm; ``encoding`` (e.g. rfb.Encoding.ZRLE) replaces raw."""
     from vncdotool import api
+    from vncdotool.client import VNCDoToolFactory
     atexit.register(api.shutdown)
-    return api.connect(f"127.0.0.1::{port}", timeout=30)
+    factory = VNCDoToolFactory
+    if encoding is not None:
+        factory = type("Factory", (VNCDoToolFactory,), {"encoding": encoding})
+    return api.connect(f"127.0.0.1::{port}", timeout=30, factory_class=factory)
 
 
 def capture(client, tmp_path):
@@ -74,6 +79,26 @@ def test_screen_matches_rendering_of_expected_text(vncterm, tmp_path):
         assert rgb == render_lines(expected, 80, 25, cursor=(5, 2))
     finally:
         client.disconnect()
+
+
+def test_zrle_updates_decode_to_the_same_pixels(vncterm, tmp_path):
+    from vncdotool import rfb
+    text = [f"line {i:02d} " + "".join(chr(33 + (i * 7 + j) % 90) for j in range(60))
+            for i in range(24)]
+    vncterm.write(b"\x1b[2J\x1b[H" + "\r\n".join(text).encode()
+                  + b"\r\n\x1b[32mgreen\x1b[0m \x1b[45mmagenta\x1b[0m")
+    client = vnc_client(vncterm.port, encoding=rfb.Encoding.ZRLE)
+    try:
+        rgb, _size, lines = wait_screen(client, tmp_path, lambda ls: ls[24:] == ["green magenta"],
+                                        "the text over ZRLE")
+        assert lines[:24] == text
+        vncterm.write(b"\x1b[2J\x1b[Hplain again")
+        rgb, _size, lines = wait_screen(client, tmp_path, lambda ls: ls[0] == "plain again",
+                                        "an incremental ZRLE update")
+        assert rgb == render_lines(["plain again"], 80, 25, cursor=(11, 0))
+    finally:
+        client.disconnect()
+    assert "encoding" not in vncterm.stderr()
 
 
 def test_colours_bold_and_reverse_are_drawn(vncterm, tmp_path):
