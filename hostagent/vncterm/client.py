@@ -2,7 +2,8 @@
 
 Each client keeps its own damage (which cell rows changed since it was last sent them) and gets
 an update only while it has a FramebufferUpdateRequest outstanding and its socket buffer is
-below HIGH_WATER; a client that stops reading simply receives nothing more until it drains (and
+below HIGH_WATER, and at most 50 small or 10 big updates a second (so a flood costs a viewer,
+and the agent relaying it, a bounded bandwidth); a client that stops reading simply receives nothing more until it drains (and
 is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the other clients.
 """
 
@@ -20,6 +21,9 @@ log = logging.getLogger("hostagent.vncterm")
 HANDSHAKE_TIMEOUT = 10.0
 SLOW_CLIENT_TIMEOUT = 60.0
 HIGH_WATER = 2 * 1024 * 1024
+SMALL_INTERVAL = 0.02       # seconds between updates after a small one (typing: 50 a second)
+BIG_INTERVAL = 0.1          # ... after a big one (a flood of full screens: 10 a second)
+BIG_UPDATE = 64 * 1024      # bytes that make an update big
 MAX_VIEWERS = 32            # clients past the handshake
 MAX_CONNECTIONS = 128       # all connections; when full, the oldest mid-handshake one goes
 
@@ -39,6 +43,8 @@ class Client(asyncio.Protocol):
         self.paused = False
         self.bell = False
         self._timer = None
+        self._send_timer = None
+        self._next_send = 0.0
         self.peer = "?"
 
     # asyncio callbacks.
@@ -74,6 +80,9 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.console.clients.pop(self, None)
         self._cancel_timer()
+        if self._send_timer:
+            self._send_timer.cancel()
+            self._send_timer = None
         self.request = None
 
     def data_received(self, data: bytes) -> None:
@@ -180,6 +189,12 @@ class Client(asyncio.Protocol):
     def try_send(self) -> None:
         if self.request is None or self.paused or self.transport.is_closing():
             return
+        if self._send_timer is not None:
+            return
+        now = self.console.loop.time()
+        if now < self._next_send:
+            self._send_timer = self.console.loop.call_later(self._next_send - now, self._send_later)
+            return
         fb = self.console.fb
         incremental, x, y, w, h = self.request
         rx0, ry0 = min(x, fb.width), min(y, fb.height)
@@ -206,5 +221,12 @@ class Client(asyncio.Protocol):
         if self.bell:
             parts.append(rfb.BELL)
             self.bell = False
-        self.transport.write(b"".join(parts))
+        message = b"".join(parts)
+        self.transport.write(message)
+        self._next_send = now + (BIG_INTERVAL if len(message) > BIG_UPDATE else SMALL_INTERVAL)
         damage_.forget(self.damage, (rx0, ry0, rx1, ry1), cell)
+
+    def _send_later(self) -> None:
+        self._send_timer = None
+        self.console.refresh()
+        self.try_send()
