@@ -145,6 +145,11 @@ class Backend(Protocol):
     relay = None
     early = b""  # what the server sent before the relay started (its RFB version)
 
+    def connectionMade(self):
+        # keystrokes are tiny writes: without this, Nagle holds each one back until the
+        # server's delayed ACK (tens of milliseconds)
+        self.transport.setTcpNoDelay(True)
+
     def dataReceived(self, data):
         if self.relay is None:
             self.early += data

@@ -1,0 +1,292 @@
+"""Consoles through the agent's CONNECT /console: keystroke-to-screen latency, and what a
+flooding console costs the API, in one run on a real KVM guest.
+
+The agent runs on qemu:///system (libvirtd as tests/kvm starts it; needs root and /dev/kvm)
+with one guest: the tests' kit kernel booted straight into a busybox shell on its serial port
+(`rdinit=/bin/sh`), so the agent serves that serial console with a vncterm. A small RFB
+client (raw encoding) reaches it through CONNECT /console and:
+
+1. idle: API p99 of VM.get_record from an open-loop client (--rate calls/s) while the console
+   is quiet and the viewer connected;
+2. flood: the same calls while the guest prints --flood-mib MiB (`yes | head -c`) and the
+   viewer takes every screen update it is offered, as a watching client would;
+3. keystrokes: --keys characters typed one at a time, each timed from the key event sent to
+   the screen update that shows its echo (through the guest's tty, vncterm, and the relay).
+
+Prints p50/p99 of each, the flood's duration and bytes relayed, and the ratios against the
+targets: keystroke p99 <= 50 ms; API p99 under flood <= 2x idle.
+Usage: python bench/console.py [--flood-mib 10] [--keys 200] [--rate 50]
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bench.event_storm import connect, latencies, login, rpc  # noqa: E402
+from tests.functional.agent import AgentProcess  # noqa: E402
+from tests.kvm import guestkit, libvirtd  # noqa: E402
+from tests.kvm.domain import stage_kit  # noqa: E402
+
+MiB = 1 << 20
+
+
+class Rfb:
+    """A minimal RFB 3.8 viewer (security None, raw encoding) over a connected socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.updates = 0
+        self.bytes = 0
+        version = self.read(12)
+        assert version.startswith(b"RFB 003."), version
+        sock.sendall(b"RFB 003.008\n")
+        n = self.read(1)[0]
+        types = self.read(n)
+        assert 1 in types, types
+        sock.sendall(b"\x01")
+        assert self.read(4) == b"\0\0\0\0"
+        sock.sendall(b"\x01")  # shared
+        self.width, self.height = struct.unpack(">HH", self.read(4))
+        self.bpp = self.read(16)[0] // 8
+        self.read(struct.unpack(">I", self.read(4))[0])
+        sock.sendall(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: raw
+        self.fb = bytearray(self.width * self.height * self.bpp)
+
+    def read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self.buf)))
+            if not chunk:
+                raise EOFError("console closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def request(self, incremental=True):
+        self.sock.sendall(struct.pack(">BBHHHH", 3, int(incremental), 0, 0, self.width, self.height))
+
+    def update(self):
+        """Read one server message; True when it was a framebuffer update."""
+        kind = self.read(1)[0]
+        if kind == 0:
+            self.read(1)
+            (rects,) = struct.unpack(">H", self.read(2))
+            for _ in range(rects):
+                x, y, w, h, enc = struct.unpack(">HHHHi", self.read(12))
+                if enc == 0:
+                    self.bytes += w * h * self.bpp
+                    pixels = self.read(w * h * self.bpp)
+                    row = w * self.bpp
+                    for r in range(h):
+                        at = ((y + r) * self.width + x) * self.bpp
+                        self.fb[at:at + row] = pixels[r * row:(r + 1) * row]
+            self.updates += 1
+            return True
+        if kind == 2:  # bell
+            return False
+        if kind == 3:  # cut text
+            self.read(3)
+            self.read(struct.unpack(">I", self.read(4))[0])
+            return False
+        raise ValueError(f"unexpected server message {kind}")
+
+    def text(self):
+        """The screen as text (vncterm's font read back), for reports."""
+        from hostagent.vncterm.render import read_text
+        px = self.fb
+        rgb = bytearray(len(px) // 4 * 3)  # 32 bpp little-endian BGRX -> RGB
+        rgb[0::3], rgb[1::3], rgb[2::3] = px[2::4], px[1::4], px[0::4]
+        return "\n".join(read_text(bytes(rgb), self.width, self.height))
+
+    def key(self, keysym):
+        self.sock.sendall(struct.pack(">BBxxI", 4, 1, keysym) + struct.pack(">BBxxI", 4, 0, keysym))
+
+    def type(self, text):
+        for ch in text:
+            self.key(0xff0d if ch == "\r" else ord(ch))  # Return is a keysym of its own
+
+
+def open_console(port, query):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(f"CONNECT /console?{query} HTTP/1.0\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += sock.recv(1)
+    if b" 200 " not in head.split(b"\r\n")[0]:
+        raise RuntimeError(head)
+    return sock
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] * 1000
+
+
+def drain_until_quiet(viewer, quiet, report=None):
+    """Take updates (asking for each) until none comes for `quiet` seconds; returns the time
+    of the last one. With `report` (a time), prints progress every 10 s from then on."""
+    viewer.sock.settimeout(quiet)
+    last = time.monotonic()
+    try:
+        while True:
+            viewer.request()
+            while not viewer.update():
+                pass
+            last = time.monotonic()
+            if report is not None and last > report:
+                report = last + 10
+                print(f"  ... {viewer.updates} updates so far; the screen's last line: "
+                      f"{viewer.text().rstrip().splitlines()[-1:]}", flush=True)
+    except (TimeoutError, socket.timeout):
+        pass
+    viewer.sock.settimeout(60)
+    viewer.buf = b""  # a request may be outstanding; the next update answers it
+    return last
+
+
+def keystrokes(viewer, n):
+    """Seconds from each key event to the screen update showing its echo, one key at a time."""
+    out = []
+    for i in range(n):
+        viewer.request()
+        t = time.perf_counter()
+        viewer.key(ord("a") + i % 26)
+        while not viewer.update():
+            pass
+        out.append(time.perf_counter() - t)
+        if i % 60 == 59:
+            viewer.key(0x15)  # Ctrl-U: the shell clears the line
+            drain_until_quiet(viewer, 0.5)
+    drain_until_quiet(viewer, 0.5)
+    viewer.key(0x15)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--flood-mib", type=float, default=10.0)
+    ap.add_argument("--keys", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=50.0, help="API calls per second of the probe")
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    args = ap.parse_args()
+
+    daemons = libvirtd.Daemons()
+    daemons.start()
+    kit = guestkit.build()
+    work = Path(tempfile.mkdtemp(prefix="hostagent-kvm-bench-", dir="/var/tmp"))
+    work.chmod(0o755)
+    kernel, initrd = stage_kit(kit, work)
+    (work / "state").mkdir(mode=0o755)
+    agent = AgentProcess(str(work / "state"), extra_args=("--libvirt-uri", libvirtd.URI))
+    agent.start()
+    conn = connect(agent.port)
+    s = login(conn, agent.password)
+    vm = rpc(conn, "VM.create", s, {
+        "name_label": "console bench", "name_description": "", "user_version": "1", "is_a_template": False,
+        "affinity": "OpaqueRef:NULL", "memory_static_max": str(96 * MiB), "memory_dynamic_max": str(96 * MiB),
+        "memory_dynamic_min": str(96 * MiB), "memory_static_min": str(96 * MiB), "VCPUs_params": {},
+        "VCPUs_max": "1", "VCPUs_at_startup": "1", "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "destroy", "actions_after_crash": "destroy", "PV_bootloader": "",
+        "PV_kernel": str(kernel), "PV_ramdisk": str(initrd),
+        "PV_args": "console=ttyS0,115200 quiet rdinit=/bin/sh", "PV_bootloader_args": "", "PV_legacy_args": "",
+        "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "c"}, "platform": {"acpi": "1"},
+        "PCI_bus": "", "domain_type": "hvm", "recommendations": "", "other_config": {}})
+    try:
+        started = time.monotonic()
+        rpc(conn, "VM.start", s, vm, False, False)
+        deadline = time.monotonic() + 60
+        vt100 = None
+        while vt100 is None and time.monotonic() < deadline:
+            for c in rpc(conn, "VM.get_consoles", s, vm):
+                if rpc(conn, "console.get_protocol", s, c) == "vt100":
+                    vt100 = c
+            time.sleep(0.2)
+        if vt100 is None:
+            raise SystemExit("the guest's text console never appeared:\n" + agent.log_text()[-3000:])
+        viewer = Rfb(open_console(agent.port, f"ref={vt100}&session_id={s}"))
+        print(f"console {viewer.width}x{viewer.height}, {viewer.bpp * 8} bpp; waiting for the guest's shell")
+        viewer.request(incremental=False)
+        while not viewer.update():
+            pass
+        deadline = time.monotonic() + 300  # TCG on a busy machine: the boot may take minutes
+        while not viewer.text().rstrip().endswith("#"):
+            if time.monotonic() > deadline:
+                raise SystemExit("no shell prompt on the guest's console:\n" + viewer.text())
+            viewer.type("\r")
+            drain_until_quiet(viewer, 2.0)
+        print(f"shell prompt after {time.monotonic() - started:.0f} s")
+
+        # 1. idle
+        idle = latencies(agent.port, agent.password, vm, args.idle_seconds, args.rate)
+
+        # 2. flood: the viewer takes every update while the probe runs
+        size = int(args.flood_mib * MiB)
+        viewer.type(f"busybox yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTU"
+                    f" | busybox head -c {size}; echo END-$((40+2))\r")
+        stop = threading.Event()
+        flood_probe = []
+        probe = threading.Thread(target=lambda: flood_probe.extend(
+            latencies(agent.port, agent.password, vm, 3600, args.rate, stop)))
+        t0 = time.monotonic()
+        before = viewer.bytes
+        probe.start()
+        while True:
+            last = drain_until_quiet(viewer, 3.0, report=time.monotonic() + 10)
+            if "END-42" in viewer.text():
+                break
+            if time.monotonic() - t0 > 1800:
+                raise SystemExit("the flood did not end within 30 min:\n" + viewer.text())
+        stop.set()
+        probe.join()
+        flood_seconds = last - t0
+        relayed = viewer.bytes - before
+
+        # 3. keystrokes through the relay, then (the baseline) straight to the vncterm
+        keys = keystrokes(viewer, args.keys)
+        viewer.sock.close()
+        term = json.loads(next((work / "state" / "consoles").glob("vm-*.json")).read_text())
+        direct = Rfb(socket.create_connection(("127.0.0.1", term["port"]), timeout=60))
+        direct.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        direct.request(incremental=False)
+        while not direct.update():
+            pass
+        keys_direct = keystrokes(direct, args.keys)
+        direct.sock.close()
+    finally:
+        try:
+            conn = connect(agent.port)  # the first one may have been closed while idle
+            rpc(conn, "VM.hard_shutdown", login(conn, agent.password), vm)
+        except Exception as e:  # noqa: BLE001 - report, then clean up the rest
+            print(f"cannot stop the guest: {e}")
+        agent.cleanup()
+        daemons.stop()
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+    idle_p99, flood_p99 = pct(idle, 0.99), pct(flood_probe, 0.99)
+    key_p50, key_p99 = statistics.median(keys) * 1000, pct(keys, 0.99)
+    direct_p50, direct_p99 = statistics.median(keys_direct) * 1000, pct(keys_direct, 0.99)
+    print(f"flood: {args.flood_mib:g} MiB printed in {flood_seconds:.1f} s; "
+          f"{viewer.updates} updates, {relayed / MiB:.1f} MiB of pixels relayed to the viewer")
+    print(f"API VM.get_record p50/p99, console idle : {pct(idle, 0.5):.1f} / {idle_p99:.1f} ms ({len(idle)} calls)")
+    print(f"API VM.get_record p50/p99, console flood: {pct(flood_probe, 0.5):.1f} / {flood_p99:.1f} ms "
+          f"({len(flood_probe)} calls)")
+    print(f"  ratio flood/idle p99: {flood_p99 / idle_p99:.2f} (target <= 2)")
+    print(f"keystroke to screen update through CONNECT /console p50/p99: {key_p50:.1f} / {key_p99:.1f} ms "
+          f"({len(keys)} keys; target p99 <= 50 ms: {'met' if key_p99 <= 50 else 'MISSED'})")
+    print(f"keystroke to screen update straight to vncterm (baseline) p50/p99: {direct_p50:.1f} / "
+          f"{direct_p99:.1f} ms; ratio relay/direct p50 {key_p50 / direct_p50:.2f}, p99 {key_p99 / direct_p99:.2f}")
+
+
+if __name__ == "__main__":
+    main()
