@@ -116,7 +116,14 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
 
 
+def _stop_early(signum, _frame) -> None:
+    """SIGTERM before the event loop runs: exit 0 all the same (the console closes with us)."""
+    raise SystemExit(0)
+
+
 def main(argv=None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _stop_early)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"hostagent-vncterm[{os.getpid()}]: %(message)s")
     parser = build_parser()

@@ -28,6 +28,8 @@ class Font:
     def glyph(self, char: str) -> int:
         """The glyph index for one character ('' and ' ' are blank)."""
         g = self.unicode_map.get(char)
+        if g is None and len(char) > 1:          # a base character with combining marks
+            g = self.unicode_map.get(char[0])
         if g is None:
             if not char or char.isspace():
                 return self.unicode_map.get(" ", self.fallback)

@@ -4,6 +4,7 @@ the screen it draws, the keys it types, its privilege drop, its socket and its e
 import atexit
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -126,7 +127,7 @@ def test_colours_bold_and_reverse_are_drawn(vncterm, tmp_path):
     assert colours_of_cell(0, 1) == {b"\x00\x00\x00"}                       # hidden cursor
 
 
-def test_keys_typed_in_the_viewer_reach_the_pty(vncterm):
+def test_keys_typed_in_the_viewer_reach_the_pty(vncterm, tmp_path):
     client = vnc_client(vncterm.port)
     try:
         for key in ("l", "s", "space", "-", "l", "enter"):
@@ -137,8 +138,8 @@ def test_keys_typed_in_the_viewer_reach_the_pty(vncterm):
         expected = b"\x03\x7f\t\x1b\x1b[A\x1b[B\x1b[C\x1b[D\x04"
         assert vncterm.read_input(expected).endswith(expected)
         # Application cursor mode (DECCKM), as less/vi set it, changes the arrows.
-        vncterm.write(b"\x1b[?1h")
-        time.sleep(0.2)
+        vncterm.write(b"\x1b[?1hDECCKM set")
+        wait_screen(client, tmp_path, lambda ls: "DECCKM set" in ls[0], "the mode change")
         client.keyPress("up")
         assert vncterm.read_input(b"\x1bOA").endswith(b"\x1bOA")
         client.paste("pasted\ntext")
@@ -185,6 +186,27 @@ def test_privileges_dropped_to_nobody_in_an_empty_root(vncterm, tmp_path):
 
 def test_listens_on_loopback_only(vncterm):
     assert listening_sockets(vncterm.port) == ["0100007F"]          # 127.0.0.1
+
+
+def test_ipv6_loopback(tmp_path):
+    if not Path("/proc/net/tcp6").exists():
+        pytest.skip("no IPv6")
+    v = Vncterm(tmp_path, "--listen", "::1")
+    try:
+        assert listening_sockets(v.port) == ["00000000000000000000000001000000"]
+    finally:
+        v.stop()
+
+
+@pytest.mark.slow
+def test_a_silent_connection_is_dropped_after_the_handshake_timeout(vncterm):
+    from hostagent.vncterm.client import HANDSHAKE_TIMEOUT
+    s = socket.create_connection(("127.0.0.1", vncterm.port), timeout=HANDSHAKE_TIMEOUT + 10)
+    started = time.monotonic()
+    assert s.recv(12) == b"RFB 003.008\n"
+    assert s.recv(1) == b""
+    assert time.monotonic() - started >= HANDSHAKE_TIMEOUT - 1
+    s.close()
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0", "192.0.2.1", "::", "example.org"])

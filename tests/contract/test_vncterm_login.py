@@ -67,6 +67,19 @@ def test_vncterm_is_unprivileged_while_login_runs_as_root(host_console):
     assert uid_of[pid] == str(__import__("pwd").getpwnam("nobody").pw_uid)
 
 
+def test_sigterm_ends_the_login_session_too(host_console):
+    pid = host_console.proc.pid
+    wait_for(lambda: children(pid), 10, "the login program")
+    (child,) = children(pid)
+    host_console.proc.terminate()
+    assert host_console.proc.wait(10) == 0
+
+    def gone():
+        status = Path(f"/proc/{child}/status")
+        return not status.exists() or "State:\tZ" in status.read_text()
+    wait_for(gone, 10, "the login program to end with the pty")
+
+
 def test_exits_0_when_the_login_program_exits(host_console):
     pid = host_console.proc.pid
     wait_for(lambda: children(pid), 10, "the login program")

@@ -17,6 +17,7 @@ from tests.contract.vncterm_support import (
     recv_exact,
     request_update,
     rfb_connect,
+    write_and_sync,
 )
 from tests.support import wait_for
 
@@ -115,9 +116,7 @@ def test_security_type_other_than_none_is_refused(vncterm):
 
 def test_incremental_updates_carry_only_changed_cells(vncterm):
     sock, (w, h, _pf, _name) = rfb_connect(vncterm.port)
-    vncterm.write(b"\x1b[?25l")                  # no cursor, so only the written cells change
-    time.sleep(0.2)
-    full_screen_rgb(sock, w, h)
+    write_and_sync(vncterm, sock, b"\x1b[?25l")   # no cursor: only the written cells change
     request_update(sock, True, 0, 0, w, h)
     vncterm.write(b"\x1b[3;5Hxy")
     rects = read_update(sock)
@@ -137,16 +136,14 @@ def test_incremental_updates_carry_only_changed_cells(vncterm):
 def test_each_client_has_its_own_incremental_state(vncterm):
     a, (w, h, _pf, _n) = rfb_connect(vncterm.port)
     b, _ = rfb_connect(vncterm.port)
-    vncterm.write(b"\x1b[?25l")
-    time.sleep(0.2)
-    full_screen_rgb(a, w, h)
+    write_and_sync(vncterm, a, b"\x1b[?25l")
     full_screen_rgb(b, w, h)
     request_update(a, True)
     vncterm.write(b"\x1b[1;1Hone")
     assert [(x, y, rw, rh) for x, y, rw, rh, _ in read_update(a)] == [(0, 0, 24, 16)]
-    time.sleep(0.1)
+    request_update(a, True)
     vncterm.write(b"\x1b[2;1Htwo")
-    time.sleep(0.2)
+    assert [(x, y, rw, rh) for x, y, rw, rh, _ in read_update(a)] == [(0, 16, 24, 16)]
     # b asked nothing until now: its first incremental update holds both changes.
     request_update(b, True)
     assert [(x, y, rw, rh) for x, y, rw, rh, _ in read_update(b)] == [(0, 0, 24, 32)]
@@ -155,11 +152,10 @@ def test_each_client_has_its_own_incremental_state(vncterm):
 
 
 def test_sixteen_bit_and_colour_mapped_pixel_formats(vncterm):
-    vncterm.write(b"\x1b[?25l\x1b[H\x1b[41m \x1b[0m")        # one red-background cell
     sock, _init = rfb_connect(vncterm.port)
+    write_and_sync(vncterm, sock, b"\x1b[?25l\x1b[H\x1b[41m \x1b[0m")   # one red-background cell
     rgb565 = struct.pack(">BBBBHHHBBB3x", 16, 16, 0, 1, 31, 63, 31, 11, 5, 0)
     sock.sendall(b"\x00\x00\x00\x00" + rgb565)
-    time.sleep(0.2)
     request_update(sock, False, 0, 0, 8, 16)
     (_x, _y, _w, _h, data), = read_update(sock, bytes_per_pixel=2)
     assert len(data) == 8 * 16 * 2

@@ -162,6 +162,15 @@ def full_screen_rgb(s, width, height):
     return bytes(out)
 
 
+def write_and_sync(v, sock, data: bytes, marker: str = "synced", timeout=15) -> None:
+    """Write data, then a marker on the bottom row, and wait (with full updates on ``sock``)
+    until the marker shows: vncterm has then taken all of data and ``sock`` has no damage."""
+    from hostagent.vncterm.render import read_text
+    v.write(data + b"\x1b7\x1b[25;1H" + marker.encode() + b"\x1b8")
+    wait_for(lambda: read_text(full_screen_rgb(sock, 640, 400), 640, 400)[24] == marker,
+             timeout, f"{marker} on the screen")
+
+
 def listening_sockets(port: int) -> list:
     """Local addresses listening on ``port``, from /proc/net/tcp and tcp6 (state 0A)."""
     found = []

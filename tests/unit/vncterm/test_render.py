@@ -22,6 +22,7 @@ def test_font_is_8x16_with_a_unicode_map():
     assert not any(font.masks[font.glyph(" ")])
     assert font.glyph("\u2500") != font.fallback             # box drawing is in the font
     assert font.glyph("\U0001f600") == font.fallback == font.glyph("?")
+    assert font.glyph("e\u0301\u0302") == font.glyph("e")        # combining marks dropped
 
 
 def test_not_a_font():
