@@ -47,9 +47,14 @@ def run_message(ctx, wire, args, msg=None):
     return wait(ctx, task, wire.split(".", 1)[1].replace("_", " "))
 
 
-def wait(ctx, task, label="working"):
-    bar = Progress(ctx.out, label) if wants_bar(ctx) else None
+class StillPending(Exception):
+    """wait(..., timeout=) ran out with the task still pending."""
+
+
+def wait(ctx, task, label="working", timeout=None):
+    bar = Progress(ctx.out, label) if wants_bar(ctx) and timeout is None else None
     delay = 0.01
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
             rec = ctx.call("task.get_record", task)
@@ -61,6 +66,8 @@ def wait(ctx, task, label="working"):
                     pass
             if status != "pending" and status != "cancelling":
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                raise StillPending(task)
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
     except KeyboardInterrupt:

@@ -13,12 +13,13 @@ import urllib.parse
 
 from . import generic as G
 from .command import SELECTOR_HELP, Command
-from .errors import ConnectError, UsageError, XeError
-from .tasks import Progress, wait, wants_bar
+from .errors import ConnectError, Failure, UsageError, XeError
+from .tasks import Progress, StillPending, wait, wants_bar
 from .vmcmds import select_vms
 
 PIECE = 1 << 20
 POLL = 0.5
+BROKEN_WAIT = 5.0  # seconds to let a task end by itself once its transfer broke
 
 
 class _Meter:
@@ -88,11 +89,19 @@ def download(ctx, path, filename, label, **query):
 
 def _outcome(ctx, task, label, broken):
     """The task's result; when the bytes stopped early, the task's error says why (a cancel,
-    a disk error), else the connection's."""
-    result = wait(ctx, task, label)
-    if broken is not None:
-        raise ConnectError(f"The transfer failed: {broken}")
-    return result
+    a disk error), else the connection's. A task still running after a break on this side
+    (the reader of stdout went away) is cancelled rather than waited for."""
+    if broken is None:
+        return wait(ctx, task, label)
+    try:
+        wait(ctx, task, label, timeout=BROKEN_WAIT)
+    except StillPending:
+        try:
+            ctx.call("task.cancel", task)
+            wait(ctx, task, label, timeout=BROKEN_WAIT)
+        except (StillPending, Failure):
+            pass
+    raise ConnectError(f"The transfer failed: {broken}")
 
 
 def _sink(filename):

@@ -324,3 +324,15 @@ def test_vm_install_onto_a_chosen_sr(xe, x, tmp_path):
     p = xe.fails("vm-install", "template=Debian Etch 4.0", "new-name-label=x", f"sr-uuid={uuid.uuid4()}")
     assert "code: UUID_INVALID" in p.stderr
     assert xe("vm-list", "name-label=x", "--minimal") == xe("template-list", "name-label=x", "--minimal") == ""
+
+
+def test_export_to_a_reader_that_leaves(xe, x):
+    """`xe vm-export filename=- | head`: xe stops, says so, and leaves no transfer running."""
+    import subprocess
+    vm = install_vm(xe, "left-behind")
+    p = subprocess.run(["bash", "-c", f"set -o pipefail; {xe.binary} vm-export uuid={vm} filename=- | head -c 100 | wc -c"],
+                       env=xe.env, capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 1 and p.stdout.strip() == "100", p
+    assert "The transfer failed" in p.stderr
+    assert not [t for t in x.task.get_all_records().values()
+                if t["name_label"] == "export" and t["status"] in ("pending", "cancelling")]
