@@ -95,6 +95,10 @@ SENTENCES = {
     "SR_UNKNOWN_DRIVER": "There is no storage driver of that type.",
     "VM_REQUIRES_SR": "The VM needs an SR that is not available.",
     "VM_NO_EMPTY_CD_VBD": "The VM has no empty CD drive.",
+    "IMPORT_ERROR": "The file is not an export the agent can import.",
+    "IMPORT_ERROR_PREMATURE_EOF": "The file ended before the export it holds did.",
+    "IMPORT_INCOMPATIBLE_VERSION": "The export comes from a version the agent cannot import.",
+    "VDI_IO_ERROR": "Reading or writing the disk's contents failed.",
 }
 
 

@@ -336,3 +336,14 @@ def test_export_to_a_reader_that_leaves(xe, x):
     assert "The transfer failed" in p.stderr
     assert not [t for t in x.task.get_all_records().values()
                 if t["name_label"] == "export" and t["status"] in ("pending", "cancelling")]
+
+
+def test_importing_what_is_no_export(xe, tmp_path):
+    junk = tmp_path / "junk.xva"
+    junk.write_bytes(os.urandom(1 << 20))
+    before = xe("vm-list", "--minimal")
+    p = xe.fails("vm-import", f"filename={junk}")
+    assert p.stderr.startswith("The file is not an export the agent can import.\ncode: IMPORT_ERROR\n")
+    assert xe("vm-list", "--minimal") == before
+    p = xe.fails("vm-import", f"filename={tmp_path / 'absent.xva'}")
+    assert p.stderr.startswith("Cannot read ")
