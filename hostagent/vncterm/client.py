@@ -2,7 +2,7 @@
 
 Each client keeps its own damage (which cell rows changed since it was last sent them) and gets
 an update only while it has a FramebufferUpdateRequest outstanding and its socket buffer is
-below HIGH_WATER, and at most 50 small or 10 big updates a second (so a flood costs a viewer,
+below HIGH_WATER, and at most 100 small or 10 big updates a second (so a flood costs a viewer,
 and the agent relaying it, a bounded bandwidth); a client that stops reading simply receives nothing more until it drains (and
 is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the other clients.
 """
@@ -21,7 +21,7 @@ log = logging.getLogger("hostagent.vncterm")
 HANDSHAKE_TIMEOUT = 10.0
 SLOW_CLIENT_TIMEOUT = 60.0
 HIGH_WATER = 2 * 1024 * 1024
-SMALL_INTERVAL = 0.02       # seconds between updates after a small one (typing: 50 a second)
+SMALL_INTERVAL = 0.01       # seconds between updates after a small one (typing: 100 a second)
 BIG_INTERVAL = 0.1          # ... after a big one (a flood of full screens: 10 a second)
 BIG_UPDATE = 64 * 1024      # bytes that make an update big
 MAX_VIEWERS = 32            # clients past the handshake

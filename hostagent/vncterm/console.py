@@ -20,6 +20,7 @@ log = logging.getLogger("hostagent.vncterm")
 READ_SIZE = 65536
 MAX_PENDING = 1 << 20        # stop reading the pty while this much output awaits the emulator
 COALESCE = 0.004             # seconds of output gathered before one emulator pass
+INTERACTIVE = 256            # output this small is fed at once, without coalescing
 FEED_SLICE = 16 * 1024       # bytes pyte takes in one pass (about 30 ms), beyond what is skipped
 CPU_SHARE = 0.5              # of one core, at most, for the emulator under a flood
 INPUT_LIMIT = 64 * 1024      # bytes of keyboard/paste input queued for a pty that does not read
@@ -83,7 +84,9 @@ class Console:
                 self._pause_reading()
                 break
         if self._pending and self._feed_handle is None:
-            self._feed_handle = self.loop.call_later(COALESCE, self._feed)
+            # A few bytes (an echoed key) are shown at once; more wait a moment for the rest.
+            delay = 0 if len(self._pending) < INTERACTIVE else COALESCE
+            self._feed_handle = self.loop.call_later(delay, self._feed)
 
     def _feed(self) -> None:
         self._feed_handle = None
