@@ -91,7 +91,11 @@ class Console:
     def _feed(self) -> None:
         self._feed_handle = None
         started = time.thread_time()
-        consumed = self.emulator.feed(self._pending, FEED_SLICE)
+        try:
+            consumed = self.emulator.feed(self._pending, FEED_SLICE)
+        except Exception:  # an emulator bug must not end the console
+            log.exception("the emulator failed on this output; it is skipped")
+            consumed = min(len(self._pending), FEED_SLICE)
         del self._pending[:consumed]
         replies = self.emulator.take_replies()
         if replies:

@@ -50,13 +50,30 @@ class ConsoleScreen(pyte.Screen):
         self.bells += 1
 
 
+class TolerantStream(pyte.ByteStream):
+    """pyte's byte stream, except that a malformed control sequence (which makes pyte's screen
+    methods raise, e.g. with too many parameters) is dropped instead of aborting the feed: the
+    console's output is the guest's to choose, and must not stop the emulation."""
+
+    def __init__(self, *args, **kwargs):
+        self.malformed = 0
+        super().__init__(*args, **kwargs)
+
+    def _send_to_parser(self, data):
+        try:
+            return super()._send_to_parser(data)
+        except Exception:  # noqa: BLE001 (pyte raises all kinds; it has reset its parser)
+            self.malformed += 1
+            return True     # pyte's fresh parser takes plain text
+
+
 class Emulator:
     """A screen and the byte stream that feeds it."""
 
     def __init__(self, cols: int, rows: int):
         self.cols, self.rows = cols, rows
         self.screen = ConsoleScreen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
+        self.stream = TolerantStream(self.screen)
         self.skipped = 0
 
     @property

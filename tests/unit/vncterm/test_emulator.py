@@ -91,3 +91,27 @@ def test_a_coloured_utf8_flood_is_skipped_and_identical():
     emu.feed(data)
     assert emu.skipped > len(data) // 2
     assert snapshot(emu.screen) == snapshot(reference(data))
+
+
+PIECES = [b"\x1b[", b"\x1b]", b"\x1b(", b"\x1b#", b"\x1b%", b";", b"?", b"9999999", b"0", b"1",
+          b"m", b"H", b"J", b"K", b"r", b"h", b"l", b"@", b"P", b"X", b"L", b"M", b"g", b"n",
+          b"c", b"x", b"\x07", b"\x9b", b"\xc2\x9b", b"\xc2\x9d", b"a", b"\r\n", b"\x0e", b"\x0f",
+          b"\x1bc", b"\x1b7", b"\x1b8", b"\x1bD", b"\x1bM", b"\x1bE", b"\x1bH", b"\x00", b"\x7f",
+          b"\x08", b"\t", b"\xff", b"\xe4\xb8"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=300))
+def test_malformed_sequences_never_stop_the_emulation(pieces):
+    emu = Emulator(80, 25)
+    emu.feed(b"".join(pieces))
+    # BEL ends a string (OSC), CAN aborts a sequence, ESC c resets: then text shows again.
+    emu.feed(b"\x07\x18\x07\x18\x1bc\x1b[Hstill alive")
+    assert emu.screen.display[0].startswith("still alive")
+
+
+def test_a_sequence_pyte_chokes_on_is_dropped():
+    emu = Emulator(80, 25)
+    emu.feed(b"\x1b[?1;2;3;4;5;6;7@" + b"after")   # pyte raises TypeError inside
+    assert emu.stream.malformed >= 1
+    assert "after" in emu.screen.display[0]
