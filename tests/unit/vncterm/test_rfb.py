@@ -3,6 +3,8 @@
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostagent.vncterm import rfb
 from hostagent.vncterm.pixelformat import DEFAULT, PixelFormat
@@ -104,3 +106,25 @@ def test_unknown_message_type_ends_the_session():
     with pytest.raises(rfb.RfbError, match="unknown message type 200"):
         s.feed(b"\xc8")
     assert s.farewell == b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.integers(1, 64))
+def test_any_bytes_give_events_or_a_protocol_error_never_anything_else(data, step):
+    s = ready_session()
+    try:
+        for i in range(0, len(data), step):
+            s.feed(data[i:i + step])
+    except rfb.RfbError:
+        return
+    assert len(s._buf) < 4 + 4 * 65536         # at most one incomplete message is held
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40))
+def test_any_greeting_is_accepted_or_refused_cleanly(data):
+    s = session()
+    try:
+        s.feed(data)
+    except rfb.RfbError:
+        assert s.farewell.startswith(b"\0\0\0\0") or s.version is not None
