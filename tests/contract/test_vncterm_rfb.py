@@ -300,3 +300,29 @@ def test_a_client_that_never_reads_holds_up_nothing(vncterm):
     assert after - before < 32 * 1024, (before, after)
     assert_served(vncterm, "beside a stuck client")
     stuck.close()
+
+
+def test_keys_still_reach_the_pty_during_a_flood(vncterm):
+    """An unskippable flood (cursor-addressed redraws) keeps the emulator busy; keys typed
+    meanwhile are written to the pty at once and updates keep coming."""
+    import threading
+    sock, (w, h, _pf, _n) = rfb_connect(vncterm.port)
+    frame = b"\x1b[H" + b"".join(b"\x1b[%d;1Hrow %02d\x1b[K" % (r + 1, r) for r in range(24))
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            vncterm.write(frame * 20)
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        for key in b"typed":
+            sock.sendall(struct.pack(">BB2xI", 4, 1, key) + struct.pack(">BB2xI", 4, 0, key))
+        assert vncterm.read_input(b"typed", timeout=5).endswith(b"typed")
+        request_update(sock, False, 0, 0, w, h)
+        assert read_update(sock)
+    finally:
+        stop.set()
+        writer.join(10)
+    sock.close()
