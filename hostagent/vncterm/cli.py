@@ -27,8 +27,8 @@ DESCRIPTION = """\
 Serve one text console as a VNC (RFB 3.3/3.7/3.8, security None) desktop on a loopback
 address. The screen is emulated as a VT100/xterm terminal (pyte) and drawn with an 8x16
 bitmap console font; keys typed in the viewer are sent to the console. Updates carry only
-what changed and are sent only when a viewer asks for them, so a flood of output costs
-little. Up to 32 viewers may watch at once.
+what changed and are sent only when a viewer asks for them (raw pixels, or ZRLE when the
+viewer prefers it), so a flood of output costs little. Up to 32 viewers may watch at once.
 
 The console is either --pty PATH (a character device such as the /dev/pts/N that libvirt
 reports for a guest's serial or Xen PV console, opened read/write in raw mode) or --login
@@ -36,7 +36,7 @@ reports for a guest's serial or Xen PV console, opened read/write in raw mode) o
 can authenticate; never a shell without a password).
 
 Start-up order: open the console, listen on --listen:--port, write the chosen port to
---port-file (atomically), then drop privileges: no supplementary groups, the uid/gid of
+--port-file (atomically; remove a stale one before starting), then drop privileges: no supplementary groups, the uid/gid of
 --user, chroot into --root (an empty directory owned by root; created 0555 if missing).
 Run as non-root, the drop is skipped with a warning.
 
