@@ -58,17 +58,14 @@ def _bitmaps(data: bytes, count: int, width: int, height: int) -> tuple:
     size = row_bytes * height
     if len(data) < count * size:
         raise FontError("truncated glyph table")
+    to_mask = bytes.maketrans(b"01", b"\x00\x01")
+    bits = row_bytes * 8
     masks = []
     for g in range(count):
-        bits = data[g * size:(g + 1) * size]
-        pixels = bytearray(width * height)
-        for y in range(height):
-            row = int.from_bytes(bits[y * row_bytes:(y + 1) * row_bytes], "big")
-            shift = row_bytes * 8 - 1
-            for x in range(width):
-                if row >> (shift - x) & 1:
-                    pixels[y * width + x] = 1
-        masks.append(bytes(pixels))
+        glyph = data[g * size:(g + 1) * size]
+        rows = [format(int.from_bytes(glyph[y * row_bytes:(y + 1) * row_bytes], "big"),
+                       f"0{bits}b")[:width] for y in range(height)]
+        masks.append("".join(rows).encode().translate(to_mask))
     return tuple(masks)
 
 

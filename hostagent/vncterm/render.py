@@ -117,21 +117,34 @@ def read_text(rgb: bytes, width: int, height: int, font: Font = None) -> list:
     by_mask: dict = {}
     for char, glyph in sorted(font.unicode_map.items(), key=lambda kv: (not kv[0].isascii(), kv[0])):
         by_mask.setdefault(font.masks[glyph], char)
+    # One int per pixel (RGB packed); identical cells (blanks, repeated letters) are read once.
+    rgbx = bytearray(width * height * 4)
+    for plane in range(3):
+        rgbx[plane::4] = rgb[plane:width * height * 3:3]
+    pixels = memoryview(rgbx).cast("I")
+    seen: dict = {}
     lines = []
     for cy in range(height // h):
         chars = []
         for cx in range(width // w):
-            cell = []
-            for r in range(h):
-                start = ((cy * h + r) * width + cx * w) * 3
-                row = rgb[start:start + w * 3]
-                cell.extend(row[i:i + 3] for i in range(0, w * 3, 3))
-            ground = cell[0]
-            mask = bytes(0 if px == ground else 1 for px in cell)
-            if not any(mask):
-                chars.append(" ")
-                continue
-            inverse = bytes(1 - b for b in mask)
-            chars.append(by_mask.get(mask) or by_mask.get(inverse) or "\ufffd")
+            base = cy * h * width + cx * w
+            raw = b"".join([rgbx[(base + r * width) * 4:(base + r * width + w) * 4]
+                            for r in range(h)])
+            char = seen.get(raw)
+            if char is None:
+                cell = []
+                for r in range(h):
+                    cell.extend(pixels[base + r * width:base + r * width + w])
+                char = seen[raw] = _cell_char(cell, by_mask)
+            chars.append(char)
         lines.append("".join(chars).rstrip())
     return lines
+
+
+def _cell_char(cell: list, by_mask: dict) -> str:
+    ground = cell[0]
+    mask = bytes([px != ground for px in cell])
+    if not any(mask):
+        return " "
+    inverse = bytes([px == ground for px in cell])
+    return by_mask.get(mask) or by_mask.get(inverse) or "\ufffd"
