@@ -75,7 +75,7 @@ class Dom0:
     def ssh_argv(self):
         return ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "root@127.0.0.1"]
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=60", "root@127.0.0.1"]
 
     def ssh_command(self):
         return " ".join(self.ssh_argv())
@@ -131,7 +131,10 @@ class Dom0:
             if not self.alive():
                 raise RuntimeError(f"qemu exited ({self.proc.returncode}) before ssh answered; "
                                    f"see {self.serial_log} and {self.run_dir / 'qemu.out'}")
-            r = subprocess.run(self.ssh_argv() + ["true"], capture_output=True, timeout=30)
+            try:
+                r = subprocess.run(self.ssh_argv() + ["true"], capture_output=True, timeout=90)
+            except subprocess.TimeoutExpired:
+                continue
             if r.returncode == 0:
                 return
             time.sleep(2)
@@ -160,7 +163,7 @@ class Dom0:
         if not self.alive():
             return False
         try:
-            return subprocess.run(self.ssh_argv() + ["true"], capture_output=True, timeout=20).returncode == 0
+            return subprocess.run(self.ssh_argv() + ["true"], capture_output=True, timeout=90).returncode == 0
         except subprocess.TimeoutExpired:
             return False
 

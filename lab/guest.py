@@ -1,12 +1,13 @@
 """The lab's PV test guest: dom0's own kernel and a busybox initramfs that talks through xenstore.
 
 The initramfs is tests/kvm's guest kit (busybox, made for KVM guests) with a second cpio archive
-appended, which the kernel unpacks over the first: lab/guest_init.sh as /init, /sbin/poweroff
-(the kernel runs it on Xen's shutdown request) and xen-blkfront.ko, the PV disk driver, taken
-from the dom0 image with debugfs (no mount) so that it matches dom0's kernel, which the guest
-boots from dom0's /boot.
+appended (both in one gzip stream), which the kernel unpacks over the first: lab/guest_init.sh
+as /init, /sbin/poweroff (the kernel runs it on Xen's shutdown request) and xen-blkfront.ko, the
+PV disk driver, taken from the dom0 image with debugfs (no mount) so that it matches dom0's
+kernel, which the guest boots from dom0's /boot.
 """
 
+import gzip
 import json
 import subprocess
 import tempfile
@@ -37,5 +38,8 @@ def build(image_dir: Path, kit_initrd: Path, out: Path):
         extra.file("/init", (HERE / "guest_init.sh").read_bytes(), mode=0o755)
         extra.file("/sbin/poweroff", POWEROFF, mode=0o755)
         extra.file("/lib/modules/xen-blkfront.ko", dumped.read_bytes())
-        out.write_bytes(kit_initrd.read_bytes() + extra.gzipped())
+        # One gzip member of both archives: libxc gunzips a PV guest's ramdisk itself, sized by
+        # the last member's length field, and fails on concatenated members ("inflate failed").
+        out.write_bytes(gzip.compress(gzip.decompress(kit_initrd.read_bytes())
+                                      + gzip.decompress(extra.gzipped()), compresslevel=6, mtime=0))
     return f"/boot/{facts['kernel']}"

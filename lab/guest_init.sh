@@ -2,8 +2,9 @@
 # /init of the lab's PV test guest (busybox sh as PID 1, dom0's own kernel; lab/guest.py).
 # It talks through xenstore, as a guest agent does, writing into its domain's home
 # (/local/domain/<domid>/) with the xenbus protocol on /dev/xen/xenbus:
-#   data/os_name, data/os_distro, data/os_uname, attr/vif/0/ipv4/0   once, a few seconds after boot
-#   data/blocks      the block devices it sees (xvda xvdb ...), rewritten when they change
+#   data/os_name, data/os_distro, data/os_uname, attr/vif/0/ipv4/0   a few seconds after boot
+#   data/blocks      the block devices it sees (xvda xvdb ...)
+# each rewritten when the disks change and every 5 s (a resumed domain starts with an empty home)
 # Xen's shutdown request reaches the kernel, which runs /sbin/poweroff (below).
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin
 /bin/busybox mount -t proc proc /proc
@@ -35,17 +36,24 @@ echo "LAB-GUEST $(uname -r)" >"$CONSOLE"
 ip link set lo up
 ip addr add 192.0.2.10/32 dev lo    # TEST-NET-1: the address this "guest agent" reports
 sleep 3
-xs_write data/os_name "lab busybox guest"
-xs_write data/os_distro busybox
-xs_write data/os_uname "$(uname -r)"
-xs_write attr/vif/0/ipv4/0 192.0.2.10
+# Everything is written again every few seconds, as a guest agent's loop does: after a resume
+# the domain has a new id and a new, empty xenstore home.
+publish() {
+    xs_write data/os_name "lab busybox guest"
+    xs_write data/os_distro busybox
+    xs_write data/os_uname "$(uname -r)"
+    xs_write attr/vif/0/ipv4/0 192.0.2.10
+    xs_write data/blocks "$1"
+}
 last=unset
+n=0
 while :; do
     now=$(blocks)
-    if [ "$now" != "$last" ]; then
-        xs_write data/blocks "$now"
-        echo "BLOCK $now" >"$CONSOLE"
+    if [ "$now" != "$last" ] || [ $((n % 5)) = 0 ]; then
+        publish "$now"
+        [ "$now" != "$last" ] && echo "BLOCK $now" >"$CONSOLE"
         last=$now
     fi
+    n=$((n + 1))
     sleep 1
 done

@@ -1,15 +1,23 @@
-"""VHD chains for Xen as dom0 block devices: `nbd-client -unix` on the datapath's socket.
+"""VHDs for Xen as dom0 block devices (/dev/nbdN), which blkback serves as `phy` disks.
 
 libxl takes no NBD disk, so on Xen the storage port turns each NBD attachment (the Unix socket
-of the nbdkit serving a VHD chain) into /dev/nbdN with nbd-client, which blkback serves as a
-`phy` disk; detach disconnects it first. Which device serves which attachment owner is kept in
-`<state-dir>/nbd/<owner>`, so a restarted agent still finds it. The only user of nbd-client.
+of the nbdkit serving a VHD chain) into /dev/nbdN with `nbd-client -unix`. A VHD without a
+parent (an image file QEMU's vpc driver reads) goes the same way through `qemu-nbd --connect`
+instead of to the domain's own QEMU (qdisk): that QEMU runs deprivileged (as
+xen-qemuuser-range-base + domid, Xen's qemu-deprivilege) and cannot open the state dir's
+root-owned files, so on Xen no guest disk is left to a device model. Detach disconnects the
+device first. Which device serves which attachment owner is kept in `<state-dir>/nbd/<owner>`,
+so a restarted agent still finds it; the qemu-nbd and nbd-client processes outlive it. The only
+user of nbd-client and qemu-nbd.
 """
 
 import os
 import subprocess
 import threading
 from typing import Optional
+
+# What qemu-nbd --connect serves, by the storage port's format name (qemu's).
+IMAGE_FORMATS = ("vpc",)
 
 
 class NbdBlockError(Exception):
@@ -44,6 +52,16 @@ class NbdBlockDevices:
 
     def connect(self, socket: str, owner: str) -> str:
         """/dev/nbdN serving `socket` for `owner` (the same device again for the same owner)."""
+        return self._connect(owner, lambda device: ["nbd-client", "-unix", socket, device])
+
+    def connect_image(self, path: str, fmt: str, writable: bool, owner: str) -> str:
+        """/dev/nbdN serving the image file `path` (qemu's format name `fmt`) for `owner`,
+        read-only unless `writable`; the same device again for the same owner."""
+        if fmt not in IMAGE_FORMATS:
+            raise NbdBlockError(f"{path}: format {fmt!r} is not one qemu-nbd is used for here")
+        return self._connect(owner, lambda device: qemu_nbd_argv(path, fmt, writable, device))
+
+    def _connect(self, owner: str, argv_for) -> str:
         with self._lock:
             known = self.device_of(owner)
             if known and os.path.exists(f"/sys/block/{os.path.basename(known)}/pid"):
@@ -58,7 +76,7 @@ class NbdBlockDevices:
                     continue  # connected already
                 device = f"/dev/{name}"
                 try:
-                    self._run("nbd-client", "-unix", socket, device)
+                    self._run(*argv_for(device))
                 except NbdBlockError:
                     continue  # taken between the look and the connect: the next one
                 tmp = self._record(owner) + ".tmp"
@@ -66,7 +84,7 @@ class NbdBlockDevices:
                     f.write(device + "\n")
                 os.replace(tmp, self._record(owner))
                 return device
-            raise NbdBlockError(f"no free /dev/nbdN for {socket} ({len(names)} devices, all connected)")
+            raise NbdBlockError(f"no free /dev/nbdN for {owner} ({len(names)} devices, all connected)")
 
     def disconnect(self, owner: str) -> None:
         """Undo connect; nothing to do when `owner` has no device."""
@@ -77,3 +95,10 @@ class NbdBlockDevices:
             if os.path.exists(f"/sys/block/{os.path.basename(device)}/pid"):
                 self._run("nbd-client", "-d", device)
             os.unlink(self._record(owner))
+
+
+def qemu_nbd_argv(path: str, fmt: str, writable: bool, device: str) -> list[str]:
+    """qemu-nbd attaching `path` to `device` and forking into the background once connected.
+    Guest flushes reach the file (cache=writeback flushes on the guest's request)."""
+    return ["qemu-nbd", f"--connect={device}", f"--format={fmt}", "--cache=writeback",
+            "--fork", *([] if writable else ["--read-only"]), path]

@@ -28,6 +28,7 @@ from sm.runner import Runner
 from sm.vhd import VhdError
 from sm.vhd import stream as vhd_stream
 
+from .nbd_block import IMAGE_FORMATS as NBD_IMAGE_FORMATS
 from .nbd_block import NbdBlockError
 
 log = logging.getLogger("hostagent.storage")
@@ -110,7 +111,8 @@ class Storage:
         self._drivers: "OrderedDict[str, Any]" = OrderedDict()
         self.running = 0  # driver calls in worker threads right now
         self.closed = False
-        # On Xen: NBD attachments handed over as dom0 block devices (backends/nbd_block.py)
+        # On Xen: NBD attachments and VHD files handed over as dom0 block devices
+        # (backends/nbd_block.py)
         self.nbd_devices = None
         self.fault_delay = {k[len(FAULT_DELAY_PREFIX):].lower(): float(v) for k, v in environ.items()
                             if k.startswith(FAULT_DELAY_PREFIX) and v}
@@ -248,10 +250,18 @@ class Storage:
         own nbdkit, which outlives the agent. Attaching again for the same owner gives the
         same attachment."""
         attached = await self.call(drv, "vol_attach", vdi_uuid, writable, owner)
-        if self.nbd_devices is None or attached.kind != "nbd":
+        if self.nbd_devices is None:
             return attached
+        # On Xen a VHD reaches the guest through blkback (phy), never through the domain's
+        # deprivileged QEMU (qdisk), which cannot open the state dir's files: backends/nbd_block.py
         try:
-            device = await self.run_blocking(self.nbd_devices.connect, attached.path, owner)
+            if attached.kind == "nbd":
+                device = await self.run_blocking(self.nbd_devices.connect, attached.path, owner)
+            elif attached.kind == "file" and attached.format in NBD_IMAGE_FORMATS:
+                device = await self.run_blocking(self.nbd_devices.connect_image, attached.path,
+                                                 attached.format, writable, owner)
+            else:
+                return attached
         except NbdBlockError as e:
             await self.call(drv, "vol_detach", vdi_uuid, owner)
             raise BackendFailure("VDIUnavailable", f"VDI {vdi_uuid}: {e}") from None
