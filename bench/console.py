@@ -115,6 +115,11 @@ class Rfb:
     def key(self, keysym):
         self.sock.sendall(struct.pack(">BBxxI", 4, 1, keysym) + struct.pack(">BBxxI", 4, 0, keysym))
 
+    def ctrl(self, letter):
+        """Ctrl-<letter>, as a viewer sends it: Control_L held around the letter."""
+        press = struct.pack(">BBxxI", 4, 1, 0xffe3) + struct.pack(">BBxxI", 4, 1, ord(letter))
+        self.sock.sendall(press + struct.pack(">BBxxI", 4, 0, ord(letter)) + struct.pack(">BBxxI", 4, 0, 0xffe3))
+
     def type(self, text):
         for ch in text:
             self.key(0xff0d if ch == "\r" else ord(ch))  # Return is a keysym of its own
@@ -194,10 +199,11 @@ def keystrokes(viewer, n):
             pass
         out.append(time.perf_counter() - t)
         if i % 60 == 59:
-            viewer.key(0x15)  # Ctrl-U: the shell clears the line
+            viewer.ctrl("u")  # the shell clears the line
             drain_until_quiet(viewer, 0.5)
     drain_until_quiet(viewer, 0.5)
-    viewer.key(0x15)
+    viewer.ctrl("u")
+    drain_until_quiet(viewer, 0.5)
     return out
 
 
