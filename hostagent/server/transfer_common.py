@@ -135,6 +135,22 @@ class Work:
             result.raiseException()
         return result
 
+    async def stream(self, job: defer.Deferred, sink: "ResponseSink"):
+        """Await a worker writing a response through `sink` (it ends with `sink.drain()`),
+        cancellable meanwhile. A cancel asked for before the end, even one that came as
+        the worker finished, cuts the stream and raises Cancelled: the response is not
+        finished yet, so the client sees it cut and the task ends `cancelled`."""
+        self.cancellable(True)
+        try:
+            result = await self.watch(job, on_cancel=sink.abort)
+        finally:
+            self.cancellable(False)
+        if self.cancel.is_set() or self.tasks.cancel_requested(self.task):
+            self.cancel.set()
+            sink.abort()
+            raise Cancelled()
+        return result
+
     def succeed(self, fragment: str) -> None:
         self.tasks.succeed(self.task, fragment)
 
@@ -237,25 +253,37 @@ class ResponseSink:
         self._slots = threading.Semaphore(depth)
         self._queue = collections.deque()
         self._paused = False
+        self._flowing = threading.Event()  # set while the connection takes more (or is gone)
+        self._flowing.set()
         self._closing = False
         self.gone = False
+        if call.over:  # the client left before the stream began
+            self.stopProducing()
+            raise Gone("the client closed the connection")
         call.request.registerProducer(self, True)
         call.at_end(self.stopProducing)
 
     # the producer, on the reactor
     def pauseProducing(self):
         self._paused = True
+        if not self.gone:
+            self._flowing.clear()
 
     def resumeProducing(self):
         self._paused = False
         self._pump()
+        if not self._paused:
+            self._flowing.set()
 
     def stopProducing(self):
+        """The connection is gone (or being cut): drop what waits and wake the worker,
+        whether it waits for a slot or for a paused connection to drain."""
         if not self.gone:
             self.gone = True
             self._queue.clear()
             for _ in range(self.depth + 1):  # whoever waits for a slot: wake up and see
                 self._slots.release()
+            self._flowing.set()
 
     def _push(self, pieces) -> None:
         if self.gone:
@@ -283,6 +311,18 @@ class ResponseSink:
         if self.gone:
             raise Gone("the client closed the connection")
         self.reactor.callFromThread(self._push, pieces)
+
+    def drain(self) -> None:
+        """Wait until every piece written has been handed to the connection and the
+        connection is not holding the response back (what is left is in the kernel's
+        buffers, as after xapi's last write); Gone if the client leaves meanwhile."""
+        for _ in range(self.depth):  # every slot back: nothing waits for the reactor
+            self._slots.acquire()
+        for _ in range(self.depth):
+            self._slots.release()
+        self._flowing.wait()
+        if self.gone:
+            raise Gone("the client closed the connection")
 
     # the reactor again
     def abort(self) -> None:

@@ -5,7 +5,9 @@ entries (as today's xapi), all-zero chunks left out (but a disk's first and last
 optionally compressed as a whole (`use_compression=true|gzip|zstd`). The VM (Halted or Suspended; a snapshot
 or template too) shows `export` in current_operations for the whole transfer; its task
 reports progress, and cancelling it stops the stream (the connection is closed, the task
-ends `cancelled`). /export_metadata sends a tar holding only ova.xml, the VM's snapshots
+ends `cancelled`) until the last byte has been handed to the connection. A client that
+leaves before that fails the task (INTERNAL_ERROR, as xapi's failed writes do); either
+way `export` leaves current_operations. /export_metadata sends a tar holding only ova.xml, the VM's snapshots
 included. Failures before any byte is sent are HTTP 404 (no such VM) or 500 with the
 XenAPI error as text; the task carries the error either way.
 """
@@ -145,12 +147,9 @@ class ExportHandler:
             if not start_stream(call, work, "export.xva"):
                 return None
             sink = ResponseSink(call, self.t.reactor)
-            work.cancellable(True)
-            job = self.t.in_pool(_stream, work, sink, ova, disks, kind)
-            await work.watch(job, on_cancel=sink.abort)
+            await work.stream(self.t.in_pool(_stream, work, sink, ova, disks, kind), sink)
             return sink.close
         finally:
-            work.cancellable(False)
             for _, io, _ in disks:
                 await self.t.in_pool(io.close)
 
@@ -185,3 +184,4 @@ def _stream(work: Work, sink: ResponseSink, ova: bytes, disks, kind) -> None:
     send([archive.END])
     if z:
         sink.write([z.flush()])
+    sink.drain()  # the task ends only once the connection took it all

@@ -87,6 +87,7 @@ def send_raw(work: Work, sink: ResponseSink, io, size: int) -> None:
             sink.write(io.read(offset, n))
             offset += n
             work.done = offset
+    sink.drain()
 
 
 def send_vhd(work: Work, sink: ResponseSink, io, size: int, blocks) -> None:
@@ -95,6 +96,7 @@ def send_vhd(work: Work, sink: ResponseSink, io, size: int, blocks) -> None:
         work.check()
         sink.write(piece)
         work.done += len(piece)
+    sink.drain()
 
 
 def take_raw(work: Work, pipe: BodyPipe, io, size: int) -> None:
@@ -167,10 +169,9 @@ class ExportRawHandler:
                 work.succeed("<value></value>")
                 return
             sink = ResponseSink(call, self.t.reactor)
-            work.cancellable(True)
             job = (self.t.in_pool(send_vhd, work, sink, io, size, blocks) if fmt == "vhd"
                    else self.t.in_pool(send_raw, work, sink, io, size))
-            await work.watch(job, on_cancel=sink.abort)
+            await work.stream(job, sink)
             work.succeed("<value></value>")
             sink.close()
         except Exception as e:  # noqa: BLE001 - every failure ends the task
