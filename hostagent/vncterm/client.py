@@ -37,6 +37,8 @@ class Client(asyncio.Protocol):
         self.keys = KeyState()
         self.encoding = rfb.ENCODING_RAW
         self.zrle = None
+        self.copyrect = False
+        self.scrolled = 0            # rows the picture moved up since this client's last update
         self.damage: dict = {}
         self.request = None
         self.transport = None
@@ -146,6 +148,7 @@ class Client(asyncio.Protocol):
         # The client lists encodings in its order of preference: take the first we have.
         chosen = next((e for e in encodings if e in (ENCODING_ZRLE, rfb.ENCODING_RAW)),
                       rfb.ENCODING_RAW)
+        self.copyrect = rfb.ENCODING_COPYRECT in encodings
         if chosen == ENCODING_ZRLE and self.zrle is None:
             self.zrle = ZrleEncoder(self.converter)
         self.encoding = chosen
@@ -175,8 +178,20 @@ class Client(asyncio.Protocol):
 
     # Updates.
     def _all_damaged(self) -> None:
-        cols = self.console.fb.cols
-        self.damage = {y: (0, cols) for y in range(self.console.fb.rows)}
+        self.damage = damage_.everything(self.console.fb.rows, self.console.fb.cols)
+        self.scrolled = 0
+
+    def add_scroll(self, k: int) -> None:
+        """The picture moved up k rows: remembered for a CopyRect when the client takes it,
+        otherwise every row is damaged."""
+        if not self.session.ready:
+            return
+        fb = self.console.fb
+        if not self.copyrect or self.scrolled + k >= fb.rows - 4:
+            self._all_damaged()
+            return
+        self.scrolled += k
+        self.damage = damage_.shift_up(self.damage, k)
 
     def add_damage(self, damage: dict, bell: bool = False) -> None:
         if not self.session.ready:
@@ -200,17 +215,28 @@ class Client(asyncio.Protocol):
         rx0, ry0 = min(x, fb.width), min(y, fb.height)
         rx1, ry1 = min(x + w, fb.width), min(y + h, fb.height)
         cell = (fb.cell_w, fb.cell_h)
+        full = (rx0, ry0, rx1, ry1) == (0, 0, fb.width, fb.height)
+        if self.scrolled and not full:
+            self._all_damaged()         # a CopyRect only for whole-screen requests
+        copy = self.scrolled
         if incremental:
             rects = damage_.rectangles(self.damage, (rx0, ry0, rx1, ry1), cell)
-            if not rects:
+            if not rects and not copy:
                 if self.bell:
                     self.transport.write(rfb.BELL)
                     self.bell = False
                 return
         else:
             rects = [(rx0, ry0, rx1 - rx0, ry1 - ry0)] if rx1 > rx0 and ry1 > ry0 else []
+            copy = 0
         self.request = None
-        parts = [rfb.update_header(len(rects))]
+        self.scrolled = 0
+        parts = [rfb.update_header(len(rects) + bool(copy))]
+        if copy:
+            # First move what the client has up, then paint over the rest.
+            band = (fb.rows - copy) * fb.cell_h
+            parts.append(rfb.rect_header(0, 0, fb.width, band, rfb.ENCODING_COPYRECT))
+            parts.append(rfb.copyrect_source(0, copy * fb.cell_h))
         for px, py, pw, ph in rects:
             parts.append(rfb.rect_header(px, py, pw, ph, self.encoding))
             pixels = fb.region(px, py, pw, ph)

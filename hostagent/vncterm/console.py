@@ -183,12 +183,17 @@ class Console:
                 if c is not None:
                     rows.add(c[1])
             self._cursor = cursor
+        keys = {y: self._row_keys(y, cursor) for y in rows if 0 <= y < self.emulator.rows}
+        shift = self.fb.find_scroll(keys)
+        if shift:
+            self.fb.scroll(shift)
+            for client in list(self.clients):
+                client.add_scroll(shift)
         damage = {}
-        for y in sorted(rows):
-            if 0 <= y < self.emulator.rows:
-                span = self.fb.draw_row(y, self._row_keys(y, cursor))
-                if span:
-                    damage[y] = span
+        for y in sorted(keys):
+            span = self.fb.draw_row(y, keys[y])
+            if span:
+                damage[y] = span
         bells, screen.bells = screen.bells, 0
         for client in list(self.clients):
             client.add_damage(damage, bell=bells > 0)

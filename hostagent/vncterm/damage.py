@@ -44,3 +44,12 @@ def forget(damage: dict, region: tuple, cell: tuple) -> None:
     for y, (x0, x1) in list(damage.items()):
         if rx0 <= x0 * cw and x1 * cw <= rx1 and ry0 <= y * ch and (y + 1) * ch <= ry1:
             del damage[y]
+
+
+def shift_up(damage: dict, k: int) -> dict:
+    """The damage after the picture moved up k rows on the client too (by a CopyRect)."""
+    return {y - k: span for y, span in damage.items() if y >= k}
+
+
+def everything(rows: int, cols: int) -> dict:
+    return {y: (0, cols) for y in range(rows)}

@@ -74,6 +74,32 @@ class Framebuffer:
         self._drawn[y] = list(keys)
         return (x0, x1)
 
+    def find_scroll(self, rows: dict) -> int:
+        """How many text rows the screen moved up, judging by the new keys of every row
+        (``rows``: y -> keys); 0 when it did not scroll. Up to two rows may differ (the cursor's
+        old and new rows)."""
+        n = self.rows
+        if len(rows) < n:
+            return 0
+        drawn = self._drawn
+        for k in range(1, n - 1):
+            misses = 0
+            for y in range(n - k):
+                if rows[y] != drawn[y + k]:
+                    misses += 1
+                    if misses > 2:
+                        break
+            if misses <= 2 and n - k > 4:
+                return k
+        return 0
+
+    def scroll(self, k: int) -> None:
+        """Move the picture up by k text rows; the k rows freed at the bottom are redrawn by the
+        next draw_row calls (they compare unequal to anything)."""
+        band = k * self.cell_h * self.width
+        self.pixels[:-band] = self.pixels[band:]
+        self._drawn = self._drawn[k:] + [[None] * self.cols for _ in range(k)]
+
     def region(self, x: int, y: int, w: int, h: int) -> bytes:
         """Palette indices of a pixel rectangle, row by row."""
         width, pixels = self.width, self.pixels

@@ -43,6 +43,10 @@ def rect_header(x: int, y: int, w: int, h: int, encoding: int) -> bytes:
     return struct.pack(">HHHHi", x, y, w, h, encoding)
 
 
+def copyrect_source(x: int, y: int) -> bytes:
+    return struct.pack(">HH", x, y)
+
+
 BELL = b"\x02"
 
 

@@ -35,11 +35,12 @@ def vncterm(tmp_path):
 def vnc_client(port, encoding=None):
     """vncdotool connected to vncterm; ``encoding`` (e.g. rfb.Encoding.ZRLE) replaces raw."""
     from vncdotool import api
-    from vncdotool.client import VNCDoToolFactory
+    from vncdotool.client import VNCDoToolClient, VNCDoToolFactory
     atexit.register(api.shutdown)
     factory = VNCDoToolFactory
-    if encoding is not None:
-        factory = type("Factory", (VNCDoToolFactory,), {"encoding": encoding})
+    if encoding is not None:    # vncdotool offers its protocol class's one encoding
+        protocol = type("Client", (VNCDoToolClient,), {"encoding": encoding})
+        factory = type("Factory", (VNCDoToolFactory,), {"protocol": protocol})
     return api.connect(f"127.0.0.1::{port}", timeout=30, factory_class=factory)
 
 

@@ -326,3 +326,60 @@ def test_keys_still_reach_the_pty_during_a_flood(vncterm):
         stop.set()
         writer.join(10)
     sock.close()
+
+
+def apply_update(screen: bytearray, rects, width=640, bpp=4) -> None:
+    """Apply raw and CopyRect rectangles to a client-side framebuffer, in order."""
+    for x, y, w, h, data in rects:
+        if isinstance(data, tuple):
+            _copy, sx, sy = data
+            block = [bytes(screen[((sy + r) * width + sx) * bpp:((sy + r) * width + sx + w) * bpp])
+                     for r in range(h)]
+            for r in range(h):
+                screen[((y + r) * width + x) * bpp:((y + r) * width + x + w) * bpp] = block[r]
+        else:
+            for r in range(h):
+                screen[((y + r) * width + x) * bpp:((y + r) * width + x + w) * bpp] = \
+                    data[r * w * bpp:(r + 1) * w * bpp]
+
+
+def test_a_scroll_is_sent_as_a_copyrect_to_clients_that_take_it(vncterm):
+    sock, (w, h, _pf, _n) = rfb_connect(vncterm.port)
+    sock.sendall(b"\x02\x00\x00\x02" + struct.pack(">ii", 1, 0))          # CopyRect, raw
+    write_and_sync(vncterm, sock, b"\x1b[?25l" + b"".join(b"line %02d\r\n" % i for i in range(30)),
+                   marker="")
+    request_update(sock, False)
+    (_x, _y, _w, _h, pixels), = read_update(sock)
+    screen = bytearray(pixels)
+    copies = 0
+    for i in range(40):
+        # Damage the client has not been sent yet, then a scroll that moves it.
+        vncterm.write(b"more %02d" % i)
+        time.sleep(0.03)
+        vncterm.write(b"\r\n" if i % 3 else b"\r\n\r\n")
+        time.sleep(0.03)
+        request_update(sock, True)
+        rects = read_update(sock)
+        copies += sum(isinstance(d, tuple) for *_r, d in rects)
+        if isinstance(rects[0][4], tuple):
+            x, y, rw, rh, (_c, sx, sy) = rects[0]
+            assert (x, y, rw, sx) == (0, 0, 640, 0) and rh == 400 - sy and sy % 16 == 0
+            assert sum(a * b for _x, _y, a, b, _d in rects[1:]) <= 640 * 16 * 4  # the rest is small
+        apply_update(screen, rects)
+    assert copies >= 10
+    # What the client built from CopyRects and small rectangles is the server's picture.
+    assert bytes(screen) == full_screen_rgb_raw(sock, w, h)
+    # A client that did not offer CopyRect never gets one.
+    plain, _ = rfb_connect(vncterm.port)
+    full_screen_rgb(plain, w, h)
+    request_update(plain, True)
+    vncterm.write(b"last line\r\n")
+    assert all(not isinstance(d, tuple) for *_r, d in read_update(plain))
+    sock.close()
+    plain.close()
+
+
+def full_screen_rgb_raw(sock, w, h) -> bytes:
+    request_update(sock, False, 0, 0, w, h)
+    (_x, _y, _w, _h, pixels), = read_update(sock)
+    return pixels

@@ -130,7 +130,8 @@ def request_update(s, incremental, x=0, y=0, w=65535, h=65535) -> None:
 
 
 def read_update(s, bytes_per_pixel=4):
-    """Read one FramebufferUpdate of raw rectangles: list of (x, y, w, h, pixel bytes)."""
+    """Read one FramebufferUpdate of raw rectangles: list of (x, y, w, h, pixel bytes); a
+    CopyRect rectangle comes as (x, y, w, h, ("copy", src_x, src_y))."""
     while True:
         kind = recv_exact(s, 1)[0]
         if kind == 2:          # Bell
@@ -145,6 +146,9 @@ def read_update(s, bytes_per_pixel=4):
     rects = []
     for _ in range(n):
         x, y, w, h, enc = struct.unpack(">HHHHi", recv_exact(s, 12))
+        if enc == 1:
+            rects.append((x, y, w, h, ("copy", *struct.unpack(">HH", recv_exact(s, 4)))))
+            continue
         assert enc == 0, f"encoding {enc} where raw was expected"
         rects.append((x, y, w, h, recv_exact(s, w * h * bytes_per_pixel)))
     return rects

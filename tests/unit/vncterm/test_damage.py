@@ -33,3 +33,8 @@ def test_forget_only_what_was_wholly_sent():
 
 def test_no_damage_no_rectangles():
     assert rectangles({}, SCREEN, CELL) == []
+
+
+def test_shift_up_moves_damage_with_the_picture():
+    from hostagent.vncterm.damage import shift_up
+    assert shift_up({0: (0, 5), 3: (1, 2), 24: (0, 80)}, 2) == {1: (1, 2), 22: (0, 80)}

@@ -68,3 +68,26 @@ def test_colour_names_from_pyte():
     assert colour_index("ff0000", 0) == 9                  # xterm 256-colour index 9
     assert colour_index("5f87af", 0) == 16 + 36 * 1 + 6 * 2 + 3
     assert colour_index("010203", 0) == 16                 # true colour: nearest
+
+
+def test_scroll_is_detected_and_shifts_the_picture():
+    font = load_font()
+    fb = Framebuffer(font, 10, 8)
+
+    def keys(text):
+        return [cell_key(font, c, DEFAULT_FG, DEFAULT_BG) for c in text.ljust(10)]
+    for y in range(8):
+        fb.draw_row(y, keys(f"row {y}"))
+    before = bytes(fb.pixels)
+    moved = {y: keys(f"row {y + 2}") for y in range(6)}
+    moved.update({6: keys("new a"), 7: keys("new b")})
+    assert fb.find_scroll(moved) == 2
+    fb.scroll(2)
+    band = 2 * 16 * fb.width
+    assert bytes(fb.pixels[:-band]) == before[band:]
+    assert [y for y in range(8) if fb.draw_row(y, moved[y])] == [6, 7]
+    # Not a scroll: edits in place.
+    edited = {y: keys(f"row {y + 2}") for y in range(8)}
+    edited[0] = keys("changed")
+    assert fb.find_scroll(edited) == 0
+    assert fb.find_scroll({0: keys("x")}) == 0        # not every row: cannot tell
