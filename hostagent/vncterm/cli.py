@@ -28,7 +28,8 @@ Serve one text console as a VNC (RFB 3.3/3.7/3.8, security None) desktop on a lo
 address. The screen is emulated as a VT100/xterm terminal (pyte) and drawn with an 8x16
 bitmap console font; keys typed in the viewer are sent to the console. Updates carry only
 what changed and are sent only when a viewer asks for them (raw pixels, or ZRLE when the
-viewer prefers it), so a flood of output costs little. Up to 32 viewers may watch at once.
+viewer prefers it; scrolls as CopyRect), so a flood of output costs little. Up to 32
+viewers may watch at once.
 
 The console is either --pty PATH (a character device such as the /dev/pts/N that libvirt
 reports for a guest's serial or Xen PV console, opened read/write in raw mode) or --login

@@ -1,10 +1,12 @@
 """One VNC client connection: protocol events in, framebuffer updates out.
 
-Each client keeps its own damage (which cell rows changed since it was last sent them) and gets
+Each client keeps its own damage (which cells changed since it was last sent them) and gets
 an update only while it has a FramebufferUpdateRequest outstanding and its socket buffer is
-below HIGH_WATER, and at most 100 small or 10 big updates a second (so a flood costs a viewer,
-and the agent relaying it, a bounded bandwidth); a client that stops reading simply receives nothing more until it drains (and
-is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the other clients.
+below HIGH_WATER, at most 100 small or 10 big updates a second (so a flood costs a viewer, and
+the agent relaying it, bounded bandwidth). A client that stops reading receives nothing more
+until it drains (and is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the
+other clients. Pixels go raw or as ZRLE (the client's preference); scrolls go as one CopyRect
+to clients that offer it.
 """
 
 import asyncio
