@@ -60,6 +60,7 @@ def download(ctx, path, filename, label, **query):
     conn = ctx.session.http()
     meter = _Meter(ctx, task, label)
     partial = filename != "-"
+    local = False  # the break is on xe's side: writing the output failed
     try:
         conn.request("GET", _url(path, session_id=ctx.session.ref, task_id=task, **query))
         resp = conn.getresponse()
@@ -67,13 +68,19 @@ def download(ctx, path, filename, label, **query):
             body = resp.read().decode("utf-8", "replace").strip()
             wait(ctx, task, label)  # the task carries the XenAPI error
             raise XeError(f"The agent refused the transfer: HTTP {resp.status} {body}")
+        local = True  # opening, writing and closing the output: a failure there is xe's side
         with _sink(filename) as out:
             while True:
+                local = False
                 data = resp.read(PIECE)
                 if not data:
                     break
+                local = True
                 out.write(data)
+                local = False
                 meter.add(len(data))
+            local = True
+        local = False
         partial = False
     except (OSError, http.client.HTTPException) as e:
         broken = e
@@ -84,17 +91,21 @@ def download(ctx, path, filename, label, **query):
         conn.close()
         if partial and filename != "-" and os.path.exists(filename):
             os.unlink(filename)
-    return _outcome(ctx, task, label, broken)
+    return _outcome(ctx, task, label, broken, local)
 
 
-def _outcome(ctx, task, label, broken):
+def _outcome(ctx, task, label, broken, local=False):
     """The task's result; when the bytes stopped early, the task's error says why (a cancel,
-    a disk error), else the connection's. A task still running after a break on this side
-    (the reader of stdout went away) is cancelled rather than waited for."""
+    a disk error), else the connection's. After a break on this side (the reader of stdout
+    went away) the task's error only echoes xe leaving, so the break is what is reported;
+    a task still running then is cancelled rather than waited for."""
     if broken is None:
         return wait(ctx, task, label)
     try:
         wait(ctx, task, label, timeout=BROKEN_WAIT)
+    except Failure:
+        if not local:
+            raise
     except StillPending:
         try:
             ctx.call("task.cancel", task)
