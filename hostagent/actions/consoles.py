@@ -52,7 +52,12 @@ async def settle(ctx) -> None:
     for term in await port.dead():
         log.warning("console %s: its vncterm (pid %d) stopped; starting another if still needed",
                     term.key, term.pid)
-    guests = ctx.ports.domains is not None and (await ctx.ports.domains.capabilities()).consoles
+    try:
+        guests = ctx.ports.domains is not None and (await ctx.ports.domains.capabilities()).consoles
+    except HypervisorError as e:  # libvirt away: guests' terminals wait for the next settle
+        log.warning("cannot settle guests' console terminals: %s", e)
+        await _host_terminal(ctx, port)
+        return
     want = _wanted(ctx) if guests else {}
     suspect, port.suspect = port.suspect, set()
     for key, term in port.running().items():
@@ -81,7 +86,12 @@ async def settle(ctx) -> None:
             continue
         if ctx.store.exists("VM", vm):
             _ensure_vt100(ctx, vm)
-    if port.host_console and HOST_KEY not in running:
+    await _host_terminal(ctx, port)
+
+
+async def _host_terminal(ctx, port) -> None:
+    """dom0's login terminal, when the agent serves the host console and it is not running."""
+    if port.host_console and HOST_KEY not in port.running():
         try:
             await port.start(HOST_KEY, "", login=True, title=ctx.store.get("host", ctx.host)["hostname"])
         except ConsoleError as e:
