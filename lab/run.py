@@ -22,6 +22,7 @@ import os
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -147,7 +148,14 @@ def install(lab, guest_initrd):
     return lab.ssh("cat /var/lib/hostagent/root-password").stdout.strip()
 
 
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (a CI time limit's `timeout`) unwinds like an error: QEMU, in its own session,
+    is killed on the way out rather than left running."""
+    raise SystemExit(f"lab-run: stopped by signal {signum}")
+
+
 def main():
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     pytest_args = sys.argv[1:]
     keep = "--keep" in pytest_args
     if keep:
