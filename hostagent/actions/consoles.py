@@ -134,9 +134,9 @@ async def target(ctx, console: str) -> int:
         return text
     if rec["protocol"] != "rfb" or ctx.ports.domains is None:
         return 0
-    if not (await ctx.ports.domains.capabilities()).consoles:
-        return 0
     try:
+        if not (await ctx.ports.domains.capabilities()).consoles:
+            return 0
         graphics = (await ctx.ports.domains.call("consoles", vm["uuid"])).vnc_port
     except HypervisorError as e:
         log.info("VM %s: cannot read its consoles: %s", vm["uuid"], e)
