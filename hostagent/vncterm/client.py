@@ -2,8 +2,8 @@
 
 Each client keeps its own damage (which cells changed since it was last sent them) and gets
 an update only while it has a FramebufferUpdateRequest outstanding and its socket buffer is
-below HIGH_WATER, at most 100 small or 10 big updates a second (so a flood costs a viewer, and
-the agent relaying it, bounded bandwidth). A client that stops reading receives nothing more
+below HIGH_WATER, at most 100 updates and, beyond a burst, 10 screens of pixels a second (so a
+flood costs a viewer, and the agent relaying it, bounded bandwidth while typing stays prompt). A client that stops reading receives nothing more
 until it drains (and is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the
 other clients. Pixels go raw or as ZRLE (the client's preference); scrolls go as one CopyRect
 to clients that offer it.
@@ -23,9 +23,9 @@ log = logging.getLogger("hostagent.vncterm")
 HANDSHAKE_TIMEOUT = 10.0
 SLOW_CLIENT_TIMEOUT = 60.0
 HIGH_WATER = 2 * 1024 * 1024
-SMALL_INTERVAL = 0.01       # seconds between updates after a small one (typing: 100 a second)
-BIG_INTERVAL = 0.1          # ... after a big one (a flood of full screens: 10 a second)
-BIG_UPDATE = 64 * 1024      # bytes that make an update big
+MIN_INTERVAL = 0.01         # seconds between two updates (at most 100 a second)
+SCREENS_PER_SECOND = 10.0   # pixels sent, in whole screens, at most this many a second...
+SCREENS_BURST = 2.0         # ... after a burst of this many (so one scroll never waits)
 MAX_VIEWERS = 32            # clients past the handshake
 MAX_CONNECTIONS = 128       # all connections; when full, the oldest mid-handshake one goes
 
@@ -49,6 +49,8 @@ class Client(asyncio.Protocol):
         self._timer = None
         self._send_timer = None
         self._next_send = 0.0
+        self._budget = SCREENS_BURST     # screens of pixels that may be sent right now
+        self._budget_at = 0.0
         self.peer = "?"
 
     # asyncio callbacks.
@@ -209,8 +211,12 @@ class Client(asyncio.Protocol):
         if self._send_timer is not None:
             return
         now = self.console.loop.time()
-        if now < self._next_send:
-            self._send_timer = self.console.loop.call_later(self._next_send - now, self._send_later)
+        self._budget = min(SCREENS_BURST,
+                           self._budget + (now - self._budget_at) * SCREENS_PER_SECOND)
+        self._budget_at = now
+        wait = max(self._next_send - now, -self._budget / SCREENS_PER_SECOND)
+        if wait > 0:
+            self._send_timer = self.console.loop.call_later(wait, self._send_later)
             return
         fb = self.console.fb
         incremental, x, y, w, h = self.request
@@ -251,7 +257,8 @@ class Client(asyncio.Protocol):
             self.bell = False
         message = b"".join(parts)
         self.transport.write(message)
-        self._next_send = now + (BIG_INTERVAL if len(message) > BIG_UPDATE else SMALL_INTERVAL)
+        self._next_send = now + MIN_INTERVAL
+        self._budget -= sum(pw * ph for _x, _y, pw, ph in rects) / (fb.width * fb.height)
         damage_.forget(self.damage, (rx0, ry0, rx1, ry1), cell)
 
     def _send_later(self) -> None:
