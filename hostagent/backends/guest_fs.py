@@ -15,7 +15,7 @@ from typing import Iterator, List, Tuple
 from dissect.extfs import ExtFS
 from dissect.extfs.exceptions import Error as ExtError
 
-from .volume_file import OffsetFile
+from .volume_file import offset_file
 
 SECTOR = 512
 LINUX_TYPES = (0x83,)  # MBR partition types that may hold an ext file system
@@ -44,7 +44,7 @@ class GuestDisk:
             yield "the whole disk", whole
             return
         for number, start, length in _mbr_partitions(fileobj, size):
-            fs = _ext(OffsetFile(fileobj, start, length))
+            fs = _ext(offset_file(fileobj, start, length))
             if fs is not None:
                 yield f"partition {number}", fs
 

@@ -40,33 +40,9 @@ class VolumeFile(io.RawIOBase):
         return len(data)
 
 
-class OffsetFile(io.RawIOBase):
+def offset_file(base, offset: int, size: int) -> VolumeFile:
     """A window of another seekable file (a partition of a disk)."""
-
-    def __init__(self, base, offset: int, size: int):
-        super().__init__()
-        self._base, self._offset, self._size, self._pos = base, offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        length = min(len(buffer), max(0, self._size - self._pos))
-        if length <= 0:
-            return 0
-        self._base.seek(self._offset + self._pos)
-        data = self._base.read(length)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
+    def read_at(pos: int, length: int) -> bytes:
+        base.seek(offset + pos)
+        return base.read(length)
+    return VolumeFile(read_at, size)
