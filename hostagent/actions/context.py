@@ -48,6 +48,7 @@ class Ports:
     links: Optional["NetworkPort"] = None  # bridges, VLANs, NICs; None unless --manage-network
     consoles: Optional[object] = None  # backends.consoles.ConsolePort: the vncterms
     filters: Optional["VifFilters"] = None  # VIF locking_mode rules (nft); None unless --manage-network
+    url_import: Optional[Callable] = None  # url_import(ctx, url, sr, restore, force): VM.import's work
 
 
 @dataclass

@@ -9,6 +9,8 @@ VMs (a fresh uuid and MAC seed unless `restore`), VBDs, VIFs (MACs from the new 
 unless `restore`), and networks (an existing one with the same name_label, else the same
 bridge, else a new one). A metadata import finds its VDIs instead: a `vdi:<old uuid>=<new
 uuid>` remap, else a VDI with the archive's uuid, else IMPORT_ERROR_FAILED_TO_FIND_OBJECT.
+VM.import (an archive at a URL) is handed to the `url_import` port, which the server
+implements with /import's steps (server/transfer_url.py).
 """
 
 import contextlib
@@ -235,3 +237,14 @@ async def create_records(ctx, p: ImportPlan, sr: str | None, drv, made: dict[str
 
 def _type(api, cls: str, name: str):
     return next(f.type for f in api.public_fields(cls) if f.name == name)
+
+
+# ------------------------------------------------------------------------- VM.import
+async def import_(ctx, url, sr, full_restore, force) -> list[str]:
+    """VM.import: the archive at `url` (http or https) onto `sr`, else the default SR."""
+    if ctx.ports.url_import is None:
+        raise ApiError("NOT_IMPLEMENTED", "VM.import")
+    return await ctx.shielded(ctx.ports.url_import(ctx, url, sr, full_restore, force))
+
+
+HANDLERS = {"VM.import": import_}

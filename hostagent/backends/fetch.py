@@ -1,4 +1,5 @@
-"""Files fetched from http, https and ftp URLs into local files: the only user of urllib.
+"""Files fetched from http, https and ftp URLs into local files, and http(s) bodies read
+as streams (`open_stream`): the only user of urllib.
 
 Blocking; call in a worker thread. A download is written to `<dest>.part` and renamed
 into place only once complete: when the server announced a length (Content-Length,
@@ -6,6 +7,7 @@ or the ftp size), the bytes received must match it. Every failure is a FetchErro
 whose message says which URL and what went wrong; nothing partial stays behind.
 """
 
+import http
 import http.client
 import os
 import socket
@@ -88,6 +90,77 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+class UrlStream:
+    """An http(s) response body read as a blocking file-like (`read(n)` returns at most n
+    bytes, b"" at the end). A body that stops short of its Content-Length just ends early
+    (the reader of the format sees a premature end); a failed read is a FetchError."""
+
+    def __init__(self, url: str, response):
+        self.url, self._response = url, response
+        self._ended = False
+        length = response.headers.get("Content-Length")
+        self.length = int(length) if length and length.isdigit() else None
+        self.received = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._ended:
+            return b""
+        try:
+            data = self._response.read(n if n >= 0 else None)
+        except http.client.IncompleteRead as e:  # the server closed before the announced length
+            self._ended = True
+            data = e.partial
+        except (OSError, ValueError, http.client.HTTPException) as e:  # TimeoutError is an OSError
+            raise FetchError(f"{self.url}: {type(e).__name__}: {e}") from None
+        if not data:
+            self._ended = True
+        self.received += len(data)
+        return data
+
+    def close(self) -> None:
+        self._ended = True
+        try:
+            self._response.close()
+        except (OSError, http.client.HTTPException):
+            pass
+
+
+def _http_opener() -> urllib.request.OpenerDirector:
+    """http and https only, redirects followed among them (never to file: or ftp:)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.HTTPHandler, urllib.request.HTTPSHandler,
+                    urllib.request.HTTPRedirectHandler, urllib.request.HTTPErrorProcessor,
+                    urllib.request.HTTPDefaultErrorHandler, urllib.request.UnknownHandler):
+        opener.add_handler(handler())
+    return opener
+
+
+def _status_line(code: int, reason) -> str:
+    """"404 Not Found": the code with its standard phrase (the server's own if none)."""
+    try:
+        return f"{code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} {reason}"
+
+
+def open_stream(url: str, timeout: float = TIMEOUT) -> UrlStream:
+    """GET an http or https URL; its body as a UrlStream. Raises FetchError, whose message
+    is the server's status line (e.g. "404 Not Found") when it answered with an error."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme not in ("http", "https"):
+        raise FetchError(f"{url}: not an http or https URL")
+    try:
+        response = _http_opener().open(url, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise FetchError(_status_line(e.code, e.reason), missing=e.code in (404, 410)) from None
+    except urllib.error.URLError as e:
+        raise FetchError(f"{url}: {e.reason}") from None
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
+    return UrlStream(url, response)
 
 
 class UrlTree:

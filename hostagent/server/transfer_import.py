@@ -104,6 +104,14 @@ def receive(work: Work, reader: archive.XvaReader, ios, sizes) -> None:
     reader.check_complete(sizes)
 
 
+def import_target(ctx, sr) -> str:
+    """The SR an import's disks go to: `sr`, else the pool's default; never an ISO SR."""
+    sr = xva_import.target_sr(ctx, sr)
+    if ctx.store.get("SR", sr)["content_type"] == "iso":
+        raise ApiError("SR_OPERATION_NOT_SUPPORTED", sr)
+    return sr
+
+
 def vdi_map(query) -> dict:
     """xapi's `vdi:<old uuid>=<new uuid>` query arguments."""
     return {k[len("vdi:"):]: v for k, v in query.items() if k.startswith("vdi:") and len(k) > 4}
@@ -133,9 +141,7 @@ class ImportHandler:
                                             if query.get("sr_uuid") else None)
                 if query.get("sr_uuid") and sr is None:
                     raise ApiError("UUID_INVALID", "SR", query["sr_uuid"])
-                sr = xva_import.target_sr(work.ctx, sr)
-                if work.ctx.store.get("SR", sr)["content_type"] == "iso":
-                    raise ApiError("SR_OPERATION_NOT_SUPPORTED", sr)
+                sr = import_target(work.ctx, sr)
             except ApiError as e:
                 refuse(call, work.fail(e), work.task)
                 return Discard()
@@ -155,7 +161,7 @@ class ImportHandler:
             if self.metadata:
                 refs = await xva_import.create_records(ctx, plan, None, None, {}, restore, vdi_map(q))
             else:
-                refs = await self._disks(work, pipe, reader, plan, sr, restore)
+                refs = await import_disks(self.t, work, reader, plan, sr, restore, pipe.stop)
             work.succeed(self.t.encoder.fragment(refs, SetOf(Ref("VM"))))
             text = " ".join(refs)
         except Exception as e:  # noqa: BLE001 - every failure ends the task
@@ -164,21 +170,25 @@ class ImportHandler:
             pipe.stop()
         end_answer(call, text)
 
-    async def _disks(self, work: Work, pipe, reader, plan, sr, restore: bool):
-        ctx, storage = work.ctx, work.ctx.ports.storage
-        drv = await xva_import.check_target(ctx, sr, plan.disks.values())
-        async with xva_import.volumes(ctx, drv, plan.disks) as made:
-            ios = {}
-            try:
-                for ref_id, uuid in made.items():
-                    ios[ref_id] = await storage.open_io(drv, uuid, True)
-                work.total = sum(plan.disks.values())
-                job = self.t.in_pool(receive, work, reader, ios, plan.disks)
-                await work.watch(job, on_cancel=pipe.stop)
-            finally:
-                for io in ios.values():
-                    await self.t.in_pool(io.close)
-            return await xva_import.create_records(ctx, plan, sr, drv, made, restore)
+
+async def import_disks(t, work: Work, reader, plan, sr, restore: bool, on_cancel=None):
+    """A volume per streamed disk on `sr`, the archive's chunks written onto them in a
+    transfer thread, then the records: the new VM refs. Any failure destroys the volumes
+    (xva_import.volumes); `on_cancel()` unblocks the worker's read when the task is cancelled."""
+    ctx, storage = work.ctx, work.ctx.ports.storage
+    drv = await xva_import.check_target(ctx, sr, plan.disks.values())
+    async with xva_import.volumes(ctx, drv, plan.disks) as made:
+        ios = {}
+        try:
+            for ref_id, uuid in made.items():
+                ios[ref_id] = await storage.open_io(drv, uuid, True)
+            work.total = sum(plan.disks.values())
+            job = t.in_pool(receive, work, reader, ios, plan.disks)
+            await work.watch(job, on_cancel=on_cancel)
+        finally:
+            for io in ios.values():
+                await t.in_pool(io.close)
+        return await xva_import.create_records(ctx, plan, sr, drv, made, restore)
 
 
 def end_answer_plain(call, work: Work, err: ApiError) -> None:

@@ -46,6 +46,7 @@ from ..rpc.sessions import SessionManager
 from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
+from .transfer_url import UrlImport
 from .console import ConsoleHandler, ConsoleSettler, Relays
 from .feed import Feed
 from .locks import SharedExclusiveLock
@@ -148,6 +149,7 @@ class Agent:
             links=(netlink.NetworkPort(config.netns or None, deferToThread, udev.nic_facts)
                    if config.manage_network else None),
             filters=nftables.VifFilters(config.netns or None, deferToThread) if config.manage_network else None,
+            url_import=lambda ctx, *a: self.url_import(ctx, *a),  # made below, with the transfers
         )
         self.runtime = Runtime(store=self.store, sessions=self.sessions, tasks=self.tasks, events=self.events,
                                ports=ports, host=self.host_ref, clock=clock, sleep=sleep, shield=shield,
@@ -165,7 +167,8 @@ class Agent:
         self.router.route("/console", ConsoleHandler(self.runtime, reactor, self.relays))
         self.console_settler = ConsoleSettler(reactor, self.runtime)
         self.transfer_pool = transfer_routes.transfer_pool()
-        transfer_routes.register(self.router, self.runtime, self.encoder, reactor, self.transfer_pool)
+        transfers = transfer_routes.register(self.router, self.runtime, self.encoder, reactor, self.transfer_pool)
+        self.url_import = UrlImport(transfers)  # VM.import, in the transfers' thread pool
         self.monitor = HostMonitor()
         self._reading_guests = False
         self.reconcilers = self._reconcilers(config.state_dir)

@@ -32,6 +32,13 @@ VM_MESSAGES = [
     message("revert", [param("snapshot", VM)], VOID,
             ["VM_BAD_POWER_STATE", "OPERATION_NOT_ALLOWED", "SR_FULL", "VM_REVERT_FAILED"],
             "Bring the snapshot's VM back to the snapshot: its disks and settings."),
+    message("import", [param("url", STRING), param("sr", Ref("SR")), param("full_restore", BOOL),
+                       param("force", BOOL)], SetOf(VM),
+            ["IMPORT_ERROR", "IMPORT_ERROR_PREMATURE_EOF", "IMPORT_ERROR_SOME_CHECKSUMS_FAILED",
+             "IMPORT_ERROR_UNEXPECTED_FILE", "DEFAULT_SR_NOT_FOUND", "SR_FULL"],
+            "Fetch the XVA at `url` (http or https) and import it as PUT /import does, its disks "
+            "onto `sr` (NULL: the pool's default SR); `full_restore` keeps its UUIDs and MACs, "
+            "`force` takes chunks whose checksum fails. The new VMs, the archive's own first."),
     # power
     _life("start", "Halted to Running (or Paused).", START_ARGS,
           _STATE + ["HOST_NOT_ENOUGH_FREE_MEMORY", "BOOTLOADER_FAILED", "UNKNOWN_BOOTLOADER"]),

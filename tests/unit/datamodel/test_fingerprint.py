@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "a0631ce21b28cd87dcfa64c2eac6dffb199ca70086ef00e0bfa08b0820820f13"
+EXPECTED_FINGERPRINT = "4af092335288953e5e74a0cbf320d0e66d5689838a8c1530dfab28220004ced8"
 
 
 def _walk(t):
