@@ -9,6 +9,7 @@ import http.server
 import os
 import socket
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -25,6 +26,19 @@ NULL = "OpaqueRef:NULL"
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+    def copyfile(self, source, outputfile):
+        if "slow" not in self.path:
+            return super().copyfile(source, outputfile)
+        while True:  # /slow/...: 16 KiB every 10 ms, so that an import lasts long enough to cancel
+            piece = source.read(16384)
+            if not piece:
+                return None
+            try:
+                outputfile.write(piece)
+            except OSError:
+                return None
+            time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +124,7 @@ def test_async_import_task_has_the_refs_and_progress(agent, x, source, served):
     seen = []
     assert wait_task(x, task, seen=seen) == "success", x.task.get_error_info(task)
     assert float(x.task.get_progress(task)) == 1.0
+    assert seen == sorted(seen) and all(0.0 <= p <= 1.0 for p in seen)
     result = x.task.get_result(task)
     assert result.startswith("<value><array><data><value>OpaqueRef:")
     new = result.split("<value>")[-1].split("</value>")[0]
@@ -168,6 +183,22 @@ def test_bad_urls_and_archives_fail_and_leave_nothing(agent, x, source, served, 
     [new] = imp(f"{base}/corrupt.xva", sr, False, True)
     assert x.VM.get_name_label(new) == x.VM.get_name_label(source)
     x.VM.destroy(new)
+
+
+def test_cancelled_import_leaves_nothing(agent, x, source, served, other_sr):
+    root, base = served
+    (root / "slow").mkdir(exist_ok=True)
+    (root / "slow" / "vm.xva").write_bytes((root / "vm.xva").read_bytes())
+    before = counts(x, other_sr)
+    task = getattr(x.Async.VM, "import")(f"{base}/slow/vm.xva", other_sr[0], False, False)
+    deadline = time.monotonic() + 30
+    while float(x.task.get_progress(task)) == 0.0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until chunks are being written
+    assert x.task.get_status(task) == "pending"
+    x.task.cancel(task)
+    assert wait_task(x, task) == "cancelled"
+    assert x.task.get_error_info(task) == ["TASK_CANCELLED", task]
+    assert counts(x, other_sr) == before
 
 
 def test_bad_sr_is_refused_before_any_fetch(x, served):
