@@ -28,6 +28,10 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
     def copyfile(self, source, outputfile):
+        if "cut" in self.path:  # /cut/...: the whole length announced, half the bytes sent
+            size = os.fstat(source.fileno()).st_size
+            outputfile.write(source.read(size // 2))
+            return None
         if "slow" not in self.path:
             return super().copyfile(source, outputfile)
         while True:  # /slow/...: 16 KiB every 10 ms, so that an import lasts long enough to cancel
@@ -172,6 +176,11 @@ def test_bad_urls_and_archives_fail_and_leave_nothing(agent, x, source, served, 
         (root / "short.xva").write_bytes(whole[:cut])
         assert failure(imp, f"{base}/short.xva", sr, False, False) == ["IMPORT_ERROR_PREMATURE_EOF"], cut
         assert counts(x, other_sr) == before
+
+    (root / "cut").mkdir(exist_ok=True)
+    (root / "cut" / "vm.xva").write_bytes(whole)  # the server closes after half its Content-Length
+    assert failure(imp, f"{base}/cut/vm.xva", sr, False, False) == ["IMPORT_ERROR_PREMATURE_EOF"]
+    assert counts(x, other_sr) == before
 
     corrupt_chunk(str(root / "vm.xva"), str(root / "corrupt.xva"))
     task = getattr(x.Async.VM, "import")(f"{base}/corrupt.xva", sr, False, False)
