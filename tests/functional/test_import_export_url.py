@@ -210,6 +210,14 @@ def test_cancelled_import_leaves_nothing(agent, x, source, served, other_sr):
     assert counts(x, other_sr) == before
 
 
+def test_empty_sr_is_the_default_sr(x, source, served):
+    _root, base = served
+    default = x.pool.get_default_SR(x.pool.get_all()[0])
+    [new] = getattr(x.VM, "import")(f"{base}/vm.xva", "", False, False)
+    vbds, _ = devices(x, new)
+    assert {x.VDI.get_SR(r["VDI"]) for r in vbds.values() if r["type"] == "Disk"} == {default}
+
+
 def test_bad_sr_is_refused_before_any_fetch(x, served):
     _root, base = served
     assert failure(getattr(x.VM, "import"), f"{base}/vm.xva", "OpaqueRef:nonsense", False, False) == \
