@@ -206,8 +206,14 @@ async def link_changed(ctx, value: dict) -> None:
     if not (BACKEND.match(name) or tap) or ctx.ports.links is None:
         return
     if value["deleted"]:
-        if owner(ctx, name) is None or tap:
+        # A gone link's filter guards nothing, whoever owned it: the report of a domain's end can
+        # come before the records say it halted. A link made again meanwhile (unplug, plug) keeps
+        # the filter its plug just applied.
+        with link_errors():
+            back = await ctx.ports.links.link(name)
+        if back is None:
             await vif_locking.remove(ctx, name)
+        if owner(ctx, name) is None or tap:
             _forget_tap(ctx, name)
         return
     vif = owner(ctx, name) or (await claim_tap(ctx, name) if tap else None)
