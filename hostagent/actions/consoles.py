@@ -153,7 +153,9 @@ async def report_device_model(ctx) -> None:
     except HypervisorError as e:
         log.warning("cannot tell which user runs device models: %s", e)
         return
-    found = device_model_user(driver)
+    # reads qemu.conf, walks /proc and looks users up: off the reactor where the agent runs one
+    run = ctx.ports.run_blocking
+    found = await run(device_model_user, driver) if run is not None else device_model_user(driver)
     store = ctx.store
     other = dict(store.get("host", ctx.host)["other_config"])
     if found.user:

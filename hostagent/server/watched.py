@@ -4,8 +4,9 @@
 becomes readable, `source.read()` (which must not block: it takes only what is
 waiting) returns a list of events and each becomes a `kind` report on the feed,
 in order, applied on the reactor like any other adapter's report. No thread: the
-reactor's own poll waits on the socket. Used for udev's monitor of network links
-(backends/udev.py: NetDeviceEvents).
+reactor's own poll waits on the socket. Used for udev's monitor of network devices
+(backends/udev.py: NetDeviceEvents) and for the kernel's link notifications
+(backends/netlink/monitor.py).
 """
 
 import logging
