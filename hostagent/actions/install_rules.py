@@ -9,6 +9,7 @@ one is an entry in the JSON file.
 """
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +20,9 @@ NETWORK_SCHEMES = ("http", "https", "ftp", "nfs")
 CDROM = "cdrom"
 INSTALL, FIND_KERNEL, DONE = "install", "find-kernel", "done"
 TRUE = ("1", "true", "yes", "on")
+# An NFS server as `mount` takes it: a host name, an IPv4 address or a bracketed IPv6 one.
+# Never a leading '-', which mount would read as one of its own options.
+NFS_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.-]*")
 Pair = Tuple[str, str]
 
 
@@ -87,6 +91,8 @@ def parse_repository(text: str) -> Repository:
         host, _, path = path.partition(":")
     if not host:
         raise InstallError(f"install-repository {text!r} names no server")
+    if host.startswith("-") or (scheme == "nfs" and not NFS_HOST.fullmatch(host)):
+        raise InstallError(f"install-repository {text!r}: {host!r} is not a server name or address")
     if any(c.isspace() for c in text):
         raise InstallError(f"install-repository {text!r}: a URL has no spaces")
     return Repository(scheme, host, "/" + path.strip("/") if path.strip("/") else "/", text.rstrip("/"))

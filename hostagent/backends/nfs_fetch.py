@@ -33,7 +33,7 @@ class NfsExport:
         os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         self.mountpoint = tempfile.mkdtemp(prefix=".nfs-", dir=self.work_dir)
         try:
-            _run(["mount", "-t", "nfs", "-o", MOUNT_OPTIONS, self.source, self.mountpoint],
+            _run(["mount", "-t", "nfs", "-o", MOUNT_OPTIONS, "--", self.source, self.mountpoint],
                  f"mounting {self.source}")
         except BaseException:
             os.rmdir(self.mountpoint)

@@ -50,7 +50,7 @@ def test_symlinked_directory_is_refused(tmp_path):
 
 
 def test_dotdot_and_non_files_are_refused(tmp_path):
-    export, top = _export(tmp_path)
+    export, _ = _export(tmp_path)
     (tmp_path / "k").write_text("x")
     with pytest.raises(FetchError, match="not a plain path"):
         export.copy("images/../../k", str(tmp_path / "out"), Progress())
