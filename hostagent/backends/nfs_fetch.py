@@ -1,5 +1,5 @@
-"""Files copied out of an NFS export, mounted read-only for the copy: the agent's only
-`mount -t nfs` (sm's NFS SR mounts its own, apart).
+"""Files copied out of an NFS export, mounted read-only for the copy, through sm's mount
+helper (sm/drivers/mounts.py: the one module that runs `mount`).
 
 Blocking; call in a worker thread. The export is mounted on a fresh directory under
 `work_dir`, the files copied, and the export unmounted whatever happened. Failures are
@@ -8,11 +8,13 @@ fetch.FetchError, like the other repositories'.
 
 import errno
 import os
-import shutil
 import stat
-import subprocess
 import tempfile
-from typing import List
+from contextlib import contextmanager
+
+from sm.drivers import mounts
+from sm.errors import SMError, Timeout, ToolFailed
+from sm.runner import Runner
 
 from .fetch import CHUNK, FetchCancelled, FetchError, Progress
 
@@ -24,30 +26,27 @@ MOUNT_OPTIONS = "ro,nosuid,nodev,noexec,nolock,soft,timeo=100,retrans=2"
 class NfsExport:
     """`server:/export` mounted read-only while the `with` block runs."""
 
-    def __init__(self, server: str, export: str, work_dir: str):
+    def __init__(self, server: str, export: str, work_dir: str, runner: Runner | None = None):
         self.source = f"{server}:{export}"
         self.work_dir = work_dir
         self.mountpoint = ""
+        self.runner = runner or Runner(timeout=MOUNT_TIMEOUT)
 
     def __enter__(self) -> "NfsExport":
         os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         self.mountpoint = tempfile.mkdtemp(prefix=".nfs-", dir=self.work_dir)
         try:
-            _run(["mount", "-t", "nfs", "-o", MOUNT_OPTIONS, "--", self.source, self.mountpoint],
-                 f"mounting {self.source}")
+            with _translated(f"mounting {self.source}"):
+                mounts.mount(self.runner, self.source, self.mountpoint, "nfs", MOUNT_OPTIONS, "NFSMount")
         except BaseException:
             os.rmdir(self.mountpoint)
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        try:
-            _run(["umount", "-f", "-l", self.mountpoint], f"unmounting {self.source}")
-        finally:
-            try:
-                os.rmdir(self.mountpoint)
-            except OSError:
-                pass
+        # sm's umount is a clean one and removes the (then empty) mount point.
+        with _translated(f"unmounting {self.source}"):
+            mounts.umount(self.runner, self.mountpoint, "NFSMount")
 
     def describe(self, relative: str) -> str:
         return f"nfs:{self.source.rstrip('/')}/{relative.lstrip('/')}"
@@ -119,12 +118,16 @@ def open_beneath(top: str, relative: str) -> int:
     return leaf
 
 
-def _run(argv: List[str], what: str) -> None:
-    if shutil.which(argv[0]) is None:
-        raise FetchError(f"{what}: no {argv[0]} command on this host")
+@contextmanager
+def _translated(what: str):
+    """sm's mount errors as this module's FetchError."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=MOUNT_TIMEOUT)
-    except subprocess.TimeoutExpired:
+        yield
+    except Timeout:
         raise FetchError(f"{what}: no answer in {MOUNT_TIMEOUT:.0f} s") from None
-    if done.returncode != 0:
-        raise FetchError(f"{what}: {(done.stderr or done.stdout).strip() or f'exit {done.returncode}'}")
+    except ToolFailed as e:
+        if e.rc == 127:
+            raise FetchError(f"{what}: no {e.cmd[0]} command on this host") from None
+        raise FetchError(f"{what}: {(e.stderr or e.stdout).strip() or f'exit {e.rc}'}") from None
+    except SMError as e:
+        raise FetchError(f"{what}: {e}") from None

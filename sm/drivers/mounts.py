@@ -14,7 +14,8 @@ def is_mounted(runner, target: str) -> bool:
 
 def mount(runner, source: str, target: str, fstype: str, options: str | None,
           error: str, timeout: float | None = None) -> None:
-    """mount -t fstype [-o options] source target, creating target first."""
+    """mount -t fstype [-o options] -- source target, creating target first (`--`: a source
+    or target starting with '-' is never read as an option)."""
     try:
         os.makedirs(target, exist_ok=True)
     except OSError as exc:
@@ -22,7 +23,7 @@ def mount(runner, source: str, target: str, fstype: str, options: str | None,
     argv = ["mount", "-t", fstype]
     if options:
         argv += ["-o", options]
-    runner.run(argv + [source, target], timeout=timeout, error=error)
+    runner.run(argv + ["--", source, target], timeout=timeout, error=error)
 
 
 def umount(runner, target: str, error: str, timeout: float | None = None) -> None:

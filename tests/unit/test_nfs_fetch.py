@@ -7,7 +7,8 @@ import stat
 import pytest
 
 from hostagent.backends.fetch import FetchError, Progress
-from hostagent.backends.nfs_fetch import NfsExport
+from hostagent.backends.nfs_fetch import MOUNT_OPTIONS, NfsExport
+from sm.runner import RecordingRunner
 
 
 def _export(tmp_path):
@@ -63,3 +64,31 @@ def test_missing_file_is_reported_missing(tmp_path):
     with pytest.raises(FetchError) as info:
         export.copy("images/xen/nothing", str(tmp_path / "out"), Progress())
     assert info.value.missing
+
+
+def test_mount_goes_through_sms_helper_read_only_noexec_with_double_dash(tmp_path):
+    runner = RecordingRunner()
+    with NfsExport("filer.example", "/srv/debian", str(tmp_path / "work"), runner) as export:
+        mountpoint = export.mountpoint
+    mount, umount = runner.calls
+    assert mount == ["mount", "-t", "nfs", "-o", MOUNT_OPTIONS, "--", "filer.example:/srv/debian", mountpoint]
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(MOUNT_OPTIONS.split(","))
+    assert umount == ["umount", mountpoint]
+    assert not os.path.exists(mountpoint)
+
+
+def test_mount_failure_is_a_fetch_error_and_leaves_no_mountpoint(tmp_path):
+    runner = RecordingRunner().when(["mount"], rc=32, stderr="mount.nfs: access denied by server\n")
+    with pytest.raises(FetchError, match="mounting filer:/x: mount.nfs: access denied"), \
+            NfsExport("filer", "/x", str(tmp_path / "work"), runner):
+        pass
+    assert os.listdir(tmp_path / "work") == []
+
+
+def test_mount_timeout_and_missing_tool_are_fetch_errors(tmp_path):
+    runner = RecordingRunner().when(["mount"], timeout=True)
+    with pytest.raises(FetchError, match="no answer"), NfsExport("filer", "/x", str(tmp_path / "w"), runner):
+        pass
+    runner = RecordingRunner().when(["mount"], rc=127, stderr="mount: command not found")
+    with pytest.raises(FetchError, match="no mount command"), NfsExport("filer", "/x", str(tmp_path / "w"), runner):
+        pass

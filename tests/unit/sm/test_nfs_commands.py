@@ -42,7 +42,7 @@ def test_attach_mounts_server_path_with_soft_tcp_options(state):
     driver(state, runner).attach()
     assert runner.calls == [
         ["findmnt", "--noheadings", "--mountpoint", mountpoint(state)],
-        ["mount", "-t", "nfs", "-o", f"{OPTS},vers=3", "filer.example:/export/xen",
+        ["mount", "-t", "nfs", "-o", f"{OPTS},vers=3", "--", "filer.example:/export/xen",
          mountpoint(state)],
     ]
 
@@ -55,7 +55,7 @@ def test_nfs_versions_choose_type_and_vers(state, version, fstype, vers):
     os.makedirs(os.path.join(mountpoint(state), SR))
     driver(state, runner, nfsversion=version).attach()
     assert runner.commands("mount") == [
-        ["mount", "-t", fstype, "-o", f"{OPTS},vers={vers}", "filer.example:/export/xen",
+        ["mount", "-t", fstype, "-o", f"{OPTS},vers={vers}", "--", "filer.example:/export/xen",
          mountpoint(state)]]
 
 
@@ -64,7 +64,7 @@ def test_extra_options_are_appended_and_ipv6_servers_bracketed(state):
     os.makedirs(os.path.join(mountpoint(state), SR))
     driver(state, runner, server="fd00::5", options="nconnect=4,noatime").attach()
     assert runner.commands("mount") == [
-        ["mount", "-t", "nfs", "-o", f"{OPTS},vers=3,nconnect=4,noatime",
+        ["mount", "-t", "nfs", "-o", f"{OPTS},vers=3,nconnect=4,noatime", "--",
          "[fd00::5]:/export/xen", mountpoint(state)]]
 
 
@@ -187,6 +187,6 @@ def test_probe_with_serverpath_lists_sr_directories_on_a_temporary_mount(state):
     runner = RecordingRunner()
     assert driver(state, runner).probe() == []
     mount, umount = runner.calls
-    assert mount[:6] == ["mount", "-t", "nfs", "-o", f"{OPTS},vers=3",
+    assert mount[:7] == ["mount", "-t", "nfs", "-o", f"{OPTS},vers=3", "--",
                          "filer.example:/export/xen"]
-    assert mount[6].startswith(os.path.join(state, "probe")) and umount == ["umount", mount[6]]
+    assert mount[7].startswith(os.path.join(state, "probe")) and umount == ["umount", mount[7]]
