@@ -118,7 +118,9 @@ async def abandon(ctx, vm: str, prepared: Optional[Prepared]) -> None:
 def forget(ctx, uuid: str) -> None:
     """A VM is gone (VM.destroy): its cached installer files go too (a few files: quick)."""
     if ctx.ports.boot_dir:
-        _remove(os.path.join(ctx.ports.boot_dir, uuid))
+        directory = _child(ctx.ports.boot_dir, uuid)
+        if directory is not None:
+            _remove(directory)
 
 
 # ------------------------------------------------------------------ the install round
@@ -308,7 +310,18 @@ async def _blocking(ctx, fn: Callable, *args):
 def _directory(ctx, rec: dict) -> str:
     if not ctx.ports.boot_dir:
         raise ApiError("INTERNAL_ERROR", "the agent has no directory for boot files")
-    return os.path.join(ctx.ports.boot_dir, rec["uuid"])
+    directory = _child(ctx.ports.boot_dir, rec["uuid"])
+    if directory is None:
+        raise ApiError("INTERNAL_ERROR", f"the VM uuid {rec['uuid']!r} names no directory of its own")
+    return directory
+
+
+def _child(parent: str, name: str) -> str | None:
+    """`parent`/`name` when that is a direct child of `parent` (no `/`, `.`, `..`), else None."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        return None
+    path = os.path.join(parent, name)
+    return path if os.path.dirname(os.path.normpath(path)) == os.path.normpath(parent) else None
 
 
 def _remove(directory: str) -> None:

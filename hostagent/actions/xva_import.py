@@ -15,6 +15,7 @@ implements with /import's steps (server/transfer_url.py).
 
 import contextlib
 import logging
+import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from ..datamodel.errors import ApiError
@@ -179,8 +180,9 @@ async def create_records(ctx, p: ImportPlan, sr: str | None, drv, made: dict[str
         for ref_id, vol in vols.items():
             snap = p.objects[ref_id].snapshot
             values = _coerced(coerce, api, "VDI", snap, VDI_FIELDS)
-            if restore:
-                values["uuid"] = str(snap.get("uuid", ""))
+            kept = _archive_uuid(snap) if restore else None
+            if kept is not None:
+                values["uuid"] = kept
             new[ref_id] = R.create_vdi(store, sr, vol, **values)
         for vm_id in p.vms:
             snap = p.objects[vm_id].snapshot
@@ -188,9 +190,9 @@ async def create_records(ctx, p: ImportPlan, sr: str | None, drv, made: dict[str
             other = {k: v for k, v in values.get("other_config", {}).items()
                      if restore or k != "mac_seed"}
             values.update(other_config=other, is_default_template=False)
-            uuid = str(snap.get("uuid", ""))
-            if restore and store.by_uuid("VM", uuid) is None:
-                values["uuid"] = uuid
+            kept = _archive_uuid(snap) if restore else None
+            if kept is not None and store.by_uuid("VM", kept) is None:
+                values["uuid"] = kept
             new[vm_id] = vm_actions.create(ctx, values)
         for vm_id in p.vms:  # snapshots of a metadata import point at their VM
             snap = p.objects[vm_id].snapshot
@@ -233,6 +235,17 @@ async def create_records(ctx, p: ImportPlan, sr: str | None, drv, made: dict[str
         await R.update_sizes(ctx, sr, drv)
     await ctx.durable()
     return [new[v] for v in p.vms]
+
+
+def _archive_uuid(snap: dict) -> str | None:
+    """The archive's uuid for an object when it is one in canonical form, else None (a
+    fresh one is made): it names files and directories later, so `/` or `../..` never pass."""
+    raw = str(snap.get("uuid", ""))
+    try:
+        canonical = str(uuidlib.UUID(raw))
+    except ValueError:
+        return None
+    return canonical if canonical == raw.lower() else None
 
 
 def _type(api, cls: str, name: str):

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
+import uuid as uuidlib
 
 import pytest
 
@@ -357,7 +358,7 @@ def test_cancelling_an_import_leaves_nothing(agent, s, x, source, other_sr, tmp_
     wait_for(lambda: counts(x, other_sr) == before, 10, "the import's volumes gone")
 
 
-def xapi_like_archive(path: str, disk: bytes) -> None:
+def xapi_like_archive(path: str, disk: bytes, uuids: dict | None = None) -> None:
     """An XVA as another exporter may write it, built here with tarfile and hashlib only:
     a VM record with few fields and one unknown, VM_metrics and host objects we do not
     import, typed <int>s and a dateTime, a gap in the chunk numbers, xapi's empty
@@ -398,6 +399,9 @@ def xapi_like_archive(path: str, disk: bytes) -> None:
     version = {"hostname": "elsewhere", "date": "2020-01-01", "product_version": "8.2.1",
                "product_brand": "XCP-ng", "build_number": "release", "xapi_major": 1, "xapi_minor": 20,
                "export_vsn": 2}
+    for c, _i, snap in objects:  # {"VM": uuid, "VDI": uuid}: uuids to put in the archive
+        if c in (uuids or {}):
+            snap["uuid"] = uuids[c]
     items = [{"class": c, "id": i, "snapshot": s} for c, i, s in objects]
     ova = v({"version": version, "objects": items}).encode()  # the dateTime string above is raw XML
     mib = 1 << 20
@@ -433,3 +437,18 @@ def test_an_archive_from_another_exporter(agent, s, x, other_sr, tmp_path):
     vdi = x.VBD.get_VDI(vbd)
     assert x.VDI.get_name_label(vdi) == "elsewhere disk"
     assert disk_bytes(agent, x, vdi) == bytes(disk)
+
+
+@pytest.mark.parametrize("bad", ["/", "../..", "not-a-uuid", "{0D6C2B32-9C55-4B4A-9D0B-3C2B2F6D1A11}"])
+def test_restore_makes_a_fresh_uuid_for_a_malformed_one(agent, s, x, other_sr, tmp_path, bad):
+    xva = str(tmp_path / "bad-uuid.xva")
+    xapi_like_archive(xva, bytes(3 * (1 << 20) + 4096), {"VM": bad, "VDI": bad})
+    _, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0],
+                                    restore="true"), xva)
+    assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+    [new] = body.split()
+    vdi = x.VBD.get_VDI(x.VM.get_VBDs(new)[0])
+    for uuid in (x.VM.get_uuid(new), x.VDI.get_uuid(vdi)):
+        assert uuid != bad and str(uuidlib.UUID(uuid)) == uuid
+    x.VM.destroy(new)
+    x.VDI.destroy(vdi)
