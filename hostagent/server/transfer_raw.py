@@ -23,6 +23,7 @@ from ..backends.storage import (
 )
 from ..datamodel.errors import ApiError
 from ..datamodel.types import Ref
+from ..rpc.oplocks import Op
 from ..xva import archive
 from .transfer_common import BodyPipe, Gone, ResponseSink, Work
 from .transfer_export import refuse, start_stream
@@ -32,6 +33,11 @@ log = logging.getLogger("hostagent.rawvdi")
 
 FORMATS = ("raw", "vhd")
 PIECE = archive.CHUNK
+# what a transfer shows in the VDI's current_operations while it holds the disk (the write of
+# an import is VDI.copy's into a destination; xapi's enum has no import): every other VDI
+# operation (destroy, resize, another import...) meanwhile gets OTHER_OPERATION_IN_PROGRESS
+WRITING = Op("copy")
+RUNNING_STATES = ("Running", "Paused")
 
 
 def find_vdi(ctx, query) -> str:
@@ -58,6 +64,38 @@ async def open_vdi(work: Work, vdi: str, writable: bool):
     drv = R.plugged_driver(ctx, rec["SR"])
     with translated(ctx):
         return await ctx.ports.storage.open_io(drv, R.volume_of(ctx.store, vdi), writable)
+
+
+def assert_writable(ctx, vdi: str) -> None:
+    """Refusals of a write into the disk, before its body is read: a read-only VDI
+    (bases, ISO images, user flag), or one a running VM has attached."""
+    rec = ctx.store.get("VDI", vdi)
+    if rec["read_only"]:
+        raise ApiError("VDI_READONLY", vdi)
+    for vbd in rec["VBDs"]:
+        vbd_rec = ctx.store.tables["VBD"].get(vbd)
+        if vbd_rec is None or not vbd_rec["currently_attached"]:
+            continue
+        vm = ctx.store.tables["VM"].get(vbd_rec["VM"])
+        if vm is not None and vm["power_state"] in RUNNING_STATES:
+            raise ApiError("VDI_IN_USE", vdi, "import")
+
+
+def lock_vdi(t, vdi: str, task: str) -> None:
+    oplocks = t.runtime.oplocks
+    oplocks.begin(oplocks.tables["VDI"], WRITING, vdi, task)
+
+
+def assert_not_busy(t, vdi: str) -> None:
+    oplocks = t.runtime.oplocks
+    err = oplocks.problem(oplocks.tables["VDI"], WRITING, vdi, oplocks.store.get("VDI", vdi))
+    if err is not None:
+        raise err
+
+
+def unlock_vdi(t, vdi: str, task: str) -> None:
+    oplocks = t.runtime.oplocks
+    oplocks.end(oplocks.tables["VDI"], vdi, task)
 
 
 def blocks_of(size: int, extents) -> list:
@@ -158,6 +196,9 @@ class ExportRawHandler:
         try:
             vdi = find_vdi(work.ctx, call.query)
             fmt = disk_format(call.query)
+            # not while an import (or another VDI operation) holds the disk; exports do not
+            # lock, so that several may read one disk at once
+            assert_not_busy(self.t, vdi)
             io = await open_vdi(work, vdi, False)
             size = work.ctx.store.get("VDI", vdi)["virtual_size"]
             if fmt == "vhd":
@@ -196,6 +237,8 @@ class ImportRawHandler:
         try:
             vdi = find_vdi(work.ctx, call.query)
             fmt = disk_format(call.query)
+            assert_writable(work.ctx, vdi)
+            lock_vdi(self.t, vdi, work.task)  # held until the write ends (in _run)
         except ApiError as e:
             refuse(call, work.fail(e), work.task)
             return Discard()
@@ -225,4 +268,5 @@ class ImportRawHandler:
                     await self.t.in_pool(io.close)
                 except Exception as e:  # noqa: BLE001 - the first failure is the one to report
                     log.warning("closing VDI %s after a failed import: %s", vdi, e)
+            unlock_vdi(self.t, vdi, work.task)
         end_answer(call, text)

@@ -9,6 +9,7 @@ import subprocess
 import urllib.parse
 
 import pytest
+import XenAPI
 
 from .storage_util import MiB, login, read_pyvhdi, vdi_record, vhd_path, wait_task
 from .transfer_support import curl_put, curl_to_file, disk_bytes, make_vm
@@ -173,3 +174,79 @@ def test_raw_refusals(agent, s, x, disks):
     status, headers = curl_to_file(url(agent, "/export_raw_vdi", session_id=s._session, vdi="nope"), os.devnull)
     assert status == 404
     assert x.task.get_error_info(headers["task-id"]) == ["UUID_INVALID", "VDI", "nope"]
+
+
+def refused_put(agent, s, x, vdi, tmp_path, fill=b"\x77"):
+    """PUT a MiB of `fill` into vdi; (status, task error info, body)."""
+    body = str(tmp_path / "refused.raw")
+    with open(body, "wb") as f:
+        f.write(fill * MiB)
+    status, headers, text = curl_put(url(agent, "/import_raw_vdi", session_id=s._session, vdi=vdi), body)
+    assert wait_task(x, headers["task-id"]) == "failure"
+    return status, x.task.get_error_info(headers["task-id"]), text
+
+
+def test_import_into_a_read_only_vdi_is_refused(agent, s, x, disks, tmp_path):
+    sr, _ = disks
+    target = x.VDI.create(vdi_record(sr, 2 * MiB, "read-only target", read_only=True))
+    before = disk_bytes(agent, x, target)
+    status, error, text = refused_put(agent, s, x, target, tmp_path)
+    assert status == 500 and error == ["VDI_READONLY", target] and text == f"VDI_READONLY {target}"
+    assert disk_bytes(agent, x, target) == before  # nothing written
+    assert x.VDI.get_current_operations(target) == {}
+    x.VDI.destroy(target)
+
+
+def test_import_into_a_disk_of_a_running_vm_is_refused(agent, s, x, tmp_path):
+    [t] = [ref for ref, rec in x.VM.get_all_records().items()
+           if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+    vm = x.VM.clone(t, "raw import victim")
+    x.VM.provision(vm)
+    [vbd] = x.VM.get_VBDs(vm)
+    vdi = x.VBD.get_VDI(vbd)
+    x.VM.start(vm, False, False)
+    try:
+        assert x.VBD.get_currently_attached(vbd) is True
+        status, error, _ = refused_put(agent, s, x, vdi, tmp_path)
+        assert status == 500 and error == ["VDI_IN_USE", vdi, "import"]
+        assert x.VDI.get_current_operations(vdi) == {}
+    finally:
+        x.VM.hard_shutdown(vm)
+    # halted, the same disk takes the write
+    _, headers, _ = curl_put(url(agent, "/import_raw_vdi", session_id=s._session, vdi=vdi),
+                             str(tmp_path / "refused.raw"))
+    assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+    x.VM.destroy(vm)
+    x.VDI.destroy(vdi)
+
+
+def test_a_disk_being_imported_is_locked(agent, s, x, disks, tmp_path):
+    """While an import writes, VDI.destroy, another import and an export of that disk get
+    OTHER_OPERATION_IN_PROGRESS; once the import ends (here: its client left) the lock is gone."""
+    sr, _ = disks
+    target = new_vdi(x, sr, 4 * MiB)
+    path = "/import_raw_vdi?" + urllib.parse.urlencode({"session_id": s._session, "vdi": target})
+    where = urllib.parse.urlsplit(agent.url.rstrip("/") + path)
+    with socket.create_connection((where.hostname, where.port)) as sock:
+        sock.sendall(f"PUT {where.path}?{where.query} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {4 * MiB}\r\n\r\n".encode() + b"\x01" * 4096)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        task = next(line.split(":", 1)[1].strip() for line in head.decode("latin-1").split("\r\n")
+                    if line.lower().startswith("task-id:"))
+        assert x.VDI.get_current_operations(target) == {task: "copy"}
+        assert "destroy" not in x.VDI.get_allowed_operations(target)
+        with pytest.raises(XenAPI.Failure) as e:
+            x.VDI.destroy(target)
+        assert e.value.details == ["OTHER_OPERATION_IN_PROGRESS", "VDI", target, "copy", task]
+        _status, error, _ = refused_put(agent, s, x, target, tmp_path)
+        assert error == ["OTHER_OPERATION_IN_PROGRESS", "VDI", target, "copy", task]
+        status, headers = curl_to_file(url(agent, "/export_raw_vdi", session_id=s._session, vdi=target),
+                                       os.devnull)
+        assert status == 500
+        assert x.task.get_error_info(headers["task-id"]) == ["OTHER_OPERATION_IN_PROGRESS", "VDI", target,
+                                                             "copy", task]
+    assert wait_task(x, task) == "failure"  # the body stopped short
+    assert x.VDI.get_current_operations(target) == {}
+    x.VDI.destroy(target)
