@@ -21,6 +21,9 @@ SECTOR = 512
 LINUX_TYPES = (0x83,)  # MBR partition types that may hold an ext file system
 CHUNK = 1 << 20
 MAX_LINKS = 8
+# The most copied out of a guest for one boot file (kernel or initrd): the guest chooses
+# what its menu names, and must not be able to fill dom0's disk with it (cf. XSA-25).
+MAX_BOOT_FILE = 256 << 20
 
 
 class GuestFsError(Exception):
@@ -75,17 +78,25 @@ class GuestDisk:
         except (ExtError, OSError, EOFError) as e:
             raise GuestFsError(f"{self.name}: reading {path}: {e}") from None
 
-    def copy(self, path: str, dest: str) -> int:
-        """The file at `path` to `dest`, whole or not at all."""
+    def copy(self, path: str, dest: str, limit: int = MAX_BOOT_FILE) -> int:
+        """The file at `path` to `dest`, whole or not at all; a file over `limit` bytes is a
+        GuestFsError and nothing is written."""
         _, node = self.find(path)
+        too_big = GuestFsError(f"{self.name}: {path} is larger than the {limit >> 20} MiB allowed for a boot file")
+        if (getattr(node, "size", 0) or 0) > limit:
+            raise too_big
         part = dest + ".part"
         try:
             src = node.open()
             with open(part, "wb") as out:
+                copied = 0
                 while True:
                     chunk = src.read(CHUNK)
                     if not chunk:
                         break
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise too_big
                     out.write(chunk)
             os.replace(part, dest)
             return os.path.getsize(dest)

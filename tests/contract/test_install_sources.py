@@ -157,3 +157,21 @@ def test_guest_file_systems_whole_and_partitioned(tmp_path):
     blank = bytes(4 << 20)
     with pytest.raises(GuestFsError, match="no ext2/3/4 file system"):
         GuestDisk(VolumeFile(lambda o, n: blank[o:o + n], len(blank)), len(blank), "blank")
+
+
+@pytest.mark.skipif(not shutil.which("mke2fs"), reason="needs mke2fs (e2fsprogs)")
+def test_a_guest_boot_file_over_the_cap_is_refused_and_nothing_copied(tmp_path):
+    from hostagent.backends.guest_fs import MAX_BOOT_FILE
+    from hostagent.backends.volume_file import VolumeFile
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    with open(root / "boot" / "vmlinuz", "wb") as f:  # sparse: costs the image next to nothing
+        f.truncate(MAX_BOOT_FILE + (1 << 20))
+    image = tmp_path / "fs.ext4"
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(root), str(image), "16M"], check=True,
+                   capture_output=True)
+    read_at, size = _read_at(image)
+    disk = GuestDisk(VolumeFile(read_at, size), size, "huge")
+    with pytest.raises(GuestFsError, match="larger than the 256 MiB"):
+        disk.copy("/boot/vmlinuz", str(tmp_path / "k"))
+    assert not (tmp_path / "k").exists() and not (tmp_path / "k.part").exists()
