@@ -452,3 +452,22 @@ def test_restore_makes_a_fresh_uuid_for_a_malformed_one(agent, s, x, other_sr, t
         assert uuid != bad and str(uuidlib.UUID(uuid)) == uuid
     x.VM.destroy(new)
     x.VDI.destroy(vdi)
+
+
+def test_restoring_an_archive_twice_gives_the_second_copy_fresh_uuids(agent, s, x, other_sr, tmp_path):
+    xva = str(tmp_path / "twice.xva")
+    vm_uuid, vdi_uuid = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    xapi_like_archive(xva, bytes(3 * (1 << 20) + 4096), {"VM": vm_uuid, "VDI": vdi_uuid})
+    made = []
+    for _ in range(2):
+        _, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0],
+                                        restore="true"), xva)
+        assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+        [new] = body.split()
+        made.append((new, x.VBD.get_VDI(x.VM.get_VBDs(new)[0])))
+    (vm1, vdi1), (vm2, vdi2) = made
+    assert (x.VM.get_uuid(vm1), x.VDI.get_uuid(vdi1)) == (vm_uuid, vdi_uuid)
+    assert x.VM.get_uuid(vm2) != vm_uuid and x.VDI.get_uuid(vdi2) != vdi_uuid
+    for vm, vdi in made:
+        x.VM.destroy(vm)
+        x.VDI.destroy(vdi)
