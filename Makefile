@@ -34,9 +34,12 @@ PYTEST_ARGS ?=
 #   debootstrap openssh-client the Xen lab (lab/, docs/lab.md): dom0's image, ssh into dom0
 #   nftables                   nft: VIF locking_mode filters as bridge-family rules
 #                              (hostagent/backends/nftables.py)
+#   nfs-common                 mount.nfs, which `mount -t nfs` needs: NFS SRs and nfs://
+#                              install repositories (hostagent doctor warns when absent)
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
                 lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils \
-                nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86 nftables
+                nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86 nftables \
+                nfs-common
 
 .PHONY: all deps venv run test bench docs clean lab-build lab-boot lab-test lab-smoke
 

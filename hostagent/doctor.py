@@ -172,6 +172,13 @@ def check_datapath(system: System) -> List[Result]:
     return out
 
 
+def check_nfs(system: System) -> Result:
+    if not system.which("mount.nfs"):
+        return Result(WARN, "nfs", "no mount.nfs: nfs:// install repositories and NFS SRs cannot be "
+                                   "mounted (Debian: nfs-common)")
+    return Result(OK, "nfs", system.which("mount.nfs"))
+
+
 def check_qemu_users(system: System) -> Result:
     missing = [u for u in QEMU_USERS if not system.user_exists(u)]
     if missing:
@@ -183,7 +190,8 @@ def check_qemu_users(system: System) -> Result:
 def diagnose(system: System, uri: str) -> List[Result]:
     libvirt_result, free = check_libvirt(system, uri)
     return [check_xen(system), libvirt_result, check_xenstore(system), check_bridges(system),
-            *check_memory(system, free), *check_datapath(system), check_qemu_users(system)]
+            *check_memory(system, free), *check_datapath(system), check_nfs(system),
+            check_qemu_users(system)]
 
 
 def main(argv=None, system: Optional[System] = None, out=sys.stdout) -> int:

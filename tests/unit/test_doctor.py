@@ -28,7 +28,7 @@ class Dom0(doctor.System):
                       "/sys/hypervisor/version/major": "4\n", "/sys/hypervisor/version/minor": "17\n",
                       "/sys/hypervisor/version/extra": ".5\n",
                       "/proc/meminfo": "MemTotal: 900000 kB\nMemAvailable: 600000 kB\n"}
-        self.tools = {"xenstore-read", "xenstore-write", "xenstore-ls", "nbdkit", "nbd-client"}
+        self.tools = {"xenstore-read", "xenstore-write", "xenstore-ls", "nbdkit", "nbd-client", "mount.nfs"}
         self.dirs = {"/sys/class/net": ["eth0", "xenbr0"], "/sys/class/net/xenbr0/bridge": ["bridge_id"]}
         self.users = set(doctor.QEMU_USERS)
         self.driver, self.free = "Xen", 900 << 20
@@ -89,3 +89,11 @@ def test_what_only_some_features_need_is_a_warning():
     status, found, lines = report(Dom0(dirs={"/sys/class/net": ["eth0"]}, users=set()))
     assert status == 0, lines
     assert found["bridges"] == "warn" and found["qemu"] == "warn", lines
+
+
+def test_a_missing_mount_nfs_is_a_warning_naming_nfs_common():
+    tools = Dom0().tools - {"mount.nfs"}
+    status, found, lines = report(Dom0(tools=tools))
+    assert status == 0, lines
+    assert found["nfs"] == "warn", lines
+    assert any("nfs-common" in line for line in lines if line.startswith("warn")), lines
