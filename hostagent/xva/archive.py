@@ -23,6 +23,7 @@ CHUNK = 1 << 20
 BLOCK = 512
 OVA_XML = "ova.xml"
 END = bytes(2 * BLOCK)
+LONG_NAME_MAX = 4096  # a GNU long-name header's data, read whole: no archive name needs more
 _ZEROS = bytes(CHUNK)
 _NAME = re.compile(r"^(Ref:\d+)/(\d{8})(?:\.(checksum|xxhash))?$")
 
@@ -200,6 +201,9 @@ class _Members:
         info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         self._skip = info.size + (-info.size % BLOCK)
         if info.type == tarfile.GNUTYPE_LONGNAME:  # a long name, then its member
+            if info.size > LONG_NAME_MAX:
+                raise XvaError("IMPORT_ERROR", f"a tar long name of {info.size} bytes, more than "
+                                               f"the {LONG_NAME_MAX} it may")
             name = self.data(info).rstrip(b"\0").decode("utf-8", "surrogateescape")
             info = self.next()
             if info is not None:

@@ -130,3 +130,25 @@ def read_all_from(fileobj, sizes):
         disks[ref_id][offset:offset + len(data)] = data
     r.check_complete(sizes)
     return disks, r
+
+
+def test_a_huge_gnu_long_name_is_refused_before_it_is_read():
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 8 << 30  # claims 8 GiB, holds 512 bytes
+    raw = archive.entry("ova.xml", OVA) + header.tobuf(tarfile.GNU_FORMAT) + b"a" * 512 + archive.END
+    r = archive.XvaReader(io.BytesIO(raw))
+    r.ova_xml()
+    with pytest.raises(XvaError) as e:
+        list(r.chunks())
+    assert e.value.code == "IMPORT_ERROR" and "long name" in e.value.params[0]
+
+
+def test_a_gnu_long_name_within_the_cap_names_its_member():
+    name = "Ref:1/00000000"
+    info = tarfile.TarInfo(name + "/" * 200)  # over 100 bytes: tarfile writes a long-name header
+    info.size = 3
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"abc"))
+    members = archive._Members(io.BytesIO(buf.getvalue()))
+    assert members.next().name == name + "/" * 200
