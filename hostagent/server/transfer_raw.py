@@ -67,9 +67,12 @@ async def open_vdi(work: Work, vdi: str, writable: bool):
 
 
 def assert_writable(ctx, vdi: str) -> None:
-    """Refusals of a write into the disk, before its body is read: a read-only VDI
-    (bases, ISO images, user flag), or one a running VM has attached."""
+    """Refusals of a write into the disk, before its body is read: a hidden base copy
+    (its children read through it), a read-only VDI (ISO images, user flag), or one a
+    running VM has attached. A snapshot is its own leaf, writable as in xapi."""
     rec = ctx.store.get("VDI", vdi)
+    if not rec["managed"]:
+        raise ApiError("VDI_NOT_MANAGED", vdi)
     if rec["read_only"]:
         raise ApiError("VDI_READONLY", vdi)
     for vbd in rec["VBDs"]:

@@ -250,3 +250,23 @@ def test_a_disk_being_imported_is_locked(agent, s, x, disks, tmp_path):
     assert wait_task(x, task) == "failure"  # the body stopped short
     assert x.VDI.get_current_operations(target) == {}
     x.VDI.destroy(target)
+
+
+def test_import_into_a_snapshot_leaves_its_original_and_a_base_copy_is_refused(agent, s, x, disks, tmp_path):
+    """A snapshot is a leaf of its own (as with xapi's VHD SRs): it takes the write and the disk
+    it was taken of keeps its bytes; the hidden base copy both read through is refused."""
+    sr, _ = disks
+    original = x.VDI.create(vdi_record(sr, 2 * MiB, "snapshotted"))
+    snap = x.VDI.snapshot(original, {})
+    base = x.VDI.get_by_uuid(x.VDI.get_sm_config(snap)["vhd-parent"])
+    assert x.VDI.get_managed(base) is False and x.VDI.get_sm_config(original)["vhd-parent"] == x.VDI.get_uuid(base)
+    before = disk_bytes(agent, x, original)
+    status, error, _ = refused_put(agent, s, x, base, tmp_path)
+    assert status == 500 and error == ["VDI_NOT_MANAGED", base]
+    _, headers, _ = curl_put(url(agent, "/import_raw_vdi", session_id=s._session, vdi=snap),
+                             str(tmp_path / "refused.raw"))
+    assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+    assert disk_bytes(agent, x, snap)[:MiB] == b"\x77" * MiB
+    assert disk_bytes(agent, x, original) == before
+    for vdi in (snap, original):
+        x.VDI.destroy(vdi)
