@@ -24,9 +24,10 @@ from ..rpc.coerce import Coercer
 from ..xva.ovaxml import XvaObject
 from . import network as network_actions
 from . import storage_records as R
+from . import vif_locking
 from . import vm as vm_actions
 from .storage_errors import translated
-from .vif import generated_mac
+from .vif import MAC_RE, generated_mac
 
 log = logging.getLogger("hostagent.import")
 
@@ -226,9 +227,12 @@ async def create_records(ctx, p: ImportPlan, sr: str | None, drv, made: dict[str
                 if net is None:
                     continue  # as a VM copy: a VIF without its network is left out
                 values = _coerced(coerce, api, "VIF", obj.snapshot, VIF_FIELDS)
+                vif_locking.check_record(values)  # INVALID_VALUE, as VIF.create
                 seed = store.get("VM", vm)["other_config"]["mac_seed"]
-                mac = str(obj.snapshot.get("MAC", "")) if restore else \
-                    generated_mac(seed, values.get("device", "0"))
+                mac = str(obj.snapshot.get("MAC", "")).strip() if restore else ""
+                if mac and not MAC_RE.match(mac):
+                    raise ApiError("MAC_INVALID", mac)
+                mac = mac.lower().replace("-", ":") or generated_mac(seed, values.get("device", "0"))
                 store.create("VIF", {**values, "VM": vm, "network": net, "MAC": mac,
                                      "currently_attached": False})
     if drv is not None:

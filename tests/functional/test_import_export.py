@@ -358,7 +358,7 @@ def test_cancelling_an_import_leaves_nothing(agent, s, x, source, other_sr, tmp_
     wait_for(lambda: counts(x, other_sr) == before, 10, "the import's volumes gone")
 
 
-def xapi_like_archive(path: str, disk: bytes, uuids: dict | None = None) -> None:
+def xapi_like_archive(path: str, disk: bytes, uuids: dict | None = None, vif: dict | None = None) -> None:
     """An XVA as another exporter may write it, built here with tarfile and hashlib only:
     a VM record with few fields and one unknown, VM_metrics and host objects we do not
     import, typed <int>s and a dateTime, a gap in the chunk numbers, xapi's empty
@@ -399,6 +399,12 @@ def xapi_like_archive(path: str, disk: bytes, uuids: dict | None = None) -> None
     version = {"hostname": "elsewhere", "date": "2020-01-01", "product_version": "8.2.1",
                "product_brand": "XCP-ng", "build_number": "release", "xapi_major": 1, "xapi_minor": 20,
                "export_vsn": 2}
+    if vif is not None:  # a VIF with these fields, on a network of the archive's
+        objects[0][2]["VIFs"] = ["Ref:6"]
+        objects += [("VIF", "Ref:6", {"VM": "Ref:0", "network": "Ref:7", "device": "0", "MTU": "1500",
+                                      "other_config": {}, **vif}),
+                    ("network", "Ref:7", {"name_label": "their net", "bridge": "xenbr-theirs",
+                                          "other_config": {}})]
     for c, _i, snap in objects:  # {"VM": uuid, "VDI": uuid}: uuids to put in the archive
         if c in (uuids or {}):
             snap["uuid"] = uuids[c]
@@ -471,3 +477,34 @@ def test_restoring_an_archive_twice_gives_the_second_copy_fresh_uuids(agent, s, 
     for vm, vdi in made:
         x.VM.destroy(vm)
         x.VDI.destroy(vdi)
+
+
+@pytest.mark.parametrize("vif,error", [
+    ({"MAC": "zz:bb:cc:dd:ee:ff"}, ["MAC_INVALID", "zz:bb:cc:dd:ee:ff"]),
+    ({"MAC": "aa:bb:cc:dd:ee:ff", "ipv4_allowed": ["10.0.0.300"]}, ["INVALID_VALUE", "ipv4_allowed", "10.0.0.300"]),
+    ({"MAC": "aa:bb:cc:dd:ee:ff", "ipv6_allowed": ["10.0.0.1"]}, ["INVALID_VALUE", "ipv6_allowed", "10.0.0.1"]),
+])
+def test_an_archives_bad_vif_fails_the_import_and_leaves_nothing(agent, s, x, other_sr, tmp_path, vif, error):
+    xva = str(tmp_path / "bad-vif.xva")
+    xapi_like_archive(xva, bytes(3 * (1 << 20) + 4096), vif=vif)
+    before = counts(x, other_sr), len(x.VIF.get_all()), len(x.network.get_all())
+    _, headers, _body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0],
+                                     restore="true"), xva)
+    assert wait_task(x, headers["task-id"]) == "failure"
+    assert x.task.get_error_info(headers["task-id"]) == error
+    assert (counts(x, other_sr), len(x.VIF.get_all()), len(x.network.get_all())) == before
+
+
+def test_a_restored_vif_mac_is_written_as_vif_create_does(agent, s, x, other_sr, tmp_path):
+    xva = str(tmp_path / "good-vif.xva")
+    xapi_like_archive(xva, bytes(3 * (1 << 20) + 4096), vif={"MAC": "AA-BB-CC-DD-EE-0F",
+                                                             "ipv4_allowed": ["10.0.0.7"]})
+    _, headers, body = curl_put(url(agent, "/import", session_id=s._session, sr_id=other_sr[0],
+                                    restore="true"), xva)
+    assert wait_task(x, headers["task-id"]) == "success", x.task.get_error_info(headers["task-id"])
+    [new] = body.split()
+    [vif] = x.VM.get_VIFs(new)
+    assert x.VIF.get_MAC(vif) == "aa:bb:cc:dd:ee:0f" and x.VIF.get_ipv4_allowed(vif) == ["10.0.0.7"]
+    vdi = x.VBD.get_VDI(x.VM.get_VBDs(new)[0])
+    x.VM.destroy(new)
+    x.VDI.destroy(vdi)
