@@ -75,6 +75,16 @@ def as_api_error(e: BaseException, task: str, store) -> ApiError:
     return ApiError("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
 
 
+def _may_adopt(rt, call, task: str) -> bool:
+    """A caller adopts a task its own session made, or any as a local superuser; another
+    session's task is left alone (the transfer gets a task of its own, as for an unknown one)."""
+    session = call.caller.session
+    if session and rt.tasks.owner(task) == session:
+        return True
+    return bool(session and rt.store.exists("session", session)
+                and rt.store.get("session", session)["is_local_superuser"])
+
+
 class Work:
     """One transfer's task and call context: adopted from `task_id` or made."""
 
@@ -84,7 +94,7 @@ class Work:
         self.tasks = rt.tasks
         given = call.query.get("task_id", "")
         if given and rt.store.exists("task", given) and \
-                rt.store.get("task", given)["status"] == "pending":
+                rt.store.get("task", given)["status"] == "pending" and _may_adopt(rt, call, given):
             self.task = given
         else:
             self.task = self.tasks.create(label, "", call.caller.session or None)

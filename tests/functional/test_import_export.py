@@ -8,11 +8,13 @@ import gzip
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import uuid as uuidlib
 
 import pytest
+import XenAPI
 
 from tests.support import wait_for
 
@@ -508,3 +510,32 @@ def test_a_restored_vif_mac_is_written_as_vif_create_does(agent, s, x, other_sr,
     vdi = x.VBD.get_VDI(x.VM.get_VBDs(new)[0])
     x.VM.destroy(new)
     x.VDI.destroy(vdi)
+
+
+def test_a_transfer_adopts_only_its_own_sessions_task_unless_superuser(agent, s, x, source, tmp_path):
+    vm, _ = source
+    proc = subprocess.run([sys.executable, "-m", "hostagent", "passwd", "alice", "--state-dir", agent.state_dir],
+                          input="alice-pw\n", capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    alice = XenAPI.Session(agent.url)
+    alice.xenapi.login_with_password("alice", "alice-pw", "1.0", "foreign-task-test")
+    a = alice.xenapi
+    try:
+        def export(session, task):
+            status, headers = curl_to_file(url(agent, "/export", session_id=session, ref=vm, task_id=task),
+                                           str(tmp_path / "t.xva"))
+            assert status == 200
+            return headers["task-id"]
+
+        roots = x.task.create("root's", "")
+        used = export(alice._session, roots)  # alice may not complete root's task
+        assert used != roots and x.task.get_status(roots) == "pending"
+        assert a.task.get_status(used) == "success"
+        mine = a.task.create("alice's", "")
+        assert export(alice._session, mine) == mine  # her own
+        assert a.task.get_status(mine) == "success"
+        hers = a.task.create("alice's too", "")
+        assert export(s._session, hers) == hers  # root is a local superuser
+        x.task.destroy(roots)
+    finally:
+        alice.xenapi.session.logout()
