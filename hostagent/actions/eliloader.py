@@ -106,13 +106,13 @@ async def started(ctx, vm: str, prepared: Optional[Prepared]) -> None:
                 other.update(prepared.other_config)
                 ctx.store.set("VM", vm, "other_config", other)
     if not prepared.keep:
-        _remove(prepared.directory)
+        await _remove_off_reactor(ctx, prepared.directory)
 
 
 async def abandon(ctx, vm: str, prepared: Optional[Prepared]) -> None:
     """The start failed after prepare: nothing of it stays in the cache."""
     if prepared is not None:
-        _remove(prepared.directory)
+        await _remove_off_reactor(ctx, prepared.directory)
 
 
 def forget(ctx, uuid: str) -> None:
@@ -138,12 +138,12 @@ async def _install_round(ctx, vm: str, rec: dict, plan: rules.Plan) -> Prepared:
             source = UrlTree(repo.url)
         kernel, initrd = await _blocking(ctx, _gather, source, plan.candidates, directory)
     except (FetchError, GuestFsError) as e:
-        _remove(directory)
+        await _remove_off_reactor(ctx, directory)
         if isinstance(e, FetchCancelled):
             raise ApiError("TASK_CANCELLED", ctx.task or "") from None
         raise failed(vm, f"{plan.distro} install round {plan.round}: {e}") from None
     except BaseException:
-        _remove(directory)
+        await _remove_off_reactor(ctx, directory)
         raise
     finally:
         if io is not None:
@@ -191,7 +191,7 @@ async def _find_installed(ctx, vm: str, rec: dict, plan: rules.Plan) -> None:
     with ctx.store.transaction():
         ctx.store.update("VM", vm, PV_bootloader=PYGRUB, PV_bootloader_args=rules.bootloader_args(kernel, ramdisk),
                          other_config=other)
-    _remove(_directory(ctx, rec))  # the last round: the installer's files are done with
+    await _remove_off_reactor(ctx, _directory(ctx, rec))  # the last round: the installer's files are done with
     log.info("VM %s: installed kernel %s, initrd %s", rec["uuid"], kernel, ramdisk)
 
 
@@ -213,10 +213,10 @@ async def _pygrub_on_kvm(ctx, vm: str, rec: dict) -> Prepared:
     try:
         kernel, initrd, args = await _blocking(ctx, _extract_installed, io, size, name, options, directory)
     except GuestFsError as e:
-        _remove(directory)
+        await _remove_off_reactor(ctx, directory)
         raise failed(vm, f"pygrub: {e}") from None
     except BaseException:
-        _remove(directory)
+        await _remove_off_reactor(ctx, directory)
         raise
     finally:
         await ctx.ports.run_blocking(io.close)
@@ -322,6 +322,11 @@ def _child(parent: str, name: str) -> str | None:
         return None
     path = os.path.join(parent, name)
     return path if os.path.dirname(os.path.normpath(path)) == os.path.normpath(parent) else None
+
+
+async def _remove_off_reactor(ctx, directory: str) -> None:
+    """_remove in a worker thread: an rmtree of a VM's boot files must not block the reactor."""
+    await ctx.ports.run_blocking(_remove, directory)
 
 
 def _remove(directory: str) -> None:

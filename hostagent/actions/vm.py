@@ -27,7 +27,7 @@ def create(ctx, args):
         return ctx.store.create("VM", values)
 
 
-def destroy(ctx, self):
+async def destroy(ctx, self):
     """Remove the VM with its devices, consoles and metrics (its disks stay)."""
     rec = ctx.need("VM", self)
     with ctx.store.transaction():
@@ -39,7 +39,12 @@ def destroy(ctx, self):
             if ctx.store.exists(cls, ref):
                 ctx.store.delete(cls, ref)
         ctx.store.delete("VM", self)
-    eliloader.forget(ctx, rec["uuid"])  # installer files kept between install rounds
+    # installer files kept between install rounds: an rmtree, so off the reactor
+    run = ctx.ports.run_blocking
+    if run is not None:
+        await run(eliloader.forget, ctx, rec["uuid"])
+    else:
+        eliloader.forget(ctx, rec["uuid"])
     return ""
 
 

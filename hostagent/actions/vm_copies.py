@@ -85,7 +85,7 @@ async def _new_vm(ctx, source: str, name: str, disk_of, **marks) -> str:
             if store.exists("VDI", vdi):
                 await vdi_actions.destroy(ctx, vdi)
         if store.exists("VM", vm):
-            vm_actions.destroy(ctx, vm)
+            await vm_actions.destroy(ctx, vm)
         raise
     return vm
 
