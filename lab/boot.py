@@ -184,7 +184,10 @@ class Dom0:
             log("dom0 does not answer ssh: killing qemu")
             self.kill()
             return
-        subprocess.run(self.ssh_argv() + ["systemctl poweroff"], capture_output=True, timeout=30)
+        try:  # the connection may drop before ssh returns, or dom0 answer slowly under load
+            subprocess.run(self.ssh_argv() + ["systemctl poweroff"], capture_output=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            pass
         try:
             self.proc.wait(timeout)
             log("dom0 powered off; qemu exited")
