@@ -27,8 +27,7 @@ PYTEST_ARGS ?=
 #   nbdkit nbdkit-plugin-python
 #                              the VDI datapath: VHD chains served over NBD (sm/datapath)
 #   libnbd-bin                 nbdinfo: what the datapath's NBD servers offer, in the tests
-#   libvirt-daemon-system qemu-system-x86 \
-                debootstrap openssh-client
+#   libvirt-daemon-system qemu-system-x86
 #                              libvirtd, virtlogd and qemu for the tests that boot real guests
 #                              under qemu:///system (tests/kvm/libvirtd.py starts and stops them)
 #   debootstrap openssh-client the Xen lab (lab/, docs/lab.md): dom0's image, ssh into dom0
