@@ -24,6 +24,7 @@ Usage: python bench/console.py [--flood-mib 10] [--keys 200] [--rate 50]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -51,6 +52,7 @@ class Rfb:
         self.sock = sock
         self.buf = b""
         self.updates = 0
+        self.others = 0
         self.bytes = 0
         version = self.read(12)
         assert version.startswith(b"RFB 003."), version
@@ -78,6 +80,12 @@ class Rfb:
 
     def request(self, incremental=True):
         self.sock.sendall(struct.pack(">BBHHHH", 3, int(incremental), 0, 0, self.width, self.height))
+
+    def next_update(self):
+        """Read server messages up to and including the next framebuffer update (bells and
+        cut texts before it are counted in `others`)."""
+        while not self.update():
+            self.others += 1
 
     def update(self):
         """Read one server message; True when it was a framebuffer update."""
@@ -147,18 +155,15 @@ def drain_until_quiet(viewer, quiet, report=None):
     of the last one. With `report` (a time), prints progress every 10 s from then on."""
     viewer.sock.settimeout(quiet)
     last = time.monotonic()
-    try:
+    with contextlib.suppress(TimeoutError, socket.timeout):  # quiet for `quiet` seconds: done
         while True:
             viewer.request()
-            while not viewer.update():
-                pass
+            viewer.next_update()
             last = time.monotonic()
             if report is not None and last > report:
                 report = last + 10
                 print(f"  ... {viewer.updates} updates so far; the screen's last line: "
                       f"{viewer.text().rstrip().splitlines()[-1:]}", flush=True)
-    except (TimeoutError, socket.timeout):
-        pass
     viewer.sock.settimeout(60)
     viewer.buf = b""  # a request may be outstanding; the next update answers it
     return last
@@ -195,8 +200,7 @@ def keystrokes(viewer, n):
         viewer.request()
         t = time.perf_counter()
         viewer.key(ord("a") + i % 26)
-        while not viewer.update():
-            pass
+        viewer.next_update()
         out.append(time.perf_counter() - t)
         if i % 60 == 59:
             viewer.ctrl("u")  # the shell clears the line
@@ -251,8 +255,7 @@ def main():
         viewer = Rfb(open_console(agent.port, f"ref={vt100}&session_id={s}"))
         print(f"console {viewer.width}x{viewer.height}, {viewer.bpp * 8} bpp; waiting for the guest's shell")
         viewer.request(incremental=False)
-        while not viewer.update():
-            pass
+        viewer.next_update()
         deadline = time.monotonic() + 300  # TCG on a busy machine: the boot may take minutes
         while not viewer.text().rstrip().endswith("#"):
             if time.monotonic() > deadline:
@@ -273,8 +276,7 @@ def main():
         direct = Rfb(socket.create_connection(("127.0.0.1", term["port"]), timeout=60))
         direct.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         direct.request(incremental=False)
-        while not direct.update():
-            pass
+        direct.next_update()
         keys_direct = keystrokes(direct, args.keys)
         # 4. the baseline of 2: the same flood watched by a viewer connected to vncterm itself
         direct_probe, direct_seconds, _ = flood(direct, agent, vm, args, marker=43)

@@ -10,6 +10,7 @@ budget at work. ``run_flood`` and ``run_baseline`` can be imported by other benc
 """
 
 import argparse
+import contextlib
 import os
 import socket
 import struct
@@ -112,7 +113,7 @@ class Viewer(threading.Thread):
                                       width or self.width, height or self.height))
 
     def run(self):
-        try:
+        with contextlib.suppress(OSError):  # the server closed: the flood is over
             self.request(False)
             while not self.stop:
                 kind = self._recv(1)[0]
@@ -125,8 +126,6 @@ class Viewer(threading.Thread):
                     self.bytes += w * h * 4
                 self.updates += 1
                 self.request(True)
-        except OSError:
-            pass
 
 
 def run_flood(kind: str, size: int, tmp: Path) -> dict:

@@ -12,6 +12,7 @@ nothing, the host reaches dom0's ssh and the agent's API through loopback ports.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -114,12 +115,10 @@ class Dom0:
 
     def sample_rss(self):
         """QEMU's peak resident memory so far (VmHWM), in KiB."""
-        try:
+        with contextlib.suppress(OSError, ValueError):  # QEMU gone meanwhile: the peak stands
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
         return self.peak_rss_kib
 
     def alive(self):
@@ -184,10 +183,9 @@ class Dom0:
             log("dom0 does not answer ssh: killing qemu")
             self.kill()
             return
-        try:  # the connection may drop before ssh returns, or dom0 answer slowly under load
+        # the connection may drop before ssh returns, or dom0 answer slowly under load
+        with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run(self.ssh_argv() + ["systemctl poweroff"], capture_output=True, timeout=90)
-        except subprocess.TimeoutExpired:
-            pass
         try:
             self.proc.wait(timeout)
             log("dom0 powered off; qemu exited")
@@ -222,12 +220,10 @@ def main():
         if args.hold:
             log(f"holding; agent port {lab.api_url}; Ctrl-C (or SIGTERM to pid {os.getpid()}) powers off")
             signal.signal(signal.SIGTERM, signal.default_int_handler)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C or SIGTERM: power off below
                 while lab.alive():
                     time.sleep(5)
                     lab.sample_rss()
-            except KeyboardInterrupt:
-                pass
         t1 = time.monotonic()
         lab.poweroff()
         log(f"boot to ssh {t_ssh:.1f} s, power-off {time.monotonic() - t1:.1f} s, "

@@ -6,6 +6,7 @@ domain through the domains port first and the records after, so a killed
 agent finds records the start-up reconciliation can put right (domains.py).
 """
 
+import contextlib
 import logging
 import os
 
@@ -319,10 +320,8 @@ def _image_path(ctx, rec: dict) -> str:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 HANDLERS = {f"VM.{f.__name__}": f for f in (

@@ -12,6 +12,7 @@ ends when its pty hangs up). Every method blocks: the `ConsolePort` runs them in
 thread owned by the server.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -112,24 +113,18 @@ class Vncterms:
             self._kill(term.pid)
             log.info("console %s: vncterm %d stopped", key, term.pid)
         for ext in ("json", "port", "log"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(key, ext))
-            except FileNotFoundError:
-                pass
 
     def _kill(self, pid: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = self.clock() + STOP_TIMEOUT
         while self.clock() < deadline and self._exists(pid):
             time.sleep(0.02)
         if self._exists(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._reap(pid, wait=True)
 
     # --------------------------------------------------------------- liveness

@@ -7,6 +7,7 @@ or the ftp size), the bytes received must match it. Every failure is a FetchErro
 whose message says which URL and what went wrong; nothing partial stays behind.
 """
 
+import contextlib
 import http
 import http.client
 import os
@@ -86,10 +87,8 @@ def fetch(url: str, dest: str, progress: Optional[Progress] = None, timeout: flo
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class UrlStream:
@@ -121,10 +120,8 @@ class UrlStream:
 
     def close(self) -> None:
         self._ended = True
-        try:
+        with contextlib.suppress(OSError, http.client.HTTPException):
             self._response.close()
-        except (OSError, http.client.HTTPException):
-            pass
 
 
 def _http_opener() -> urllib.request.OpenerDirector:

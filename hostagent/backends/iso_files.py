@@ -6,6 +6,7 @@ fetch.FetchError, like the network repositories', `missing` when the image has n
 such file.
 """
 
+import contextlib
 import os
 from typing import Optional
 
@@ -35,10 +36,8 @@ class IsoTree:
 
     def __exit__(self, *exc) -> None:
         if self.iso is not None:
-            try:
+            with contextlib.suppress(PyCdlibException):
                 self.iso.close()
-            except PyCdlibException:
-                pass
             self.iso = None
 
     def describe(self, relative: str) -> str:

@@ -40,6 +40,16 @@ def find_vm(ctx, query) -> str:
     return found
 
 
+def fail_stream(call, work, error: Exception) -> None:
+    """A download that failed: its task says why; a client that has seen nothing yet gets the
+    refusal, one mid-stream a cut connection (the missing end tells it)."""
+    err = work.fail(error)
+    if not call.request.startedWriting:
+        refuse(call, err, work.task)
+    elif not call.over:
+        call.request.loseConnection()
+
+
 def refuse(call, err: ApiError, task: str) -> None:
     """Answer a request that failed before its stream started."""
     request = call.request
@@ -107,11 +117,7 @@ class ExportHandler:
             end = await self._send(call, work, vm)
             work.succeed("<value></value>")
         except Exception as e:  # noqa: BLE001 - every failure ends the task
-            err = work.fail(e)
-            if not call.request.startedWriting:
-                refuse(call, err, work.task)
-            elif not call.over:
-                call.request.loseConnection()
+            fail_stream(call, work, e)
         finally:
             if locked is not None and store.exists("VM", locked):
                 oplocks.end(table, locked, work.task)

@@ -28,10 +28,10 @@ class Discard:
     """A receiver for a body nobody reads (the connection is closed after the answer)."""
 
     def dataReceived(self, data):
-        pass
+        """Each piece of the unread body is dropped as it arrives."""
 
     def bodyEnded(self):
-        pass
+        """Nothing waits for the end of a body nobody reads."""
 
 
 def chunked(call) -> bool:

@@ -26,7 +26,7 @@ from ..datamodel.types import Ref
 from ..rpc.oplocks import Op
 from ..xva import archive
 from .transfer_common import BodyPipe, Gone, ResponseSink, Work
-from .transfer_export import refuse, start_stream
+from .transfer_export import fail_stream, refuse, start_stream
 from .transfer_import import Discard, end_answer, start_answer
 
 log = logging.getLogger("hostagent.rawvdi")
@@ -219,11 +219,7 @@ class ExportRawHandler:
             work.succeed("<value></value>")
             sink.close()
         except Exception as e:  # noqa: BLE001 - every failure ends the task
-            err = work.fail(e)
-            if not call.request.startedWriting:
-                refuse(call, err, work.task)
-            elif not call.over:
-                call.request.loseConnection()
+            fail_stream(call, work, e)
         finally:
             if io is not None:
                 await self.t.in_pool(io.close)

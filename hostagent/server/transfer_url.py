@@ -24,10 +24,10 @@ class _NoTask:
     """The task manager as a call without a task sees it: nothing to report or cancel."""
 
     def set_progress(self, task, fraction):
-        pass
+        """No task shows the progress of a call made without one."""
 
     def set_cancellable(self, task, yes):
-        pass
+        """A call without a task cannot be cancelled."""
 
     def cancel_requested(self, task) -> bool:
         return False

@@ -173,7 +173,7 @@ class Client(asyncio.Protocol):
             self.console.write_input(data)
 
     def _on_pointer(self) -> None:
-        pass
+        """A text console has no pointer: the event was read and is dropped."""
 
     def _on_cut(self, text: bytes) -> None:
         # RFB cut text is Latin-1; a terminal gets UTF-8 with CR for each line end.

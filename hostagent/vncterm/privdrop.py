@@ -1,5 +1,6 @@
 """Giving up root once everything is open: an empty root directory, no groups, another uid."""
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -31,10 +32,8 @@ def prepare_root(path: str) -> None:
     if not os.path.exists(path):
         parent = os.path.dirname(path.rstrip("/"))
         os.makedirs(parent, mode=0o755, exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o555)
-        except FileExistsError:
-            pass
         os.chmod(path, 0o555)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
@@ -48,10 +47,8 @@ def prepare_root(path: str) -> None:
 
 def no_new_privileges() -> None:
     """Forbid gaining privileges through exec (setuid binaries) from now on; best effort."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def drop(uid: int, gid: int, root: str) -> None:

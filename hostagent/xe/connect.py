@@ -5,6 +5,7 @@ ref)` prepends the session and unwraps XenAPI's `{Status, Value}` envelope,
 raising `Failure` with the ErrorDescription. `ssl` is imported only for TLS.
 """
 
+import contextlib
 import http.client
 import os
 import socket
@@ -124,7 +125,7 @@ def local_socket(environ=os.environ):
 def _config_keys(path):
     """`unix-socket` and `state-dir` of the agent's INI file, read without configparser."""
     found = {}
-    try:
+    with contextlib.suppress(OSError):  # no such file: nothing set there
         with open(path, encoding="utf-8") as f:
             section = None
             for line in f:
@@ -134,8 +135,6 @@ def _config_keys(path):
                 elif section == "hostagent" and "=" in line and not line.startswith(("#", ";")):
                     key, _, value = line.partition("=")
                     found[key.strip()] = value.strip()
-    except OSError:
-        pass
     return found.get("unix-socket"), found.get("state-dir")
 
 

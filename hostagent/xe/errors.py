@@ -23,7 +23,7 @@ class UsageError(XeError):
 
 
 class ConnectError(XeError):
-    pass
+    """The agent could not be reached, or the connection broke."""
 
 
 class Failure(XeError):

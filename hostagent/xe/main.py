@@ -5,6 +5,7 @@ generic.py, hand-written ones beside it), runs it against the agent and turns
 every failure into a message on stderr and exit status 1.
 """
 
+import contextlib
 import sys
 
 from . import model as M
@@ -87,10 +88,8 @@ def main(argv=None, out=None, err=None) -> int:
         return 1
     finally:
         if ctx is not None:
-            try:
+            with contextlib.suppress(ConnectError, Failure):
                 ctx.close()
-            except (ConnectError, Failure):
-                pass
 
 
 def _describer(ctx, model):

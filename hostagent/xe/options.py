@@ -8,6 +8,7 @@ are `server` (`-s`, `-h`), `port` (`-p`), `username` (`-u`), `password` (`-pw`),
 (`--nossl`) and `debug` (`--debug`).
 """
 
+import contextlib
 import os
 
 from .errors import UsageError
@@ -62,15 +63,13 @@ def split_extra_args(text: str):
 def read_rc(path: str):
     """`~/.xe`: one `key=value` per line; `#` starts a comment."""
     pairs = []
-    try:
+    with contextlib.suppress(OSError):  # no such file: nothing set there
         with open(path, encoding="utf-8") as f:
             for line in f:
                 line = line.strip()
                 if line and not line.startswith("#") and "=" in line:
                     key, _, value = line.partition("=")
                     pairs.append((key.strip(), value.strip()))
-    except OSError:
-        pass
     return pairs
 
 

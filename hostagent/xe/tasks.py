@@ -4,6 +4,7 @@ A bar is drawn on stdout only when it is a terminal and `--minimal` is not given
 otherwise the task is followed silently. Ctrl-C cancels the task.
 """
 
+import contextlib
 import time
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
@@ -60,10 +61,8 @@ def wait(ctx, task, label="working", timeout=None):
             rec = ctx.call("task.get_record", task)
             status = rec.get("status")
             if bar is not None:
-                try:
+                with contextlib.suppress(TypeError, ValueError):
                     bar.update(float(rec.get("progress", 0.0)))
-                except (TypeError, ValueError):
-                    pass
             if status != "pending" and status != "cancelling":
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -76,10 +75,8 @@ def wait(ctx, task, label="working", timeout=None):
     finally:
         if bar is not None:
             bar.done()
-    try:
+    with contextlib.suppress(Failure):
         ctx.call("task.destroy", task)
-    except Failure:
-        pass
     if status == "success":
         return decode_result(rec.get("result", ""))
     if status == "cancelled":

@@ -6,6 +6,8 @@ and the control domain are never chosen. Lifecycle operations run as tasks with
 a progress bar on a terminal.
 """
 
+import contextlib
+
 from . import generic as G
 from .command import SELECTOR_HELP, Command
 from .errors import UsageError, XeError
@@ -123,14 +125,12 @@ def vm_install(ctx):
 def _remove(ctx, vm):
     """Destroy a VM this command made and the disks only it uses, as far as possible."""
     from .errors import ConnectError, Failure
-    try:
+    with contextlib.suppress(Failure, ConnectError):  # the failure that got us here is what xe reports
         vdis = [ctx.call("VBD.get_VDI", vbd) for vbd in ctx.call("VM.get_VBDs", vm)]
         ctx.call("VM.destroy", vm)
         for vdi in vdis:
             if vdi != "OpaqueRef:NULL" and not ctx.call("VDI.get_VBDs", vdi):
                 ctx.call("VDI.destroy", vdi)
-    except (Failure, ConnectError):
-        pass
 
 
 def vm_uninstall(ctx):

@@ -2,6 +2,7 @@
 start, the state file, adoption by a second adapter, a recycled pid never trusted, deaths
 noticed, stop, and a start that fails with the program's own message."""
 
+import contextlib
 import json
 import os
 import signal
@@ -23,10 +24,8 @@ def pty():
     path = os.ttyname(slave)
     yield master, path
     for fd in (master, slave):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Helpers for the vncterm tests: a pty pair we own, a running hostagent-vncterm on its slave
 side, a minimal raw RFB client (for handshakes and hostile cases) and the vncdotool client."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -66,10 +67,8 @@ class Vncterm:
         got = bytearray()
 
         def seen():
-            try:
+            with contextlib.suppress(BlockingIOError):
                 got.extend(os.read(self.master, 65536))
-            except BlockingIOError:
-                pass
             return want in got
         wait_for(seen, timeout, f"{want!r} from the pty (got {bytes(got)!r})")
         return bytes(got)
@@ -83,10 +82,8 @@ class Vncterm:
                 self.proc.kill()
                 self.proc.wait(10)
         if self.master is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.master)
-            except OSError:
-                pass
             self.master = None
         self._stderr.close()
         return self.proc.returncode

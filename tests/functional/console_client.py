@@ -6,6 +6,7 @@ after a 200, RFB flows). `ConnectRelay` is a local TCP port for clients that wan
 `find_text(screen, glyphs)` looks for a rendering of text in a captured framebuffer.
 """
 
+import contextlib
 import socket
 import threading
 
@@ -102,10 +103,8 @@ class ConnectRelay:
     def close(self):
         self.listener.close()
         for s in self.upstreams:
-            try:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
 
 def _splice(src, dst):
@@ -118,10 +117,8 @@ def _splice(src, dst):
     except OSError:
         pass
     for s in (src, dst):
-        try:
+        with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def ink(image, background=None):

@@ -9,6 +9,7 @@ One agent and one guest serve the module (a TCG boot takes ~10 s here); tests th
 restart the agent do so on that same state dir, in the order written.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -27,7 +28,14 @@ from tests.kvm.libvirtd import libvirtd  # noqa: F401 - fixture
 from tests.support import wait_for
 
 from .agent import AgentProcess
-from .console_client import ConnectRelay, closed_by_peer, find_text, ink, open_console, read_rest
+from .console_client import (
+    ConnectRelay,
+    closed_by_peer,
+    find_text,
+    ink,
+    open_console,
+    read_rest,
+)
 from .tls_cert import make_self_signed
 
 pytestmark = pytest.mark.kvm
@@ -94,17 +102,13 @@ def lab(libvirtd, guest_kit):  # noqa: F811 - pytest fixtures by name
     yield lab
     conn = libvirt.open(libvirtd)
     for uuid in [lab.uuid]:
-        try:
+        with contextlib.suppress(libvirt.libvirtError):
             conn.lookupByUUIDString(uuid).destroy()
-        except libvirt.libvirtError:
-            pass
     for a in lab.started:
         a.cleanup()
     for term in lab.terminals().values():  # a host console left by a killed agent
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(term["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     shutil.rmtree(workdir, ignore_errors=True)
 
 

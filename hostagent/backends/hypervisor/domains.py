@@ -8,6 +8,7 @@ What a driver cannot do is a declared capability (`capabilities()`), which
 the actions consult before they try.
 """
 
+import contextlib
 import dataclasses
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from typing import List, Optional
 import libvirt
 
 from .. import domxml
-from .console_targets import DomainConsoles, from_xml as consoles_from_xml
 from ..domain import Disk, Domain, Nic
+from .console_targets import DomainConsoles
+from .console_targets import from_xml as consoles_from_xml
 from .errors import NeedsHVM, NoSuchDomain, translate
 
 STATES = {
@@ -155,10 +157,8 @@ class Domains:
 
     def destroy(self, uuid: str) -> None:
         """Stop the domain at once; a domain already gone is fine."""
-        try:
+        with contextlib.suppress(NoSuchDomain):
             self._call(uuid, lambda d: d.destroy())
-        except NoSuchDomain:
-            pass
 
     def pause(self, uuid: str) -> None:
         self._call(uuid, lambda d: d.suspend())

@@ -28,7 +28,7 @@ class FreeLock:
         return defer.succeed(True)
 
     def release(self, exclusive):
-        pass
+        """Nothing was held."""
 
 
 class FakeNbdBlockDevices:
