@@ -38,6 +38,9 @@ MEMORY_MIB = 2048
 XEN_CMDLINE = ("dom0_mem=1024M,max:1024M dom0_max_vcpus=1 console=com1 com1=115200,8n1"
                " noreboot smap=0")
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
+# A second, empty virtual disk (dom0's /dev/vdb) for the LVM SR tests (tests/lab): a sparse
+# qcow2 in the run dir, made at each boot, so it costs only what the tests write.
+DATA_DISK_MIB = 1024
 
 
 def log(msg):
@@ -92,6 +95,7 @@ class Dom0:
                 "-kernel", str(img / "xen"), "-append", XEN_CMDLINE,
                 "-initrd", f"{img / 'vmlinuz'} {DOM0_CMDLINE},{img / 'initrd'}",
                 "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
+                "-drive", f"file={self.run_dir / 'data.qcow2'},format=qcow2,if=virtio,cache=unsafe",
                 "-netdev", f"user,id=n0,restrict=on,{fwd}",
                 "-device", "virtio-net-pci,netdev=n0"]
 
@@ -106,6 +110,8 @@ class Dom0:
         overlay = self.run_dir / "dom0.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
                         "-b", str(self.image_dir / "dom0.img"), str(overlay)], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.run_dir / "data.qcow2"),
+                        f"{DATA_DISK_MIB}M"], check=True)
         argv = self.qemu_argv(overlay)
         (self.run_dir / "qemu.argv").write_text(" ".join(argv) + "\n")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
