@@ -6,11 +6,14 @@ import pytest
 
 from .agent import AgentProcess
 from .events_support import login, logout
+from .lab_agent import lab_agent
 
 
 @pytest.fixture(scope="module")
-def agent(tmp_path_factory):
-    a = AgentProcess(str(tmp_path_factory.mktemp("state"))).start()
+def agent(request, tmp_path_factory):
+    """The module's agent process; the Xen lab's agent for tests marked `lab` when
+    HOSTAGENT_LAB_URL names it (lab_agent.py)."""
+    a = lab_agent(request) or AgentProcess(str(tmp_path_factory.mktemp("state"))).start()
     yield a
     a.cleanup()
 

@@ -65,6 +65,7 @@ def test_default_sr_is_local_storage(agent, x, local):
     assert not ops & {"destroy", "forget", "plug"}
 
 
+@pytest.mark.lab  # API only: lab/run.py runs it against the Xen lab's agent too (lab_agent.py)
 def test_sm_records(x):
     sms = {r["type"]: r for r in x.SM.get_all_records().values()}
     assert set(sms) == {"file", "ext", "nfs", "lvm", "iso"}

@@ -11,6 +11,9 @@ tests/unit/rpc/test_tasks_events.py and test_dispatch.py, not here.
 
 Every wait is bounded: XenAPI sessions use a transport with a socket timeout,
 polling loops have deadlines.
+
+Tests marked `lab` use the agent only through TCP and the API and have no tight timing, so
+lab/run.py runs them against the agent in the Xen lab's dom0 as well (lab_agent.py).
 """
 
 import collections
@@ -32,6 +35,7 @@ from .events_support import (NULL, control_domain, event_from, failure_of, login
 
 # --------------------------------------------------------------------------- §4.1.5 tasks
 
+@pytest.mark.lab
 def test_progress_loop_over_async_vm_create(s, x):
     task = x.Async.VM.create(vm_record("async-made"))
     assert task.startswith("OpaqueRef:") and task != NULL
@@ -66,6 +70,7 @@ def test_progress_loop_over_async_vm_create(s, x):
     assert failure_of(x.task.get_record, task) == ["HANDLE_INVALID", "task", task]
 
 
+@pytest.mark.lab
 def test_progress_loop_follows_a_pending_task_to_the_end(agent, s, x):
     """Today's Async operations finish at once, so the loop's pending branch is driven by a task
     the client made (as xe does around HTTP transfers): its owner moves progress on another
@@ -106,6 +111,7 @@ def test_progress_loop_follows_a_pending_task_to_the_end(agent, s, x):
     assert failure_of(x.task.get_status, task) == ["HANDLE_INVALID", "task", task]
 
 
+@pytest.mark.lab
 def test_failing_async_call_ends_in_failure_with_string_error_info(x):
     dom0 = control_domain(x)
     sync_error = failure_of(x.VM.destroy, dom0)
@@ -185,6 +191,7 @@ def test_event_loop_sees_another_clients_add_mod_del(agent):
         logout(writer)
 
 
+@pytest.mark.lab
 def test_event_next_refuses_an_unregistered_session(agent):
     s = login(agent, "never-registered")
     try:
@@ -240,6 +247,7 @@ def test_slow_reader_gets_events_lost_then_reregisters(small_queue_agent):
 
 # --------------------------------------------------------------------------- event.from
 
+@pytest.mark.lab
 def test_event_from_empty_token_returns_everything_with_int_counts(x):
     vm = x.VM.create(vm_record("from-all"))
     try:

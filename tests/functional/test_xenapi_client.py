@@ -4,6 +4,9 @@ What a XenAPI.py user sees: ints arrive as decimal strings (xapi sends them
 untyped), booleans as bools, refs as "OpaqueRef:…", failures as
 `XenAPI.Failure(details)`, and a SESSION_INVALID makes the client log in again
 by itself.
+
+Tests marked `lab` use the agent only through TCP and the API, so lab/run.py runs them against
+the agent in the Xen lab's dom0 as well (lab_agent.py).
 """
 
 import http.client
@@ -125,6 +128,7 @@ def s(agent):
 
 # --------------------------------------------------------------------------- login paths
 
+@pytest.mark.lab
 def test_login_with_trailing_slash_posts_to_root(agent):
     assert agent.url.endswith("/")
     t = RecordingTransport()
@@ -137,6 +141,7 @@ def test_login_with_trailing_slash_posts_to_root(agent):
     assert t.paths == ["/", "/", "/"]
 
 
+@pytest.mark.lab
 def test_login_without_trailing_slash_posts_to_rpc2(agent):
     bare = agent.url.rstrip("/")
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", bare)
@@ -150,6 +155,7 @@ def test_login_without_trailing_slash_posts_to_rpc2(agent):
     assert t.paths == ["/RPC2", "/RPC2", "/RPC2"]
 
 
+@pytest.mark.lab
 def test_unknown_path_is_not_an_endpoint(agent):
     s = XenAPI.Session(agent.url + "nowhere/")
     with pytest.raises(xmlrpc.client.ProtocolError) as e:
@@ -173,6 +179,7 @@ def test_login_over_unix_socket_with_empty_credentials(agent):
     assert s._session is None
 
 
+@pytest.mark.lab
 def test_tcp_login_is_a_superuser_session_with_originator(agent):
     s = login(agent, originator="orig-check")
     try:
@@ -194,6 +201,7 @@ def test_bad_password_raises_failure(agent):
 
 # --------------------------------------------------------------------------- reads
 
+@pytest.mark.lab
 def test_pool_has_exactly_one_object_whose_master_is_the_host(s):
     pools = s.xenapi.pool.get_all()
     hosts = s.xenapi.host.get_all()
@@ -220,6 +228,7 @@ def test_host_record(s):
     assert s.xenapi.host.get_software_version(host) == sv
 
 
+@pytest.mark.lab
 def test_host_metrics_live(s):
     host = s.xenapi.host.get_all()[0]
     metrics = s.xenapi.host.get_metrics(host)
@@ -275,6 +284,7 @@ def test_control_domain_as_xenapi_sees_it(s):
     assert controls == [dom0]
 
 
+@pytest.mark.lab
 def test_api_version_property_path(agent):
     t = RecordingTransport()
     s = login(agent, transport=t)
@@ -290,6 +300,7 @@ def test_api_version_property_path(agent):
 
 # --------------------------------------------------------------------------- VM CRUD
 
+@pytest.mark.lab
 def test_vm_create_record_has_every_field(s):
     vm = s.xenapi.VM.create(vm_record("crud-vm"))
     try:
@@ -323,6 +334,7 @@ def test_vm_create_record_has_every_field(s):
         s.xenapi.VM.destroy(vm)
 
 
+@pytest.mark.lab
 def test_halted_vm_has_domid_minus_one(s):
     vm = s.xenapi.VM.create(vm_record("domid-vm"))
     try:
@@ -331,6 +343,7 @@ def test_halted_vm_has_domid_minus_one(s):
         s.xenapi.VM.destroy(vm)
 
 
+@pytest.mark.lab
 def test_vm_field_gets_and_sets(s):
     vm = s.xenapi.VM.create(vm_record("sets-vm"))
     try:
@@ -358,6 +371,7 @@ def test_vm_field_gets_and_sets(s):
         s.xenapi.VM.destroy(vm)
 
 
+@pytest.mark.lab
 def test_vm_map_and_set_ops(s):
     # a mac_seed is given, so VM.create adds none of its own
     vm = s.xenapi.VM.create(vm_record("maps-vm", other_config={"mac_seed": "s"}))
@@ -384,6 +398,7 @@ def test_vm_map_and_set_ops(s):
         s.xenapi.VM.destroy(vm)
 
 
+@pytest.mark.lab
 def test_vm_queries_by_name_uuid_and_where(s):
     a = s.xenapi.VM.create(vm_record("query-twin"))
     b = s.xenapi.VM.create(vm_record("query-twin"))
@@ -408,6 +423,7 @@ def test_vm_queries_by_name_uuid_and_where(s):
             s.xenapi.VM.destroy(vm)
 
 
+@pytest.mark.lab
 def test_vm_destroy_then_handle_invalid(s):
     vm = s.xenapi.VM.create(vm_record("doomed"))
     uuid = s.xenapi.VM.get_uuid(vm)
@@ -428,6 +444,7 @@ def test_vm_destroy_then_handle_invalid(s):
     assert s.xenapi.VM.get_by_name_label("doomed") == []
 
 
+@pytest.mark.lab
 def test_network_create(s):
     net = s.xenapi.network.create({"name_label": "test-net", "name_description": "d",
                                    "MTU": "9000", "other_config": {"x": "y"}})
@@ -448,6 +465,7 @@ def test_network_create(s):
 
 # --------------------------------------------------------------------------- relations
 
+@pytest.mark.lab
 def test_vif_joins_and_leaves_vm_and_network_sets(s):
     vm = s.xenapi.VM.create(vm_record("vif-vm"))
     net = s.xenapi.network.create({"name_label": "vif-net", "other_config": {}})
@@ -484,6 +502,7 @@ def test_vif_joins_and_leaves_vm_and_network_sets(s):
         s.xenapi.network.destroy(net)
 
 
+@pytest.mark.lab
 def test_vif_create_with_unknown_vm_is_refused(s):
     net = s.xenapi.network.create({"name_label": "vif-net-2", "other_config": {}})
     ghost = "OpaqueRef:00000000-0000-0000-0000-00000000dead"
