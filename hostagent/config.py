@@ -41,6 +41,8 @@ class Config:
     manage_network: bool = False  # touch links (bridges, VLANs); see MANAGED_NETWORK_URIS
     netns: str = ""  # the network namespace whose links the agent manages ("" : its own)
     host_console: bool = False  # a login vncterm for the host's console (docs/consoles.md)
+    pool_heartbeat: float = 10.0  # seconds between a pool member's heartbeats (docs/pools.md)
+    pool_host_timeout: float = 60.0  # seconds of silence before the master marks a member not live
 
     @property
     def socket_path(self) -> Optional[str]:
@@ -58,9 +60,10 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", metavar="HOST:PORT", action="append",
                    help=f"plain HTTP listener; repeat for several (default: {DEFAULT_LISTEN}; port 0 picks one)")
     p.add_argument("--tls-listen", metavar="HOST:PORT", action="append",
-                   help="HTTPS listener; needs --cert and --key")
-    p.add_argument("--cert", metavar="FILE", help="PEM certificate for --tls-listen")
-    p.add_argument("--key", metavar="FILE", help="PEM private key for --tls-listen")
+                   help="HTTPS listener (also the pool's internal endpoint); serves the host's own "
+                        "certificate, made at first start in the state dir, unless --cert and --key")
+    p.add_argument("--cert", metavar="FILE", help="PEM certificate for --tls-listen (with --key)")
+    p.add_argument("--key", metavar="FILE", help="PEM private key for --tls-listen (with --cert)")
     p.add_argument("--unix-socket", metavar="PATH",
                    help="Unix socket whose callers are root without a password "
                         "(default: <state-dir>/xapi.sock; an empty value disables it)")
@@ -84,13 +87,19 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-console", choices=("yes", "no"),
                    help="serve the host's own console (a login prompt, run as root) through /console; "
                         "default no (docs/consoles.md)")
+    p.add_argument("--pool-heartbeat", metavar="SECONDS", type=float,
+                   help="seconds between a pool member's heartbeats to its master (default 10)")
+    p.add_argument("--pool-host-timeout", metavar="SECONDS", type=float,
+                   help="seconds without heartbeats before the master marks a member not live "
+                        "(default 60)")
     p.add_argument("--netns", metavar="NAME",
                    help="manage the links of this network namespace (/run/netns/NAME) instead of the "
                         "agent's own")
 
 
 _KEYS = ("state-dir", "listen", "tls-listen", "cert", "key", "unix-socket", "libvirt-uri", "auth",
-         "auth-failure-delay", "address", "log-level", "event-queue", "manage-network", "netns", "host-console")
+         "auth-failure-delay", "address", "log-level", "event-queue", "manage-network", "netns", "host-console",
+         "pool-heartbeat", "pool-host-timeout")
 
 
 def _split(value: str) -> List[str]:
@@ -158,8 +167,19 @@ def load(args: argparse.Namespace, environ=os.environ) -> Config:
         raise ConfigError("host-console serves a login prompt, which needs the agent to run as root")
     if cfg.netns and not cfg.manage_network:
         raise ConfigError("--netns names the namespace whose links the agent manages: it needs --manage-network")
-    if cfg.tls_listen and not (cfg.cert and cfg.key):
-        raise ConfigError("--tls-listen needs --cert and --key")
+    if bool(cfg.cert) != bool(cfg.key):
+        raise ConfigError("--cert and --key go together (without both, TLS listeners serve the host's own "
+                          "certificate)")
+    for key, default in (("pool-heartbeat", 10.0), ("pool-host-timeout", 60.0)):
+        try:
+            value = float(merged.get(key, default))
+        except ValueError:
+            raise ConfigError(f"{key} must be a number of seconds") from None
+        if not 0 < value <= 86400:
+            raise ConfigError(f"{key} must be between 0 and 86400 seconds")
+        setattr(cfg, key.replace("-", "_"), value)
+    if cfg.pool_host_timeout <= cfg.pool_heartbeat:
+        raise ConfigError("pool-host-timeout must be longer than pool-heartbeat")
     for spec in cfg.listen + cfg.tls_listen:
         parse_hostport(spec)
     return cfg

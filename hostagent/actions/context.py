@@ -66,6 +66,14 @@ class Runtime:
     shield: Callable = None  # shield(coroutine): runs on to its end if the caller leaves
     wait_durable: Optional[Callable] = None  # wait_durable(ticket): awaitable
     oplocks: Optional[object] = None  # rpc.oplocks.OpLocks, once the dispatcher has made it
+    pool: Optional[object] = None  # pool.membership.Membership: role, secret, calls to members
+
+    def ports_for(self, host: str) -> Ports:
+        """The ports that do host-bound work on `host`. Only this host's exist yet: work
+        bound to another member is refused (forwarding to members is docs/pools.md "Not yet")."""
+        if host == self.host:
+            return self.ports
+        raise ApiError("CANNOT_CONTACT_HOST", host)
 
     def context(self, entry, session: Optional[str], origin: Origin, task: Optional[str]) -> "Context":
         return Context(self, entry, session, origin, task)

@@ -17,7 +17,7 @@ async def _authenticate(ctx, uname: str, pwd: str) -> None:
         raise ApiError("SESSION_AUTHENTICATION_FAILED", uname, e.reason) from None
 
 
-async def _login(ctx, uname, pwd, originator):
+async def _login(ctx, uname, pwd, originator, local=False):
     if ctx.origin.local_root:
         user = uname or "root"  # the Unix socket is pre-authenticated as root
     else:
@@ -25,7 +25,7 @@ async def _login(ctx, uname, pwd, originator):
         user = uname
     ref = ctx.sessions.create(
         user, originator or ctx.origin.originator,
-        superuser=ctx.origin.local_root or user == "root")
+        superuser=ctx.origin.local_root or user == "root", local=local)
     log.info("session %s opened for %s (%s)", ref.split(":")[-1][:8], user,
              originator or ctx.origin.originator or "no originator")
     return ref
@@ -36,8 +36,18 @@ async def login_with_password(ctx, uname, pwd, version, originator):
 
 
 async def slave_local_login_with_password(ctx, uname, pwd):
-    # a lone host is its own master: until pools exist such a session is an ordinary one
-    return await _login(ctx, uname, pwd, "")
+    # valid on this host alone: a pool member serves it itself (rpc/pool_gate.py)
+    return await _login(ctx, uname, pwd, "", local=True)
+
+
+async def slave_login(ctx, host, psecret):
+    """An intra-pool session for a member presenting the pool secret (xapi's slave_login)."""
+    pool = getattr(ctx.rt, "pool", None)
+    if pool is None or not pool.secret_ok(psecret):
+        log.warning("refused a pool login from %s: wrong pool secret", ctx.origin.peer or ctx.origin.transport)
+        await ctx.sleep(ctx.ports.auth_failure_delay)
+        raise ApiError("SESSION_AUTHENTICATION_FAILED", "", "the pool secret does not match")
+    return ctx.sessions.create("", "", superuser=True, pool=True)
 
 
 def logout(ctx):
@@ -66,6 +76,7 @@ async def change_password(ctx, old_pwd, new_pwd):
 HANDLERS = {
     "session.login_with_password": login_with_password,
     "session.slave_local_login_with_password": slave_local_login_with_password,
+    "session.slave_login": slave_login,
     "session.logout": logout,
     "session.local_logout": local_logout,
     "session.change_password": change_password,

@@ -46,7 +46,9 @@ class SessionManager:
 
     # --------------------------------------------------------------- lifecycle
     def create(self, user: str, originator: str, superuser: bool, pool: bool = False,
-               parent: str = NULL_REF) -> str:
+               parent: str = NULL_REF, local: bool = False) -> str:
+        """A new session; `local`: valid on this host alone (slave_local_login), which a
+        pool member serves itself instead of sending its client to the master."""
         now = self.clock()
         group = self._group(user, originator, pool)
         with self.store.transaction():
@@ -59,7 +61,7 @@ class SessionManager:
                 "originator": originator,
                 "parent": parent,
                 "rbac_permissions": [],
-            }, private={"group": list(group), "active": now})
+            }, private={"group": list(group), "active": now, **({"local": True} if local else {})})
         self.active[ref] = now
         self._enforce_cap(group)
         return ref

@@ -30,9 +30,12 @@ def tls_description(host: str, port: int, cert: str, key: str) -> str:
     return f"ssl:port={port}:interface={q(host)}:privateKey={q(key)}:certKey={q(cert)}"
 
 
-async def listen_all(reactor, config: Config, make_site: Callable[[], object]) -> List[Tuple[object, str]]:
+async def listen_all(reactor, config: Config, make_site: Callable[[], object], cert: str = None,
+                     key: str = None) -> List[Tuple[object, str]]:
     """Listen on every `listen` and `tls_listen` address with a site from `make_site()`;
-    (port, URL) pairs. If one fails, the ports already open are closed again."""
+    (port, URL) pairs. TLS serves `config.cert`/`config.key` when given, else `cert`/`key`
+    (the host's own identity). If one fails, the ports already open are closed again."""
+    cert, key = (config.cert, config.key) if config.cert and config.key else (cert, key)
     opened = []
     try:
         for spec in config.listen:
@@ -41,7 +44,7 @@ async def listen_all(reactor, config: Config, make_site: Callable[[], object]) -
             opened.append((p, url("http", host, p.getHost().port)))
         for spec in config.tls_listen:
             host, port = parse_hostport(spec)
-            ep = endpoints.serverFromString(reactor, tls_description(host, port, config.cert, config.key))
+            ep = endpoints.serverFromString(reactor, tls_description(host, port, cert, key))
             p = await ep.listen(make_site())
             opened.append((p, url("https", host, p.getHost().port)))
     except BaseException:

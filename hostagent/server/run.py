@@ -8,6 +8,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import STDLibLogObserver, globalLogBeginner
 
 from ..db.journal import JournalError
+from ..pool.identity import IdentityError
+from ..pool.role import RoleError
 from .wiring import Agent
 
 log = logging.getLogger("hostagent")
@@ -22,7 +24,7 @@ def serve(config) -> int:
     status = {"code": 0}
     try:
         agent = Agent(config, reactor)
-    except JournalError as e:
+    except (JournalError, IdentityError, RoleError) as e:
         log.error("cannot start: %s", e)
         return 1
 

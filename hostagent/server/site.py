@@ -28,11 +28,15 @@ CORS = (b"Access-Control-Allow-Origin", b"*")
 class ApiResource(resource.Resource):
     isLeaf = True
 
-    def __init__(self, dispatcher, encoder, transport: str):
+    def __init__(self, dispatcher, encoder, transport: str, gate=None):
         super().__init__()
         self.dispatcher = dispatcher
         self.xml = encoder
         self.transport = transport
+        # gate(method, params, origin, body, is_json): None to serve the call here, a Reply to
+        # answer instead, or a Deferred of (content type, body) relayed as the answer (a
+        # pool member's calls for its master: server/pool_endpoint.SlaveGate)
+        self.gate = gate
 
     def render_OPTIONS(self, request):
         request.setHeader(*CORS)
@@ -51,6 +55,10 @@ class ApiResource(resource.Resource):
             return self._serve(request, body, origin, self._json)
         return self._serve(request, body, origin, self._xml)
 
+    def serve_body(self, request, body: bytes, origin, json: bool):
+        """Answer an RPC body taken from another route (the pool's relay of a member's calls)."""
+        return self._serve(request, body, origin, self._json if json else self._xml)
+
     def _serve(self, request, body, origin, codec):
         try:
             encode, method, params = codec(body)
@@ -59,6 +67,12 @@ class ApiResource(resource.Resource):
             request.setHeader(b"Content-Type", b"text/html")
             log.info("malformed request from %s: %s", origin.peer, e)
             return b"<html><body>Malformed request: " + _html(str(e)) + b"</body></html>"
+        if self.gate is not None:
+            diverted = self.gate(method, params, origin, body, codec == self._json)
+            if isinstance(diverted, Reply):
+                return encode(request, diverted)
+            if diverted is not None:
+                return self._relay(request, diverted, encode)
         out = self.dispatcher.call(method, params, origin)
         if isinstance(out, Reply):
             return encode(request, out)
@@ -86,6 +100,32 @@ class ApiResource(resource.Resource):
                 request.finish()
 
         work.addCallback(reply).addErrback(crashed)
+        return server.NOT_DONE_YET
+
+    def _relay(self, request, answer: Deferred, encode):
+        """Write another host's answer (content type, body) as ours; an ApiError as a reply."""
+        finished = []
+        request.notifyFinish().addBoth(finished.append)
+
+        def relayed(result):
+            if finished:
+                return
+            ctype, data = result
+            request.setHeader(b"Content-Type", ctype.encode("latin-1") or b"text/xml")
+            request.write(data)
+            request.finish()
+
+        def failed(failure):
+            if finished:
+                return
+            if failure.check(ApiError):
+                request.write(encode(request, Reply(error=failure.value.description)))
+            else:
+                log.error("relaying a call failed: %s", failure.getTraceback())
+                request.setResponseCode(500)
+            request.finish()
+
+        answer.addCallbacks(relayed, failed)
         return server.NOT_DONE_YET
 
     def _xml(self, body):
@@ -136,8 +176,9 @@ class ApiSite(server.Site):
 
     requestFactory = RoutedRequest
 
-    def __init__(self, dispatcher, encoder, transport: str, max_body: int = MAX_BODY, router: Router = None):
-        self.api = ApiResource(dispatcher, encoder, transport)
+    def __init__(self, dispatcher, encoder, transport: str, max_body: int = MAX_BODY, router: Router = None,
+                 gate=None):
+        self.api = ApiResource(dispatcher, encoder, transport, gate)
         # No form decoding of POST bodies: nothing reads request.args from a body, and
         # Twisted's Content-Type parsing (email.headerregistry) cost a quarter of a call.
         super().__init__(self.api, parsePOSTFormSubmission=False)

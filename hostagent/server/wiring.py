@@ -37,9 +37,13 @@ from ..backends.xenstore import FakeXenstore, Xenstore
 from ..backends.storage import Storage
 from ..config import Config
 from ..datamodel.api import build_api
+from ..datamodel.errors import ApiError
 from ..db.journal import Journal, JournalError
 from ..db.store import Store
 from ..paths import HOST_UUID_FILE, ROOT_PASSWORD_FILE, USERS_FILE
+from ..actions import pool as pool_actions
+from ..pool.identity import ensure_identity, load_identity
+from ..pool.membership import Membership
 from ..rpc.dispatch import Dispatcher
 from ..rpc.events import EventHub, EventLimits
 from ..rpc.sessions import SessionManager
@@ -51,7 +55,8 @@ from .console import ConsoleHandler, ConsoleSettler, Relays
 from .feed import Feed
 from .locks import SharedExclusiveLock
 from .listeners import listen_all
-from .site import ApiSite, xapi_router
+from .site import ApiResource, ApiSite, xapi_router
+from . import pool_endpoint
 from . import transfer_routes
 from .waiters import Waiter
 from .watched import WatchedSource
@@ -151,15 +156,22 @@ class Agent:
             filters=nftables.VifFilters(config.netns or None, deferToThread) if config.manage_network else None,
             url_import=lambda ctx, *a: self.url_import(ctx, *a),  # made below, with the transfers
         )
+        self.membership = self._membership()
         self.runtime = Runtime(store=self.store, sessions=self.sessions, tasks=self.tasks, events=self.events,
                                ports=ports, host=self.host_ref, clock=clock, sleep=sleep, shield=shield,
-                               wait_durable=self.commit.wait)
+                               wait_durable=self.commit.wait, pool=self.membership)
         self.dispatcher = Dispatcher(self.api, self.runtime, all_handlers(), oplock_tables=TABLES,
                                      spawn=self._spawn, fragment=self.encoder.fragment,
                                      cancelled=(CancelledError,))
         self.runtime.oplocks = self.dispatcher.oplocks
         # HTTP handlers (/export, /import, /console, ...) register here before any listener opens
         self.router = xapi_router(self.dispatcher)
+        # the pool's internal endpoint (/pool/v1/...), and what a slave does with clients' calls
+        pool_endpoint.register(self.router, self.runtime, self.membership,
+                               ApiResource(self.dispatcher, self.encoder, "unix"))
+        self.gate = pool_endpoint.SlaveGate(self.membership, self.store)
+        self._pool_loop = task.LoopingCall(self.pool_tick)
+        self._pool_loop.clock = reactor
         # CONNECT /console: relays closed when their session ends or their VM stops
         self.relays = Relays()
         self.sessions.on_destroy.append(self.relays.session_gone)
@@ -181,6 +193,29 @@ class Agent:
         self.urls: List[str] = []
         self._gc = task.LoopingCall(self.collect)
         self._gc.clock = reactor
+
+    def _membership(self) -> Membership:
+        """This host's TLS identity (made at first start unless --cert/--key), role and secret."""
+        config = self.config
+        if config.cert and config.key:
+            identity = load_identity(config.cert, config.key)
+        else:
+            hosts = [spec.rpartition(":")[0] for spec in config.tls_listen]
+            identity = ensure_identity(config.state_dir, self.store.get("host", self.host_ref)["uuid"],
+                                       [config.address, self.facts.address, *hosts, self.facts.hostname])
+        return Membership(config.state_dir, identity, deferToThread, self.clock,
+                          config.pool_heartbeat, config.pool_host_timeout)
+
+    async def pool_tick(self) -> None:
+        """Every heartbeat interval: a slave beats to its master; a master marks silent members."""
+        ctx = self.runtime.internal()
+        try:
+            if self.membership.is_slave:
+                await pool_actions.beat(ctx)
+            else:
+                pool_actions.mark_silent(ctx)
+        except ApiError as e:
+            log.warning("pool heartbeat: %s", " ".join(e.description))
 
     async def _watch_links(self) -> None:
         """Links changed behind the agent's back (carrier, removals: `link` reports) and NICs that
@@ -323,24 +358,31 @@ class Agent:
         if self.config.manage_network:
             await self._watch_links()
         await self.commit.wait(self.commit.issued)
-        tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router)  # noqa: E731
-        for p, url in await listen_all(self.reactor, self.config, tcp_site):
+        tcp_site = lambda: ApiSite(self.dispatcher, self.encoder, "tcp", router=self.router,  # noqa: E731
+                                   gate=self.gate)
+        identity = self.membership.identity
+        for p, url in await listen_all(self.reactor, self.config, tcp_site, identity.cert_path,
+                                       identity.key_path):
             self.ports.append(p)
             self.urls.append(url)
+            if url.startswith("https://") and not self.membership.endpoint:
+                self.membership.endpoint = self._endpoint(p.getHost())
         path = self.config.socket_path
         if path:
             if os.path.exists(path):
                 os.unlink(path)
             ep = endpoints.UNIXServerEndpoint(self.reactor, path, mode=0o600)
-            self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix", router=self.router)))
+            self.ports.append(await ep.listen(ApiSite(self.dispatcher, self.encoder, "unix", router=self.router,
+                                                      gate=self.gate)))
             self.urls.append(f"unix:{path}")
         self._gc.start(30.0, now=False)
+        self._pool_loop.start(self.config.pool_heartbeat, now=True)
         self._sampler.start(SAMPLE_INTERVAL, now=True)
         self.consoles.on_change = self.console_settler.poke  # VMs that start or stop
         self.console_settler.start()
 
     async def stop(self):
-        for loop in (self._gc, self._sampler):
+        for loop in (self._gc, self._sampler, self._pool_loop):
             if loop.running:
                 loop.stop()
         for p in self.ports:
@@ -367,6 +409,13 @@ class Agent:
             await deferToThread(pool.stop)
         await deferToThread(self.hypervisor.close)
         self.journal.close()
+
+    def _endpoint(self, where) -> str:
+        """HOST:PORT other members use to reach this TLS listener (a wildcard: host.address)."""
+        host = where.host
+        if host in ("0.0.0.0", "::"):
+            host = self.store.get("host", self.host_ref)["address"] or "127.0.0.1"
+        return f"[{host}]:{where.port}" if ":" in host else f"{host}:{where.port}"
 
     def _password_file_works(self) -> bool:
         """Whether the generated root password file still holds root's password."""

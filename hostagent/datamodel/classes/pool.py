@@ -90,6 +90,26 @@ POOL = cls(
         field("update_sync_enabled", BOOL, RO, False, lifecycle=PROTOTYPED),
     ],
     messages=[
+        message("join",
+                [param("master_address", STRING), param("master_username", STRING),
+                 param("master_password", STRING)],
+                errors=["JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS", "JOINING_HOST_CANNOT_HAVE_RUNNING_VMS",
+                        "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS", "JOINING_HOST_CONNECTION_FAILED",
+                        "POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION", "SESSION_AUTHENTICATION_FAILED",
+                        "HOST_IS_SLAVE", "OPERATION_NOT_ALLOWED"],
+                doc="Called on a standalone host: make it a member of the pool whose master is at "
+                    "`master_address` (HOST or HOST:PORT of its TLS listener), logging in there with "
+                    "the given credentials. The host then answers clients with HOST_IS_SLAVE."),
+        message("join_force",
+                [param("master_address", STRING), param("master_username", STRING),
+                 param("master_password", STRING)],
+                errors=["JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS", "JOINING_HOST_CANNOT_HAVE_RUNNING_VMS",
+                        "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS", "JOINING_HOST_CONNECTION_FAILED"],
+                doc="pool.join without the version checks."),
+        message("eject", [param("host", Ref("host"))],
+                errors=["CANNOT_CONTACT_HOST", "OPERATION_NOT_ALLOWED"],
+                doc="Remove a member from the pool: it becomes the master of a new pool of its own "
+                    "and its records leave this pool's database."),
         message("create_VLAN_from_PIF",
                 [param("pif", Ref("PIF")), param("network", Ref("network")), param("VLAN", INT)],
                 SetOf(Ref("PIF")), ["VLAN_TAG_INVALID", "PIF_VLAN_EXISTS", "PIF_IS_VLAN",

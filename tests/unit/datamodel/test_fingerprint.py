@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "4af092335288953e5e74a0cbf320d0e66d5689838a8c1530dfab28220004ced8"
+EXPECTED_FINGERPRINT = "e2777fa4bc14c46e0bf285c9526f6cd3afce3eedf0267b7ef7a29c3a686a674f"
 
 
 def _walk(t):

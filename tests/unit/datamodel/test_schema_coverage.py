@@ -268,6 +268,12 @@ def test_implicit_exceptions_are_current(api, sclasses):
         assert wire not in api.entries, f"{wire}: now answered; drop the exception"
 
 
+# real xapi messages that xapi hides from its documentation, and so from the schema
+HIDDEN_IN_XAPI = {
+    "session.slave_login": "the intra-pool login with the pool secret (docs/pools.md)",
+}
+
+
 @pytest.mark.parametrize("name", OUR_CLASSES)
 def test_declared_messages(api, sclasses, name):
     """Hand-declared messages are real xapi messages with xapi's parameters."""
@@ -278,7 +284,8 @@ def test_declared_messages(api, sclasses, name):
         m = smsgs.get(d.name)
         wire = f"{name}.{d.name}"
         if m is None:
-            problems.append(f"{wire}: not in the schema")
+            if wire not in HIDDEN_IN_XAPI:
+                problems.append(f"{wire}: not in the schema")
             continue
         if m["implicit"]:
             problems.append(f"{wire}: the schema derives it; do not declare it")

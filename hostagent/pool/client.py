@@ -1,0 +1,116 @@
+"""Calls to another member's internal endpoint: JSON over HTTPS, blocking (run it in a worker).
+
+The peer is checked by pinning: the certificate it presents must be the one recorded at
+join, byte for byte, and must name the address used (service_identity, in identity.py).
+Before a certificate is recorded (the first contact of pool.join) `pinned` is None and
+the certificate presented is returned for the caller to record. Failures are exceptions
+of this module: `Unreachable` (no connection, TLS failure, a different certificate, an
+answer that is not ours) and `Refused` (the peer answered with a XenAPI error).
+"""
+
+import http.client
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .identity import IdentityError, der, names_peer, pem_of
+from .role import split_address
+
+SECRET_HEADER = "X-Hostagent-Pool-Secret"
+PREFIX = "/pool/v1/"
+TIMEOUT = 30.0
+
+
+class Unreachable(Exception):
+    """The peer cannot be reached, or is not who it should be; the message says which."""
+
+
+class Refused(Exception):
+    """The peer answered with a XenAPI error (its ErrorDescription in `description`)."""
+
+    def __init__(self, description):
+        super().__init__(*description)
+        self.description = list(description)
+
+
+@dataclass
+class Answer:
+    value: Any
+    peer_cert: str  # the PEM the peer presented
+
+
+def _context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # no CA: the peer's certificate is compared with the pinned one after the handshake,
+    # which proved the peer holds the key of the certificate it showed
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def post(address: str, op: str, body: bytes, *, secret: Optional[str], pinned: Optional[str],
+         content_type: str = "application/json", query: str = "", timeout: float = TIMEOUT):
+    """(content type, bytes) of `POST /pool/v1/<op>` at `address`; see the module doc."""
+    try:
+        host, port = split_address(address)
+    except ValueError as e:
+        raise Unreachable(str(e)) from None
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_context())
+    try:
+        try:
+            conn.connect()
+            presented = conn.sock.getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError, socket.timeout) as e:
+            raise Unreachable(f"cannot connect to {address}: {e}") from None
+        _check_peer(address, host, presented, pinned)
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        if secret is not None:
+            headers[SECRET_HEADER] = secret
+        try:
+            conn.request("POST", PREFIX + op + (("?" + query) if query else ""), body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException, socket.timeout) as e:
+            raise Unreachable(f"{address} did not answer: {e}") from None
+        if resp.status != 200:
+            raise Unreachable(f"{address} refused the call: HTTP {resp.status}")
+        return resp.getheader("Content-Type", ""), data, pem_of(presented)
+    finally:
+        conn.close()
+
+
+def _check_peer(address: str, host: str, presented: Optional[bytes], pinned: Optional[str]) -> None:
+    if not presented:
+        raise Unreachable(f"{address} presented no certificate")
+    if pinned is None:
+        return
+    try:
+        expected = der(pinned)
+    except IdentityError as e:
+        raise Unreachable(f"the certificate recorded for {address} is unusable: {e}") from None
+    if presented != expected:
+        raise Unreachable(f"{address} presented a certificate other than the one recorded at join")
+    if not names_peer(presented, host):
+        raise Unreachable(f"the certificate of {address} does not name {host}")
+
+
+def call(address: str, op: str, payload: dict, *, secret: Optional[str], pinned: Optional[str],
+         timeout: float = TIMEOUT) -> Answer:
+    """The value of a JSON call; `Refused` when the peer answers with a XenAPI error."""
+    body = json.dumps(payload).encode("utf-8")
+    ctype, data, peer_cert = post(address, op, body, secret=secret, pinned=pinned, timeout=timeout)
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise Unreachable(f"{address} answered something other than JSON") from None
+    if not isinstance(reply, dict) or not ("value" in reply or "error" in reply):
+        raise Unreachable(f"{address} answered something other than a pool reply")
+    if "error" in reply:
+        err = reply["error"]
+        if not isinstance(err, list) or not err or not all(isinstance(x, str) for x in err):
+            raise Unreachable(f"{address} answered a malformed error")
+        raise Refused(err)
+    return Answer(reply["value"], peer_cert)

@@ -1,0 +1,107 @@
+"""This host's membership: role, secret, identity, and calls to other members.
+
+One `Membership` per agent, built by the composition root and reached by actions as
+`ctx.rt.pool`. Its role changes without a restart (`become_slave`, `become_master`):
+what depends on it (the client gate, heartbeats) reads it on every use. Calls to other
+members run the blocking client in the worker given as `run_blocking`, and their
+failures become XenAPI errors here: `CANNOT_CONTACT_HOST [host]` when the peer cannot be
+reached or is not the one recorded, the peer's own error when it answered with one.
+"""
+
+import hmac
+import logging
+from typing import Callable, Dict, Optional
+
+from ..datamodel.errors import ApiError
+from ..datamodel.error_table import ERRORS
+from . import client
+from .identity import Identity
+from .role import MASTER, SLAVE, Role, load_role, new_secret, save_role, save_secret, ensure_secret
+
+log = logging.getLogger("hostagent.pool")
+
+HEARTBEAT_INTERVAL = 10.0  # seconds between a slave's heartbeats
+HOST_TIMEOUT = 60.0  # seconds without a heartbeat before the master marks a member not live
+
+
+class Membership:
+    def __init__(self, state_dir: str, identity: Identity, run_blocking: Callable, clock: Callable[[], float],
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL, host_timeout: float = HOST_TIMEOUT):
+        self.state_dir = state_dir
+        self.identity = identity
+        self.run_blocking = run_blocking
+        self.clock = clock
+        self.heartbeat_interval = heartbeat_interval
+        self.host_timeout = host_timeout
+        self.role: Role = load_role(state_dir)
+        self.secret: str = ensure_secret(state_dir)
+        self.endpoint = ""  # HOST:PORT of this host's TLS listener, once it is open
+        self.beats: Dict[str, float] = {}  # master: member host uuid -> time of its last heartbeat
+        self.on_change = []  # callbacks(role), run after every role change
+
+    # ------------------------------------------------------------------ state
+    @property
+    def is_slave(self) -> bool:
+        return self.role.is_slave
+
+    def secret_ok(self, presented: Optional[str]) -> bool:
+        return bool(presented) and hmac.compare_digest(presented.encode("utf-8"), self.secret.encode("utf-8"))
+
+    def become_slave(self, address: str, master_host: str, master_uuid: str, master_cert: str,
+                     secret: str) -> None:
+        """Persist the pool's secret, then the role (the commit point), then act on them."""
+        save_secret(self.state_dir, secret)
+        role = Role(SLAVE, address, master_host, master_uuid, master_cert)
+        save_role(self.state_dir, role)
+        self.secret, self.role = secret, role
+        self._changed()
+
+    def become_master(self) -> None:
+        """A lone master again, with a secret of its own."""
+        self.secret = new_secret(self.state_dir)
+        self.role = Role(MASTER)
+        save_role(self.state_dir, self.role)
+        self.beats.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        log.info("pool role: %s%s", self.role.role,
+                 f" of {self.role.master_address}" if self.role.is_slave else "")
+        for cb in list(self.on_change):
+            cb(self.role)
+
+    # ------------------------------------------------------------------ calls
+    async def call(self, address: str, op: str, payload: dict, *, pinned: Optional[str],
+                   host: str, secret: Optional[str] = "", timeout: float = client.TIMEOUT) -> client.Answer:
+        """A call to another member, `host` naming it in CANNOT_CONTACT_HOST. `secret` ""
+        sends this pool's secret, None sends none (pool.join's first contact)."""
+        secret = self.secret if secret == "" else secret
+        try:
+            return await self.run_blocking(
+                lambda: client.call(address, op, payload, secret=secret, pinned=pinned, timeout=timeout))
+        except client.Unreachable as e:
+            log.warning("pool call %s to %s failed: %s", op, address, e)
+            raise ApiError("CANNOT_CONTACT_HOST", host) from None
+        except client.Refused as e:
+            raise peer_error(e.description) from None
+
+    async def forward(self, op: str, body: bytes, content_type: str, query: str = ""):
+        """A raw request to the master (a slave's Unix-socket proxy): (content type, body)."""
+        role = self.role
+        try:
+            ctype, data, _ = await self.run_blocking(
+                lambda: client.post(role.master_address, op, body, secret=self.secret, pinned=role.master_cert,
+                                    content_type=content_type, query=query))
+        except client.Unreachable as e:
+            log.warning("proxying to the master %s failed: %s", role.master_address, e)
+            raise ApiError("CANNOT_CONTACT_HOST", role.master_host or role.master_address) from None
+        return ctype, data
+
+
+def peer_error(description) -> ApiError:
+    """A peer's ErrorDescription as an ApiError (INTERNAL_ERROR if it is not one we know)."""
+    code, params = description[0], description[1:]
+    names = ERRORS.get(code)
+    if names is not None and (len(names) == len(params) or len(names) == 1 and params):
+        return ApiError(code, *params) if len(names) == len(params) else ApiError(code, list(params))
+    return ApiError("INTERNAL_ERROR", "pool member answered " + " ".join(description))
