@@ -31,6 +31,7 @@ class AgentProcess:
         self.proc = None
         self.url = None
         self.port = None
+        self.tls_url = None  # the first https:// listener, with --tls-listen
         self.log_lines = []
 
     @property
@@ -48,6 +49,7 @@ class AgentProcess:
                                      env=env)
         self.log_lines = []
         self.banner = []
+        self.tls_url = None
         threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
         deadline = time.monotonic() + BANNER_TIMEOUT
         while time.monotonic() < deadline:
@@ -55,6 +57,9 @@ class AgentProcess:
             if not line:
                 raise RuntimeError("agent exited before listening:\n" + "".join(self.log_lines[-40:]))
             self.banner.append(line)
+            m = re.match(r"hostagent listening on (https://\S+)", line)
+            if m and self.tls_url is None:
+                self.tls_url = m.group(1)
             m = re.match(r"hostagent listening on (http://\S+)", line)
             if m:
                 self.url = m.group(1)
