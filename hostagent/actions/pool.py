@@ -158,10 +158,16 @@ async def serve_join(ctx, payload):
         split_address(endpoint)
     except (IdentityError, ValueError) as e:
         raise ApiError("INTERNAL_ERROR", f"a join names its certificate and endpoint: {e}") from None
-    if store.by_uuid("host", hrec.get("uuid", "")) is not None or store.exists("host", href):
-        raise ApiError("OPERATION_NOT_ALLOWED", "Host is already part of a pool")
+    stale = store.by_uuid("host", hrec.get("uuid", "")) or (href if store.exists("host", href) else None)
+    if stale == ctx.host:
+        raise ApiError("OPERATION_NOT_ALLOWED", "Host cannot become slave of itself")
     pool = next(iter(store.all("pool")))
     with store.transaction():
+        if stale is not None:
+            # a lone master (it checked itself) this pool still lists: a join whose answer
+            # was lost, or an eject the master did not finish; its records are replaced
+            log.warning("host %s joins again: its old records are replaced", hrec.get("uuid"))
+            forget_host(store, stale)
         import_host(store, bundle, pool)
         store.set_private("host", href, pool_endpoint=endpoint, pool_cert=cert)
         metrics = store.get("host", href)["metrics"]
