@@ -8,6 +8,7 @@ of this module: `Unreachable` (no connection, TLS failure, a different certifica
 answer that is not ours) and `Refused` (the peer answered with a XenAPI error).
 """
 
+import contextlib
 import http.client
 import json
 import socket
@@ -20,7 +21,8 @@ from .role import split_address
 
 SECRET_HEADER = "X-Hostagent-Pool-Secret"
 PREFIX = "/pool/v1/"
-TIMEOUT = 30.0
+TIMEOUT = 30.0  # seconds for a connection, and for an answer unless the call says otherwise
+RELAY_TIMEOUT = 3600.0  # a proxied API call may wait long (event.from, long VM operations)
 
 
 class Unreachable(Exception):
@@ -52,17 +54,23 @@ def _context() -> ssl.SSLContext:
 
 
 def post(address: str, op: str, body: bytes, *, secret: Optional[str], pinned: Optional[str],
-         content_type: str = "application/json", query: str = "", timeout: float = TIMEOUT):
-    """(content type, bytes) of `POST /pool/v1/<op>` at `address`; see the module doc."""
+         content_type: str = "application/json", query: str = "", timeout: float = TIMEOUT,
+         track: Optional[set] = None):
+    """(content type, bytes, the peer's PEM) of `POST /pool/v1/<op>` at `address`; see the
+    module doc. Connecting takes at most TIMEOUT seconds, the answer `timeout`. The open
+    connection is in `track` meanwhile, for `abort` to end it."""
     try:
         host, port = split_address(address)
     except ValueError as e:
         raise Unreachable(str(e)) from None
-    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_context())
+    conn = http.client.HTTPSConnection(host, port, timeout=min(timeout, TIMEOUT), context=_context())
+    if track is not None:
+        track.add(conn)
     try:
         try:
             conn.connect()
             presented = conn.sock.getpeercert(binary_form=True)
+            conn.sock.settimeout(timeout)
         except (OSError, ssl.SSLError, socket.timeout) as e:
             raise Unreachable(f"cannot connect to {address}: {e}") from None
         _check_peer(address, host, presented, pinned)
@@ -79,7 +87,18 @@ def post(address: str, op: str, body: bytes, *, secret: Optional[str], pinned: O
             raise Unreachable(f"{address} refused the call: HTTP {resp.status}")
         return resp.getheader("Content-Type", ""), data, pem_of(presented)
     finally:
+        if track is not None:
+            track.discard(conn)
         conn.close()
+
+
+def abort(track: set) -> None:
+    """End the connections in `track` now (their calls fail with Unreachable): at shutdown."""
+    for conn in list(track):
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed by its own thread
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _check_peer(address: str, host: str, presented: Optional[bytes], pinned: Optional[str]) -> None:
@@ -98,10 +117,10 @@ def _check_peer(address: str, host: str, presented: Optional[bytes], pinned: Opt
 
 
 def call(address: str, op: str, payload: dict, *, secret: Optional[str], pinned: Optional[str],
-         timeout: float = TIMEOUT) -> Answer:
+         timeout: float = TIMEOUT, track: Optional[set] = None) -> Answer:
     """The value of a JSON call; `Refused` when the peer answers with a XenAPI error."""
     body = json.dumps(payload).encode("utf-8")
-    ctype, data, peer_cert = post(address, op, body, secret=secret, pinned=pinned, timeout=timeout)
+    ctype, data, peer_cert = post(address, op, body, secret=secret, pinned=pinned, timeout=timeout, track=track)
     try:
         reply = json.loads(data)
     except ValueError:

@@ -38,6 +38,7 @@ class Membership:
         self.endpoint = ""  # HOST:PORT of this host's TLS listener, once it is open
         self.beats: Dict[str, float] = {}  # master: member host uuid -> time of its last heartbeat
         self.on_change = []  # callbacks(role), run after every role change
+        self.open_calls = set()  # connections of calls under way (client.abort ends them)
 
     # ------------------------------------------------------------------ state
     @property
@@ -64,6 +65,10 @@ class Membership:
         self.beats.clear()
         self._changed()
 
+    def close(self) -> None:
+        """End the calls under way (the agent stops): they fail as CANNOT_CONTACT_HOST."""
+        client.abort(self.open_calls)
+
     def _changed(self) -> None:
         log.info("pool role: %s%s", self.role.role,
                  f" of {self.role.master_address}" if self.role.is_slave else "")
@@ -78,7 +83,8 @@ class Membership:
         secret = self.secret if secret == "" else secret
         try:
             return await self.run_blocking(
-                lambda: client.call(address, op, payload, secret=secret, pinned=pinned, timeout=timeout))
+                lambda: client.call(address, op, payload, secret=secret, pinned=pinned, timeout=timeout,
+                                    track=self.open_calls))
         except client.Unreachable as e:
             log.warning("pool call %s to %s failed: %s", op, address, e)
             raise ApiError("CANNOT_CONTACT_HOST", host) from None
@@ -91,7 +97,8 @@ class Membership:
         try:
             ctype, data, _ = await self.run_blocking(
                 lambda: client.post(role.master_address, op, body, secret=self.secret, pinned=role.master_cert,
-                                    content_type=content_type, query=query))
+                                    content_type=content_type, query=query, timeout=client.RELAY_TIMEOUT,
+                                    track=self.open_calls))
         except client.Unreachable as e:
             log.warning("proxying to the master %s failed: %s", role.master_address, e)
             raise ApiError("CANNOT_CONTACT_HOST", role.master_host or role.master_address) from None

@@ -203,7 +203,11 @@ class Agent:
             hosts = [spec.rpartition(":")[0] for spec in config.tls_listen]
             identity = ensure_identity(config.state_dir, self.store.get("host", self.host_ref)["uuid"],
                                        [config.address, self.facts.address, *hosts, self.facts.hostname])
-        return Membership(config.state_dir, identity, deferToThread, self.clock,
+        # calls to other members block a worker each (a proxied event.from for long): a pool
+        # of their own, so they never starve the reactor's default pool
+        self.pool_threads = ThreadPool(1, 32, name="pool")
+        in_pool_threads = lambda fn, *a: deferToThreadPool(self.reactor, self.pool_threads, fn, *a)  # noqa: E731
+        return Membership(config.state_dir, identity, in_pool_threads, self.clock,
                           config.pool_heartbeat, config.pool_host_timeout)
 
     async def pool_tick(self) -> None:
@@ -350,6 +354,7 @@ class Agent:
         self.libvirt_pool.start()
         self.console_pool.start()
         self.transfer_pool.start()
+        self.pool_threads.start()
         # changes made while loading (first start, refreshed host facts) become durable first
         await self.commit.wait(self.commit.issued)
         # reconciled before any client can look: tasks of the last run settled, SRs
@@ -405,7 +410,8 @@ class Agent:
         if self.commit.failed is None:  # after a failed write there is nothing more to wait for
             await self.commit.wait(self.commit.issued)
         # worker threads are joined off the reactor, as the storage pool's above
-        for pool in (self.commit, self.libvirt_pool, self.transfer_pool, self.console_pool):
+        self.membership.close()  # a proxied long call would hold its worker (and the stop) for long
+        for pool in (self.commit, self.libvirt_pool, self.transfer_pool, self.console_pool, self.pool_threads):
             await deferToThread(pool.stop)
         await deferToThread(self.hypervisor.close)
         self.journal.close()

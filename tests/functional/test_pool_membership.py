@@ -20,7 +20,7 @@ import XenAPI
 from hostagent.pool.identity import CERT_FILE, KEY_FILE, der, ensure_identity, names_peer
 
 from .agent import AgentProcess
-from .events_support import TimeoutTransport
+from .events_support import TimeoutTransport, event_from
 
 HEARTBEAT, TIMEOUT = 0.5, 3.0
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -227,7 +227,18 @@ def test_a_member_presenting_another_certificate_is_refused(hosts, tmp_path):
     xa = a.session().xenapi
     [cref] = [h for h in xa.host.get_all() if xa.host.get_address(h) == c.address]
     uuid = xa.host.get_uuid(cref)
-    c.agent.stop()
+    # a long call proxied through c's socket does not hold c's stop
+    xc = c.unix_session().xenapi
+    token = event_from(xc, ["VM"], "", 0.1)["token"]
+    waiting = concurrent.futures.ThreadPoolExecutor(1)
+    long_call = waiting.submit(event_from, xc, ["VM"], token, 60.0)
+    time.sleep(1)
+    assert not long_call.done()
+    stopping = time.monotonic()
+    assert c.agent.stop() == 0 and time.monotonic() - stopping < 10
+    with pytest.raises(Exception):  # noqa: B017 - the connection ends, however XenAPI.py words it
+        long_call.result(10)
+    waiting.shutdown()
     keep = tmp_path / "kept"
     keep.mkdir()
     for name in (CERT_FILE, KEY_FILE):
