@@ -8,7 +8,8 @@
    the lab's PV guest (lab/guest.py; its initramfs copied into dom0's /var/lib/hostagent-lab/guest)
 2. lab/boot.py's Dom0: QEMU + Xen + dom0, ssh and the agent's port forwarded to loopback
 3. scripts/install-dom0 --offline in dom0 over ssh, as an administrator would run it
-4. pytest -m xen tests/lab with HOSTAGENT_LAB_URL, HOSTAGENT_LAB_PASSWORD, HOSTAGENT_LAB_SSH
+4. pytest -m "xen or lab" over tests/lab and the functional files with `lab` tests, with
+   HOSTAGENT_LAB_URL, HOSTAGENT_LAB_PASSWORD, HOSTAGENT_LAB_SSH
 5. artefacts into build/lab/artefacts/: the journal (agent, libvirtd, xen), libvirt's libxl
    logs, xl info/dmesg, `hostagent doctor`'s report, the serial log, QEMU's command line
 6. power-off; prints each phase's time, the total, and QEMU's peak RSS
@@ -38,6 +39,10 @@ WHEELHOUSE = OUT / "wheelhouse"
 ARTEFACTS = OUT / "artefacts"
 REMOTE = "/root/hostagent-install"
 GUEST_DIR = "/var/lib/hostagent-lab/guest"   # the guest kit in dom0, for PV_kernel / PV_ramdisk
+# Functional test files with tests marked `lab` (API only), run against the agent in dom0 too
+# (tests/functional/lab_agent.py)
+LAB_FUNCTIONAL = ("test_errors.py", "test_xenapi_client.py", "test_tasks_events_xenapi.py",
+                  "test_storage_file.py")
 NEEDED_MIB = MEMORY_MIB + 1536  # QEMU's guest RAM, its translation cache and its own overhead
 
 
@@ -119,9 +124,12 @@ def collect(lab):
 
 
 def run_tests(lab, env, pytest_args):
-    """pytest -m xen tests/lab; stopped as soon as the serial log shows dom0 or Xen crashed."""
-    tests = subprocess.Popen([str(VENV_PY), "-m", "pytest", "-m", "xen", "-p", "no:cacheprovider",
-                              "--timeout=240", str(ROOT / "tests/lab"), *pytest_args], cwd=ROOT, env=env)
+    """pytest -m "xen or lab" over tests/lab and LAB_FUNCTIONAL; stopped as soon as the serial
+    log shows dom0 or Xen crashed."""
+    tests = subprocess.Popen([str(VENV_PY), "-m", "pytest", "-m", "xen or lab", "-p", "no:cacheprovider",
+                              "--timeout=240", str(ROOT / "tests/lab"),
+                              *(str(ROOT / "tests/functional" / f) for f in LAB_FUNCTIONAL),
+                              *pytest_args], cwd=ROOT, env=env)
     while tests.poll() is None:
         time.sleep(2)
         lab.sample_rss()
