@@ -129,6 +129,24 @@ async def eject(ctx, host):
     return ""
 
 
+def host_destroy(ctx, self):
+    """Forget a member that is not live (xapi's host.destroy): records only, the host is not told."""
+    store = ctx.store
+    rec = ctx.need("host", self)
+    if self == ctx.host:
+        raise ApiError("HOST_CANNOT_DESTROY_SELF", self)
+    metrics = rec["metrics"]
+    if store.exists("host_metrics", metrics) and store.get("host_metrics", metrics)["live"]:
+        raise ApiError("HOST_IS_LIVE", self)
+    if any(not store.get("VM", v)["is_control_domain"] for v in rec["resident_VMs"]):
+        raise ApiError("HOST_HAS_RESIDENT_VMS", self)
+    with store.transaction():
+        forget_host(store, self)
+    ctx.rt.pool.beats.pop(rec["uuid"], None)
+    log.info("forgot host %s", rec["uuid"])
+    return ""
+
+
 async def serve_hello(ctx, payload):
     """A joining host's first contact: who this master is (after checking the credentials)."""
     m = ctx.rt.pool
@@ -254,4 +272,5 @@ HANDLERS = {
     "pool.join": join,
     "pool.join_force": join_force,
     "pool.eject": eject,
+    "host.destroy": host_destroy,
 }

@@ -291,3 +291,16 @@ def test_eject_leaves_a_lone_host_and_it_can_join_again(hosts):
     xb.pool.join(a.tls, "root", a.agent.password)
     assert host_count(a) == 3
     wait_for(lambda: live(xa, bref), 5, "b live again")
+
+
+def test_a_dead_member_is_forgotten_with_host_destroy(hosts):
+    a, b, c = hosts
+    xa = a.session().xenapi
+    refs = {xa.host.get_address(h): h for h in xa.host.get_all()}
+    assert failure(xa.host.destroy, refs[a.address]) == ["HOST_CANNOT_DESTROY_SELF", refs[a.address]]
+    assert failure(xa.host.destroy, refs[b.address]) == ["HOST_IS_LIVE", refs[b.address]]
+    c.agent.kill()
+    wait_for(lambda: not live(xa, refs[c.address]), TIMEOUT + 4 * HEARTBEAT + 3, "c not live")
+    xa.host.destroy(refs[c.address])
+    assert sorted(xa.host.get_address(h) for h in xa.host.get_all()) == [a.address, b.address]
+    assert not any(xa.PBD.get_host(p) == refs[c.address] for p in xa.PBD.get_all())

@@ -112,6 +112,10 @@ HOST = cls(
         field("last_update_hash", STRING, RO, "", lifecycle=PROTOTYPED),
     ],
     messages=[
+        message("destroy", [param("self", Ref("host"))],
+                errors=["HOST_CANNOT_DESTROY_SELF", "HOST_IS_LIVE", "HOST_HAS_RESIDENT_VMS"],
+                doc="Forget a pool member that is not live (one that cannot be ejected): its records "
+                    "leave the pool's database; the host itself is not told."),
         message("management_reconfigure", [param("pif", Ref("PIF"))],
                 errors=["PIF_HAS_NO_NETWORK_CONFIGURATION", "PIF_CONFIGURATION_ERROR"],
                 doc="Make `pif` the host's management interface: its address is put on its "

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "e2777fa4bc14c46e0bf285c9526f6cd3afce3eedf0267b7ef7a29c3a686a674f"
+EXPECTED_FINGERPRINT = "5acd8ad25fc012503e906b4faf16268df6ff233119e8da624aba1beab5263b5c"
 
 
 def _walk(t):
