@@ -29,6 +29,7 @@ START_TIMEOUT = 15.0  # seconds a vncterm may take to listen
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 HOST_KEY = "host"
 UNPRIVILEGED_USER = "nobody"
+NICE = 10  # vncterms run this much below the agent's priority: a console never starves the API
 
 
 class ConsoleError(Exception):
@@ -76,7 +77,8 @@ class Vncterms:
         self.stop(key)  # a dead one's files, or a live one being replaced
         port_file = self._path(key, "port")
         argv = [*self.program, *(["--login"] if login else ["--pty", pty]), "--listen", "127.0.0.1",
-                "--port", "0", "--port-file", port_file, "--user", self.user, "--root", self.root]
+                "--port", "0", "--port-file", port_file, "--user", self.user, "--root", self.root,
+                "--nice", str(NICE)]
         if title:
             argv += ["--title", title]
         try:

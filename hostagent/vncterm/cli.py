@@ -22,6 +22,7 @@ from .terminal import TerminalError, open_pty, spawn_login
 log = logging.getLogger("hostagent.vncterm")
 
 DEFAULT_ROOT = "/var/empty/hostagent-vncterm"
+DEFAULT_NICE = 10
 
 DESCRIPTION = """\
 Serve one text console as a VNC (RFB 3.3/3.7/3.8, security None) desktop on a loopback
@@ -40,6 +41,10 @@ Start-up order: open the console, listen on --listen:--port, write the chosen po
 --port-file (atomically; remove a stale one before starting), then drop privileges: no supplementary groups, the uid/gid of
 --user, chroot into --root (an empty directory owned by root; created 0555 if missing).
 Run as non-root, the drop is skipped with a warning.
+
+vncterm runs --nice steps below the priority it was started with (default 10, shown in ps's
+NI column): under a flood it yields the CPU to the host's management agent and its API. The
+host console's login program is started before that, at the caller's priority.
 
 Exit status: 0 when the console hangs up (the guest stopped; in --login mode when the login
 session ends) or on SIGTERM/SIGINT/SIGHUP; 1 when the console or the socket cannot be
@@ -73,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="desktop name shown by viewers")
     p.add_argument("--cols", type=int, default=80, help="screen width in characters (default 80)")
     p.add_argument("--rows", type=int, default=25, help="screen height in lines (default 25)")
+    p.add_argument("--nice", type=int, default=DEFAULT_NICE, metavar="N",
+                   help=f"run N steps below the starting priority, 0..19 (default {DEFAULT_NICE}): "
+                        "a console's output must never starve the management agent")
     return p
 
 
@@ -92,6 +100,8 @@ def check_args(parser, args) -> None:
         parser.error("--cols must be 10..400 and --rows 4..200")
     if args.pty is not None and not args.pty:
         parser.error("--pty needs a path")
+    if not 0 <= args.nice <= 19:
+        parser.error("--nice must be between 0 and 19")
 
 
 def write_port_file(path: str, port: int) -> None:
@@ -157,6 +167,8 @@ def main(argv=None) -> int:
         print(f"hostagent-vncterm: {e}", file=sys.stderr)
         return 1
     log.info("serving %s on %s port %d", args.pty or "a login prompt", args.listen, port)
+    if args.nice:
+        log.info("running at nice %d", os.nice(args.nice))  # after the login program started
     loop = asyncio.new_event_loop()
     emulator = Emulator(args.cols, args.rows)
     emulator.feed(b"\x1b[m \x08")  # warm pyte up (wcwidth tables, unicodedata) before the chroot

@@ -2,8 +2,9 @@
 
 Each client keeps its own damage (which cells changed since it was last sent them) and gets
 an update only while it has a FramebufferUpdateRequest outstanding and its socket buffer is
-below HIGH_WATER, at most 100 updates and, beyond a burst, 10 screens of pixels a second (so a
-flood costs a viewer, and the agent relaying it, bounded bandwidth while typing stays prompt). A client that stops reading receives nothing more
+below HIGH_WATER, at most 100 updates and, beyond a burst, 10 screens of pixels a second, 4
+while the console floods (so a flood costs a viewer, and the agent relaying it, bounded
+bandwidth while typing stays prompt). A client that stops reading receives nothing more
 until it drains (and is dropped after SLOW_CLIENT_TIMEOUT), so it never holds up the pty or the
 other clients. Pixels go raw or as ZRLE (the client's preference); scrolls go as one CopyRect
 to clients that offer it.
@@ -26,6 +27,7 @@ HIGH_WATER = 2 * 1024 * 1024
 MIN_INTERVAL = 0.01         # seconds between two updates (at most 100 a second)
 SCREENS_PER_SECOND = 10.0   # pixels sent, in whole screens, at most this many a second...
 SCREENS_BURST = 2.0         # ... after a burst of this many (so one scroll never waits)
+FLOOD_SCREENS_PER_SECOND = 4.0  # ... and this many while the console floods (console.py)
 MAX_VIEWERS = 32            # clients past the handshake
 MAX_CONNECTIONS = 128       # all connections; when full, the oldest mid-handshake one goes
 
@@ -211,10 +213,10 @@ class Client(asyncio.Protocol):
         if self._send_timer is not None:
             return
         now = self.console.loop.time()
-        self._budget = min(SCREENS_BURST,
-                           self._budget + (now - self._budget_at) * SCREENS_PER_SECOND)
+        rate = FLOOD_SCREENS_PER_SECOND if self.console.flooding else SCREENS_PER_SECOND
+        self._budget = min(SCREENS_BURST, self._budget + (now - self._budget_at) * rate)
         self._budget_at = now
-        wait = max(self._next_send - now, -self._budget / SCREENS_PER_SECOND)
+        wait = max(self._next_send - now, -self._budget / rate)
         if wait > 0:
             self._send_timer = self.console.loop.call_later(wait, self._send_later)
             return

@@ -4,6 +4,13 @@ Output is read in large chunks and fed to the emulator at most once per COALESCE
 emulator may use at most CPU_SHARE of a core (beyond that the pty is left unread for a while,
 which holds the writer back instead of burning the host). Nothing is sent to a client here:
 clients take their damage when they have an update request outstanding (see client.py).
+
+A console that has printed at least FLOOD_WINDOW_BYTES in each of FLOOD_WINDOWS windows of
+FLOOD_WINDOW seconds in a row is flooding, until a window carries less: its output is then
+gathered for FLOOD_COALESCE seconds per emulator pass (lines that scroll away within one pass
+never go through the emulator), the emulator gets FLOOD_CPU_SHARE, and clients are sent fewer
+screens a second (client.py). Typing and the odd burst (a listing) never count as a flood, and
+small output (an echoed key) is shown at once whenever the console is not flooding.
 """
 
 import errno
@@ -24,6 +31,11 @@ INTERACTIVE = 256            # output this small is fed at once, without coalesc
 FEED_SLICE = 16 * 1024       # bytes pyte takes in one pass (about 30 ms), beyond what is skipped
 CPU_SHARE = 0.5              # of one core, at most, for the emulator under a flood
 INPUT_LIMIT = 64 * 1024      # bytes of keyboard/paste input queued for a pty that does not read
+FLOOD_WINDOW = 0.5           # seconds: output is counted per window...
+FLOOD_WINDOW_BYTES = 2048    # ... a window with this much output is heavy...
+FLOOD_WINDOWS = 4            # ... and this many heavy windows in a row are a flood
+FLOOD_COALESCE = 0.2         # seconds of output gathered per emulator pass while flooding
+FLOOD_CPU_SHARE = 0.25       # of one core, at most, for the emulator while flooding
 
 
 class Console:
@@ -42,6 +54,27 @@ class Console:
         self._cursor = None
         self.dropped_input = 0
         self.feed_seconds = 0.0
+        self._window = -2            # the last FLOOD_WINDOW with output (its number)
+        self._window_bytes = 0       # output read in that window
+        self._heavy_windows = 0      # heavy windows in a row before it
+
+    @property
+    def flooding(self) -> bool:
+        """Whether the console has printed FLOOD_WINDOW_BYTES or more in each of the last
+        FLOOD_WINDOWS windows (the one under way counts once it has that much)."""
+        heavy = self._heavy_windows + (self._window_bytes >= FLOOD_WINDOW_BYTES)
+        window = int(self.loop.time() / FLOOD_WINDOW)
+        if window > self._window + 1 or (window > self._window and self._window_bytes < FLOOD_WINDOW_BYTES):
+            return False  # a window went by with little or no output: the flood is over
+        return heavy >= FLOOD_WINDOWS
+
+    def _note_output(self, size: int) -> None:
+        window = int(self.loop.time() / FLOOD_WINDOW)
+        if window != self._window:
+            heavy = window == self._window + 1 and self._window_bytes >= FLOOD_WINDOW_BYTES
+            self._heavy_windows = self._heavy_windows + 1 if heavy else 0
+            self._window, self._window_bytes = window, 0
+        self._window_bytes += size
 
     # The pty side.
     def start(self) -> None:
@@ -72,6 +105,7 @@ class Console:
             self._reading = False
 
     def _on_readable(self) -> None:
+        before = len(self._pending)
         for _ in range(64):
             chunk = read_chunk(self.fd, READ_SIZE)
             if chunk is None:
@@ -83,10 +117,14 @@ class Console:
             if len(self._pending) >= MAX_PENDING:
                 self._pause_reading()
                 break
+        self._note_output(len(self._pending) - before)
         if self._pending and self._feed_handle is None:
             # A few bytes (an echoed key) are shown at once; more wait a moment for the rest.
-            delay = 0 if len(self._pending) < INTERACTIVE else COALESCE
+            delay = 0 if len(self._pending) < INTERACTIVE else self._coalesce()
             self._feed_handle = self.loop.call_later(delay, self._feed)
+
+    def _coalesce(self) -> float:
+        return FLOOD_COALESCE if self.flooding else COALESCE
 
     def _feed(self) -> None:
         self._feed_handle = None
@@ -103,7 +141,7 @@ class Console:
         self.refresh()
         cost = time.thread_time() - started
         self.feed_seconds += cost
-        rest = cost * (1 / CPU_SHARE - 1)
+        rest = cost * (1 / (FLOOD_CPU_SHARE if self.flooding else CPU_SHARE) - 1)
         if rest > 0.002:
             self._pause_reading()
             self._feed_handle = self.loop.call_later(rest, self._after_rest)
@@ -115,7 +153,7 @@ class Console:
         if len(self._pending) < MAX_PENDING:
             self._resume_reading()
         if self._pending:
-            self._feed_handle = self.loop.call_later(COALESCE, self._feed)
+            self._feed_handle = self.loop.call_later(self._coalesce(), self._feed)
 
     def write_input(self, data: bytes) -> None:
         """Queue keyboard or paste bytes for the pty; beyond INPUT_LIMIT they are dropped."""

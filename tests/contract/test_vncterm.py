@@ -185,6 +185,24 @@ def test_privileges_dropped_to_nobody_in_an_empty_root(vncterm, tmp_path):
     assert "NoNewPrivs:\t1" in status
 
 
+def nice_of(pid) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_runs_below_the_starting_priority(vncterm, tmp_path):
+    """A flooding console must not compete with the management agent on equal terms."""
+    wait_for(lambda: "running at nice" in vncterm.stderr(), 10, "the priority change")
+    assert nice_of(vncterm.proc.pid) == min(19, os.nice(0) + 10)
+    level = Vncterm(tmp_path, "--nice", "0")
+    try:
+        assert nice_of(level.proc.pid) == os.nice(0)
+    finally:
+        level.stop()
+    result = subprocess.run(VNCTERM + ["--pty", "/dev/null", "--nice", "20"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2 and "--nice" in result.stderr
+
+
 def test_listens_on_loopback_only(vncterm):
     assert listening_sockets(vncterm.port) == ["0100007F"]          # 127.0.0.1
 

@@ -5,11 +5,17 @@ import contextlib
 import os
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from hostagent.vncterm.client import (
+    FLOOD_SCREENS_PER_SECOND,
+    SCREENS_BURST,
+    SCREENS_PER_SECOND,
+)
 from hostagent.vncterm.render import read_text
 from tests.contract.vncterm_support import (
     Vncterm,
@@ -304,7 +310,6 @@ def test_a_client_that_never_reads_holds_up_nothing(vncterm):
 def test_keys_still_reach_the_pty_during_a_flood(vncterm):
     """An unskippable flood (cursor-addressed redraws) keeps the emulator busy; keys typed
     meanwhile are written to the pty at once and updates keep coming."""
-    import threading
     sock, (w, h, _pf, _n) = rfb_connect(vncterm.port)
     frame = b"\x1b[H" + b"".join(b"\x1b[%d;1Hrow %02d\x1b[K" % (r + 1, r) for r in range(24))
     stop = threading.Event()
@@ -325,6 +330,47 @@ def test_keys_still_reach_the_pty_during_a_flood(vncterm):
         stop.set()
         writer.join(10)
     sock.close()
+
+
+def test_a_lasting_flood_is_sent_at_fewer_screens_a_second(tmp_path):
+    """Once the console has flooded for a while, a viewer that asks for every update gets at
+    most FLOOD_SCREENS_PER_SECOND screens of pixels a second (plus the burst): the output is
+    gathered FLOOD_COALESCE seconds per pass and the viewer's budget shrinks (either alone
+    keeps this pace; without both, the viewer gets its usual ten)."""
+    # a small screen at normal priority: its pace, not the machine's load, is measured
+    vncterm = Vncterm(tmp_path, "--nice", "0", cols=10, rows=4)
+    sock, (w, h, _pf, _n) = rfb_connect(vncterm.port)
+    stop = threading.Event()
+
+    def flood():
+        i = 0
+        while not stop.is_set():
+            # lines that differ across the whole row, so that every scroll repaints the screen
+            vncterm.write(b"".join(b"%010d\r\n" % ((i + k) * 1111111) for k in range(40)))
+            i += 40
+            time.sleep(0.04)  # about 12 KiB/s: a flood, but cheap to emulate
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    try:
+        def screens_a_second(seconds):
+            n, start = 0.0, time.monotonic()
+            while time.monotonic() - start < seconds:
+                request_update(sock, True)
+                n += sum(rw * rh for _x, _y, rw, rh, _d in read_update(sock)) / (w * h)
+            return n / (time.monotonic() - start)
+        before = screens_a_second(1.5)  # the console counts as flooding after 2 s
+        time.sleep(1.0)
+        during = screens_a_second(5.0)
+        assert FLOOD_SCREENS_PER_SECOND * 2 <= SCREENS_PER_SECOND
+        if before < FLOOD_SCREENS_PER_SECOND * 1.5:
+            pytest.skip(f"this machine serves {before:.1f} screens a second before the flood "
+                        "counts: too slow to tell the flood's pace from the normal one")
+        assert during <= FLOOD_SCREENS_PER_SECOND + (SCREENS_BURST + 1) / 5.0, (before, during)
+    finally:
+        stop.set()
+        writer.join(10)
+        sock.close()
+        vncterm.stop()
 
 
 def apply_update(screen: bytearray, rects, width=640, bpp=4) -> None:
