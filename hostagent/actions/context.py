@@ -69,10 +69,13 @@ class Runtime:
     pool: Optional[object] = None  # pool.membership.Membership: role, secret, calls to members
 
     def ports_for(self, host: str) -> Ports:
-        """The ports that do host-bound work on `host`. Only this host's exist yet: work
-        bound to another member is refused (forwarding to members is docs/pools.md "Not yet")."""
+        """The ports that do host-bound work on `host`: this host's own, or a pool member's
+        proxies to its agent (pool/remote.py): HOST_OFFLINE when that member is not live,
+        CANNOT_CONTACT_HOST when it cannot be reached (or this host is not the master)."""
         if host == self.host:
             return self.ports
+        if self.pool is not None and self.store.exists("host", host):
+            return self.pool.ports_for(self.store, host, self.ports)
         raise ApiError("CANNOT_CONTACT_HOST", host)
 
     def context(self, entry, session: Optional[str], origin: Origin, task: Optional[str]) -> "Context":
@@ -125,6 +128,19 @@ class Context:
     def clock(self) -> float:
         return self.rt.clock()
 
+    def on_host(self, host: str) -> "Context":
+        """This call, doing its host-bound work on `host`: `ctx.host` is that host (the VM's
+        resident_on, the PBD whose SR is plugged) and `ctx.ports` its ports (see ports_for).
+        The task, session and database stay the master's."""
+        if host == self.host:
+            return self
+        return OnHost(self.rt, self.entry, self.session, self.origin, self.task, host, self.rt.ports_for(host))
+
+    @property
+    def remote(self) -> bool:
+        """Whether host-bound work goes to another member (ctx.on_host)."""
+        return False
+
     # the call
     def need(self, cls: str, ref) -> dict:
         return implicit.need(self.store, cls, ref)
@@ -156,3 +172,32 @@ class Context:
         """Wait until every change committed so far is on disk."""
         if self.rt.wait_durable is not None and self.store.last_durable is not None:
             await self.rt.wait_durable(self.store.last_durable)
+
+
+class OnHost(Context):
+    """A context whose host-bound work runs on another pool member (Context.on_host)."""
+
+    __slots__ = ("_host", "_ports")
+
+    def __init__(self, rt, entry, session, origin, task, host: str, ports: Ports):
+        super().__init__(rt, entry, session, origin, task)
+        self._host, self._ports = host, ports
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def ports(self) -> Ports:
+        return self._ports
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    def on_host(self, host: str) -> "Context":
+        if host == self._host:
+            return self
+        if host == self.rt.host:
+            return Context(self.rt, self.entry, self.session, self.origin, self.task)
+        return OnHost(self.rt, self.entry, self.session, self.origin, self.task, host, self.rt.ports_for(host))

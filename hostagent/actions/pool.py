@@ -18,6 +18,7 @@ from ..pool.identity import IdentityError, fingerprint
 from ..pool.records import export_host, forget_host, import_host
 from ..pool.role import split_address
 from ..rpc.coerce import now_text
+from .pool_forward import reconcile_member
 from .session import _authenticate
 
 log = logging.getLogger("hostagent.pool")
@@ -197,8 +198,9 @@ async def serve_join(ctx, payload):
     return {"secret": m.secret, "master_host": ctx.host}
 
 
-def serve_heartbeat(ctx, payload):
-    """A member is alive: it is live from now on, until it falls silent."""
+async def serve_heartbeat(ctx, payload):
+    """A member is alive: it is live from now on, until it falls silent. A new run of its
+    agent (or one back from being not live) gets its VMs reconciled first."""
     m, store = ctx.rt.pool, ctx.store
     uuid = _text(payload, "host")
     ref = store.by_uuid("host", uuid)
@@ -206,9 +208,19 @@ def serve_heartbeat(ctx, payload):
         raise ApiError("HOST_UNKNOWN_TO_MASTER", uuid)
     m.beats[uuid] = ctx.clock()
     metrics = store.get("host", ref)["metrics"]
+    was_live = store.exists("host_metrics", metrics) and store.get("host_metrics", metrics)["live"]
     if store.exists("host_metrics", metrics):
         with store.transaction():
             store.update("host_metrics", metrics, live=True, last_updated=now_text(ctx.clock()))
+    instance = payload.get("instance")
+    if isinstance(instance, str) and (m.instances.get(uuid) != instance or not was_live):
+        try:
+            changed = await reconcile_member(ctx, ref)
+            m.instances[uuid] = instance  # reconciled: not again for this run unless it goes silent
+            if changed:
+                log.info("host %s is back: %d of its VMs reconciled", uuid, changed)
+        except ApiError as e:
+            log.warning("cannot reconcile the VMs of host %s yet: %s", uuid, " ".join(e.description))
     return True
 
 
@@ -237,7 +249,8 @@ async def beat(ctx) -> None:
     if not m.is_slave:
         return
     role = m.role
-    await m.call(role.master_address, "heartbeat", {"host": ctx.store.get("host", ctx.host)["uuid"]},
+    await m.call(role.master_address, "heartbeat",
+                 {"host": ctx.store.get("host", ctx.host)["uuid"], "instance": m.instance},
                  pinned=role.master_cert, host=role.master_host or role.master_address,
                  timeout=max(1.0, m.heartbeat_interval * 2))
 

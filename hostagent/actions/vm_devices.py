@@ -19,6 +19,7 @@ from . import storage_records as R
 from . import vif_links
 from . import vm_runtime as run
 from .hypervisor_errors import translated
+from .pool_forward import on_resident_of_device, resident_host
 from .storage_errors import translated as storage_translated
 from .vbd import device_name, disk_number
 
@@ -96,8 +97,10 @@ async def vbd_plug(ctx, self):
 async def change_media(ctx, vbd: str, vdi: str, operation: str) -> None:
     """A running VM's CD drive gets the ISO `vdi` (VBD.insert) or, with NULL_REF, none
     (VBD.eject): the new volume attached first, the drive changed live, the old volume
-    detached last; a refusal leaves the drive and the attachments as they were."""
+    detached last; a refusal leaves the drive and the attachments as they were. On the
+    host the VM runs on."""
     rec = ctx.need("VBD", vbd)
+    ctx = ctx.on_host(resident_host(ctx, rec["VM"]))
     vm = rec["VM"]
     caps = await ctx.ports.domains.capabilities()
     if not caps.live_media:
@@ -197,5 +200,7 @@ async def vif_unplug(ctx, self):
     return await _vif(ctx, self, False)
 
 
-HANDLERS = {"VBD.plug": vbd_plug, "VBD.unplug": vbd_unplug, "VBD.unplug_force": vbd_unplug_force,
-            "VIF.plug": vif_plug, "VIF.unplug": vif_unplug}
+# done on the host the VM runs on (a pool member's through its agent: actions/pool_forward.py)
+HANDLERS = {name: on_resident_of_device(name.split(".")[0])(fn) for name, fn in (
+    ("VBD.plug", vbd_plug), ("VBD.unplug", vbd_unplug), ("VBD.unplug_force", vbd_unplug_force),
+    ("VIF.plug", vif_plug), ("VIF.unplug", vif_unplug))}

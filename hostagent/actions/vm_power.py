@@ -15,6 +15,7 @@ from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
 from . import eliloader
+from . import pool_forward as forward
 from . import storage_records as R
 from . import vdi as vdi_actions
 from . import vm_runtime as run
@@ -98,8 +99,8 @@ async def start(ctx, vm, start_paused, force):
 
 
 async def start_on(ctx, vm, host, start_paused, force):
-    R.require_this_host(ctx, host, "VM.start_on")
-    return await start(ctx, vm, start_paused, force)
+    ctx.need("host", host)
+    return await start(ctx.on_host(host), vm, start_paused, force)  # a member's: on its agent
 
 
 # ------------------------------------------------------------------ stop
@@ -324,6 +325,8 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-HANDLERS = {f"VM.{f.__name__}": f for f in (
-    start, start_on, pause, unpause, suspend, resume, resume_on, clean_shutdown, hard_shutdown, shutdown,
-    clean_reboot, hard_reboot, power_state_reset)}
+HANDLERS = {f"VM.{f.__name__}": f for f in (start, start_on, resume, resume_on, power_state_reset)}
+# done on the host the VM runs on (a pool member's through its agent: actions/pool_forward.py)
+HANDLERS.update({f"VM.{f.__name__}": forward.on_resident(f) for f in (
+    pause, unpause, clean_shutdown, hard_shutdown, shutdown, clean_reboot, hard_reboot)})
+HANDLERS["VM.suspend"] = forward.local_only("VM.suspend", suspend)

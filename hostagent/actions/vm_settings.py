@@ -144,8 +144,10 @@ def update_allowed_operations(ctx, self):
 def _boot_problem(ctx, vm: str, host: str):
     rec = ctx.need("VM", vm)
     ctx.need("host", host)
-    if host != ctx.host:
-        return ApiError("HOST_OFFLINE", host)
+    try:
+        ctx = ctx.on_host(host)  # a pool member: HOST_OFFLINE unless live
+    except ApiError as e:
+        return e
     problem = policy.memory_problem(rec)
     if problem:
         return ApiError("MEMORY_CONSTRAINT_VIOLATION", problem)

@@ -9,12 +9,13 @@ reached or is not the one recorded, the peer's own error when it answered with o
 """
 
 import hmac
+import secrets
 import logging
 from typing import Callable, Dict, Optional
 
 from ..datamodel.errors import ApiError
 from ..datamodel.error_table import ERRORS
-from . import client
+from . import client, remote, wire
 from .identity import Identity
 from .role import MASTER, SLAVE, Role, load_role, new_secret, save_role, save_secret, ensure_secret
 
@@ -39,6 +40,9 @@ class Membership:
         self.beats: Dict[str, float] = {}  # master: member host uuid -> time of its last heartbeat
         self.on_change = []  # callbacks(role), run after every role change
         self.open_calls = set()  # connections of calls under way (client.abort ends them)
+        self.instance = secrets.token_hex(8)  # this run of the agent, in its heartbeats
+        self.instances: Dict[str, str] = {}  # master: member host uuid -> the run whose VMs it reconciled
+        self._remote: Dict[tuple, object] = {}  # (host, endpoint, cert) -> that member's Ports
 
     # ------------------------------------------------------------------ state
     @property
@@ -90,6 +94,46 @@ class Membership:
             raise ApiError("CANNOT_CONTACT_HOST", host) from None
         except client.Refused as e:
             raise peer_error(e.description) from None
+
+    def ports_for(self, store, host: str, local_ports):
+        """The ports of member `host` (its records on this master): proxies to its agent.
+        HOST_OFFLINE when it is not live; a slave forwards nothing (CANNOT_CONTACT_HOST)."""
+        if self.is_slave:
+            raise ApiError("CANNOT_CONTACT_HOST", host)
+        metrics = store.get("host", host)["metrics"]
+        if not (store.exists("host_metrics", metrics) and store.get("host_metrics", metrics)["live"]):
+            raise ApiError("HOST_OFFLINE", host)
+        private = store.private_of("host", host)
+        key = (host, private.get("pool_endpoint", ""), private.get("pool_cert", ""))
+        if not key[1] or not key[2]:
+            raise ApiError("CANNOT_CONTACT_HOST", host)
+        ports = self._remote.get(key)
+        if ports is None:
+            for old in [k for k in self._remote if k[0] == host]:
+                del self._remote[old]
+            ports = self._remote[key] = remote.member_ports(
+                local_ports, lambda port, op, args: self.port_call(key[1], key[2], host, port, op, args))
+        return ports
+
+    async def port_call(self, address: str, cert: str, host: str, port: str, op: str, args):
+        """One call of a member's port: its result, or the port's own exception raised here."""
+        try:
+            body = wire.request(port, op, args)
+        except wire.WireError as e:
+            raise ApiError("INTERNAL_ERROR", f"{port}.{op} for host {host}: {e}") from None
+        answer = await self.call(address, "port", body, pinned=cert, host=host, timeout=client.RELAY_TIMEOUT)
+        value = answer.value
+        try:
+            if isinstance(value, dict) and "raised" in value:
+                error = wire.decode_error(value["raised"])
+            elif isinstance(value, dict) and "result" in value:
+                return wire.decode(value["result"])
+            else:
+                raise wire.WireError("neither a result nor an error")
+        except wire.WireError as e:
+            log.warning("host %s answered %s.%s with something unreadable: %s", host, port, op, e)
+            raise ApiError("CANNOT_CONTACT_HOST", host) from None
+        raise error
 
     async def forward(self, op: str, body: bytes, content_type: str, query: str = ""):
         """A raw request to the master (a slave's Unix-socket proxy): (content type, body)."""

@@ -15,6 +15,7 @@ from twisted.web import server
 
 from ..datamodel.errors import ApiError
 from ..actions import pool as pool_actions
+from ..actions import pool_forward
 from ..pool.client import PREFIX, SECRET_HEADER
 from ..rpc import pool_gate
 from ..rpc.dispatch import Origin, Reply
@@ -125,4 +126,6 @@ def register(router, runtime, membership, relay_api) -> None:
                  max_body=JOIN_MAX_BODY)
     router.route(PREFIX + "heartbeat", JsonOp(runtime, pool_actions.serve_heartbeat), auth=secret)
     router.route(PREFIX + "eject", JsonOp(runtime, pool_actions.serve_eject), auth=secret)
+    router.route(PREFIX + "port", JsonOp(runtime, pool_forward.serve_port), auth=secret)
+    router.route(PREFIX + "domain_event", JsonOp(runtime, pool_forward.serve_domain_event), auth=secret)
     router.route(PREFIX + "rpc", RpcRelay(relay_api), auth=secret, max_body=RPC_MAX_BODY)

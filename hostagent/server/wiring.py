@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
-from ..actions import all_handlers, consoles, domains, pif, pif_metrics, storage_boot, templates
+from ..actions import all_handlers, consoles, domains, pif, pif_metrics, pool_forward, storage_boot, templates
 from ..backends.nbd_block import NbdBlockDevices
 from ..actions.bootstrap import ensure_host, machine
 from ..actions.context import Ports, Runtime
@@ -265,7 +265,7 @@ class Agent:
         r.at_start("console terminals (adopted, started, stopped)", consoles.at_start)
         # allowed operations follow this host's SM capabilities; no operation survives a restart
         r.at_start("operation locks", lambda ctx: self.dispatcher.oplocks.reset())
-        r.on("domain", domains.lifecycle)
+        r.on("domain", pool_forward.push_lifecycle)  # a pool member's go to its master
         r.on("host_sample", self._sampled)
         r.on("link", pif.link_changed)
         r.on("nic", pif_metrics.nic_changed)

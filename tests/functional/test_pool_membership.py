@@ -1,15 +1,13 @@
 """Three agents form a pool through pool.join, with the real XenAPI package (docs/pools.md).
 
-Each agent has its own state dir, libvirt test driver, Unix socket and TLS listener on its
-own loopback address (127.0.0.1, .2, .3, so certificates name distinct addresses), with
-quick heartbeats. The tests run in order and share the pool they build.
+The agents are pool_support's (one loopback address, state dir, libvirt test driver and TLS
+listener each, quick heartbeats). The tests run in order and share the pool they build.
 """
 
 import concurrent.futures
 import http.client
 import os
 import shutil
-import socket
 import ssl
 import time
 import xmlrpc.client
@@ -19,81 +17,14 @@ import XenAPI
 
 from hostagent.pool.identity import CERT_FILE, KEY_FILE, der, ensure_identity, names_peer
 
-from .agent import AgentProcess
 from .events_support import TimeoutTransport, event_from
-
-HEARTBEAT, TIMEOUT = 0.5, 3.0
-ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
-
-
-def free_port(address):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
-
-
-class Host:
-    """One agent of the pool, on its own address and fixed TLS port (kept across restarts)."""
-
-    def __init__(self, state_dir, address):
-        self.address = address
-        self.tls = f"{address}:{free_port(address)}"
-        self.agent = AgentProcess(state_dir, extra_args=[
-            "--tls-listen", self.tls, "--address", address, "--pool-heartbeat", str(HEARTBEAT),
-            "--pool-host-timeout", str(TIMEOUT)])
-
-    def start(self):
-        self.agent.start()
-        return self
-
-    def session(self, password=None):
-        s = XenAPI.Session(self.agent.url, transport=TimeoutTransport(30))
-        s.xenapi.login_with_password("root", password or self.agent.password, "2.21", "pool-test")
-        return s
-
-    def unix_session(self):
-        s = XenAPI.Session("http://" + self.agent.socket.replace("/", "_"), transport=XenAPI.UDSTransport())
-        s.xenapi.login_with_password("root", "", "2.21", "pool-test")
-        return s
-
-    def file(self, name):
-        return os.path.join(self.agent.state_dir, name)
+from .pool_support import ADDRESSES, HEARTBEAT, TIMEOUT, failure, free_port, host_count, live, three_hosts, wait_for
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pool")
-    made = [Host(str(base / name), addr) for name, addr in zip("abc", ADDRESSES)]
-    try:
-        with concurrent.futures.ThreadPoolExecutor(3) as starting:  # three starts overlap
-            list(starting.map(Host.start, made))
+    with three_hosts(tmp_path_factory.mktemp("pool")) as made:
         yield made
-    finally:
-        for h in made:
-            h.agent.cleanup()
-
-
-def failure(fn, *args):
-    with pytest.raises(XenAPI.Failure) as e:
-        fn(*args)
-    return e.value.details
-
-
-def host_count(h):
-    return len(h.session().xenapi.host.get_all())
-
-
-def live(x, host):
-    return x.host_metrics.get_live(x.host.get_metrics(host))
-
-
-def wait_for(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 def test_each_host_has_its_own_identity_secret_and_role(hosts):

@@ -1,0 +1,81 @@
+"""Another member's ports, as the master's actions use them: proxies to its agent.
+
+`RemoteDomains` and `RemoteStorage` have the methods of the local domains and storage
+ports that host-bound actions call (VM power, VBD/VIF plugs, disks attached for a
+domain); each call goes to the member's `POST /pool/v1/port` (wire.py says what may be
+called and how values travel) and the member runs it on its own local ports. A port's
+exception comes back as the same exception; a member that cannot be reached is
+`CANNOT_CONTACT_HOST [host]` (Membership.call). What is not forwarded yet answers
+OPERATION_NOT_ALLOWED saying so, before anything runs.
+"""
+
+import dataclasses
+from typing import Callable
+
+from ..datamodel.errors import ApiError
+from . import wire
+
+
+def not_forwarded(what: str) -> ApiError:
+    return ApiError("OPERATION_NOT_ALLOWED", f"{what} on another pool member is not forwarded yet")
+
+
+class _Remote:
+    def __init__(self, caller: Callable, port: str):
+        self._caller, self._port = caller, port
+
+    async def _call(self, op: str, *args):
+        return await self._caller(self._port, op, args)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise not_forwarded(f"{self._port}.{name}")
+
+
+class RemoteDomains(_Remote):
+    """The member's domains port (backends/hypervisor/port.DomainPort's interface)."""
+
+    def __init__(self, caller: Callable):
+        super().__init__(caller, "domains")
+        self._caps = None
+
+    async def call(self, op: str, *args):
+        if op not in wire.ALLOWED["domains"]:
+            raise not_forwarded(f"the hypervisor's {op}")
+        return await self._call(op, *args)
+
+    async def capabilities(self):
+        if self._caps is None:
+            self._caps = await self._call("capabilities")
+        return self._caps
+
+    async def run(self, fn, *args):
+        raise not_forwarded("dom0 work beside the hypervisor")
+
+
+class RemoteStorage(_Remote):
+    """The member's storage port, for disks attached for its domains."""
+
+    def __init__(self, caller: Callable):
+        super().__init__(caller, "storage")
+
+    def driver(self, sr_type: str, sr_uuid: str, device_config: dict):
+        return wire.DriverRef(sr_type, sr_uuid, dict(device_config))
+
+    async def attach(self, drv, vdi_uuid: str, writable: bool, owner: str):
+        return await self._call("attach", drv, vdi_uuid, writable, owner)
+
+    async def detach(self, drv, vdi_uuid: str, owner: str):
+        return await self._call("detach", drv, vdi_uuid, owner)
+
+    async def call(self, drv, op: str, *args):
+        raise not_forwarded(f"the storage driver's {op}")
+
+
+def member_ports(local_ports, caller: Callable):
+    """The Ports of a member: its domains and storage through `caller(port, op, args)`;
+    what runs beside them in dom0 (xenstore, guest agent, consoles, links) not yet."""
+    return dataclasses.replace(local_ports, domains=RemoteDomains(caller), storage=RemoteStorage(caller),
+                               hypervisor=None, xenstore=None, guest_agent=None, consoles=None, links=None,
+                               filters=None, scratch_dir="")

@@ -1,0 +1,94 @@
+"""Port calls between members: the allow-list and the JSON-safe encoding (hostagent/pool/wire.py),
+and the proxies that use them (hostagent/pool/remote.py)."""
+
+import asyncio
+import json
+
+import pytest
+
+from hostagent.backends.domain import Boot, Disk, Domain, Nic
+from hostagent.backends.hypervisor import Capabilities, DomainState, NeedsHVM, NoSuchDomain
+from hostagent.backends.storage import Attached, StorageError
+from hostagent.datamodel.errors import ApiError
+from hostagent.pool import remote, wire
+
+
+def travel(value):
+    """A value through encode, JSON text and decode, as between two agents."""
+    return wire.decode(json.loads(json.dumps(wire.encode(value))))
+
+
+def test_a_domain_description_travels_whole():
+    d = Domain("u", "vm", 2 << 30, 1 << 30, 4, 2, boot=Boot(kind="pv", kernel="/k", cmdline="ro"),
+               disks=(Disk(0, "xvda", source="/a.vhd", format="vpc", bootable=True),),
+               nics=(Nic(0, "00:16:3e:00:00:01", "xenbr0", mtu=9000),), vcpu_cap=50, extra={"k": "v"})
+    back = travel(d)
+    assert back == d and isinstance(back.disks, tuple) and isinstance(back.disks[0], Disk)
+
+
+def test_results_travel_as_their_types():
+    caps = Capabilities("TEST", False, False, True, False, False, True, True)
+    state = DomainState("u", "vm", "running", 3, 1 << 30, 2, 123)
+    att = Attached("nbd", "/run/x.sock", "raw", "nbd+unix:///?socket=/run/x.sock", "sr", "vdi", "vbd", True)
+    assert travel(caps) == caps and travel(state) == state and travel(att) == att
+    assert travel([state, None]) == [state, None]
+    assert travel({"a": (1, 2)}) == {"a": (1, 2)}
+
+
+def test_what_cannot_travel_is_refused():
+    for value in (object(), {1: "a"}, {"x", "y"}, b"bytes"):
+        with pytest.raises(wire.WireError):
+            wire.encode(value)
+    for value in ({"~": "Popen", "v": {}}, {"~": "Disk", "v": {"userdevice": 0, "target": "a", "evil": 1}},
+                  {"~": "Disk", "v": {}}, {"not": "tagged"}, {"~": "tuple", "v": "x"}):
+        with pytest.raises(wire.WireError):
+            wire.decode(value)
+
+
+def test_only_allowed_port_methods_are_calls():
+    assert wire.parse(wire.request("domains", "destroy", ["u"])) == ("domains", "destroy", ["u"])
+    for port, op in (("domains", "save"), ("domains", "restore"), ("domains", "run"), ("domains", "_work"),
+                     ("storage", "call"), ("storage", "vol_destroy"), ("links", "attach"), ("domains", None)):
+        with pytest.raises(wire.WireError):
+            wire.request(port, op, [])
+        with pytest.raises(wire.WireError):
+            wire.parse({"port": port, "op": op, "args": []})
+    with pytest.raises(wire.WireError):
+        wire.parse({"port": "domains", "op": "state"})  # no args
+
+
+def test_port_exceptions_come_back_as_themselves():
+    back = wire.decode_error(json.loads(json.dumps(wire.encode_error(NoSuchDomain("gone", 42)))))
+    assert type(back) is NoSuchDomain and str(back) == "gone" and back.code == 42
+    assert type(wire.decode_error(wire.encode_error(NeedsHVM("pv on kvm", 3)))) is NeedsHVM
+    s = wire.decode_error(wire.encode_error(StorageError("SR_BACKEND_FAILURE_47", ["a", "b"])))
+    assert type(s) is StorageError and (s.code, s.params) == ("SR_BACKEND_FAILURE_47", ("a", "b"))
+    with pytest.raises(wire.WireError):
+        wire.encode_error(RuntimeError("not a port's"))
+    with pytest.raises(wire.WireError):
+        wire.decode_error({"class": "SystemExit", "message": "", "code": 0})
+
+
+def test_proxies_send_allowed_calls_and_refuse_the_rest_before_calling():
+    sent = []
+
+    async def caller(port, op, args):
+        sent.append(wire.request(port, op, args))  # what would go on the wire
+        return "done"
+
+    domains, storage = remote.RemoteDomains(caller), remote.RemoteStorage(caller)
+
+    async def run():
+        assert await domains.call("destroy", "u") == "done"
+        drv = storage.driver("file", "sr-uuid", {"path": "/srv"})
+        assert await storage.attach(drv, "vdi", True, "vbd") == "done"
+        for refused in (domains.call("save", "u", "/tmp/img"), domains.run(print), storage.call(drv, "vol_destroy")):
+            with pytest.raises(ApiError) as e:
+                await refused
+            assert e.value.description[0] == "OPERATION_NOT_ALLOWED"
+        with pytest.raises(ApiError):
+            storage.open_io(drv, "vdi", True)
+
+    asyncio.run(run())
+    assert [(s["port"], s["op"]) for s in sent] == [("domains", "destroy"), ("storage", "attach")]
+    assert wire.decode(sent[1]["args"][0]) == wire.DriverRef("file", "sr-uuid", {"path": "/srv"})
