@@ -133,6 +133,22 @@ def resident_host(ctx, vm: str) -> str:
     return host if host != NULL_REF and rec["power_state"] in LIVE_STATES else ctx.host
 
 
+def placed(ctx, vm: str):
+    """Where VM.start runs the VM: its affinity host when that is a live member that can
+    take it (memory), else this host (the master), whose own checks then apply."""
+    affinity = ctx.need("VM", vm)["affinity"]
+    if affinity == ctx.host or not ctx.store.exists("host", affinity):
+        return ctx
+    try:
+        there = ctx.on_host(affinity)
+        from .vm_power import check_memory  # vm_power builds on this module
+        check_memory(there, vm, ctx.store.get("VM", vm))
+    except ApiError as e:
+        log.info("VM %s starts on the master: its affinity host cannot take it (%s)", vm, e.description[0])
+        return ctx
+    return there
+
+
 def on_resident(fn):
     """An action `fn(ctx, vm, ...)` done on the host the VM runs on."""
     @functools.wraps(fn)

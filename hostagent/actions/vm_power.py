@@ -91,16 +91,20 @@ async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
              ", paused" if paused else "")
 
 
-async def start(ctx, vm, start_paused, force):
+async def _start(ctx, vm, start_paused):
     rec = ctx.need("VM", vm)
     check_memory(ctx, vm, rec)
     await _boot(ctx, vm, start_paused)
     return ""
 
 
+async def start(ctx, vm, start_paused, force):
+    return await _start(forward.placed(ctx, vm), vm, start_paused)
+
+
 async def start_on(ctx, vm, host, start_paused, force):
     ctx.need("host", host)
-    return await start(ctx.on_host(host), vm, start_paused, force)  # a member's: on its agent
+    return await _start(ctx.on_host(host), vm, start_paused)  # a member's: on its agent
 
 
 # ------------------------------------------------------------------ stop

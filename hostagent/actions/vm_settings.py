@@ -10,6 +10,7 @@ from ..datamodel.errors import ApiError
 from . import domain_policy as policy
 from . import vm_power
 from .hypervisor_errors import translated
+from .pool_forward import resident_host
 from .vbd import allowed_slots
 
 MEMORY = ("memory_static_min", "memory_dynamic_min", "memory_dynamic_max", "memory_static_max")
@@ -34,7 +35,8 @@ async def _set_memory(ctx, vm: str, static_ok: bool, **values) -> str:
         raise ApiError("MEMORY_CONSTRAINT_VIOLATION", problem)
     if rec["power_state"] in ("Running", "Paused") and new["memory_dynamic_max"] != rec["memory_dynamic_max"]:
         with translated(vm, "VM.set_memory_dynamic_range"):
-            await ctx.ports.domains.call("set_memory", rec["uuid"], new["memory_dynamic_max"])
+            await ctx.on_host(resident_host(ctx, vm)).ports.domains.call(  # where it runs
+                "set_memory", rec["uuid"], new["memory_dynamic_max"])
     with ctx.store.transaction():
         ctx.store.update("VM", vm, **new, memory_target=new["memory_dynamic_max"])
         if rec["power_state"] in ("Running", "Paused") and ctx.store.exists("VM_metrics", rec["metrics"]):
@@ -101,7 +103,7 @@ async def set_VCPUs_number_live(ctx, self, nvcpu):
     if not 1 <= nvcpu <= rec["VCPUs_max"]:
         raise ApiError("INVALID_VALUE", "nvcpu", str(nvcpu))
     with translated(self, "VM.set_VCPUs_number_live"):
-        await ctx.ports.domains.call("set_vcpus", rec["uuid"], nvcpu)
+        await ctx.on_host(resident_host(ctx, self)).ports.domains.call("set_vcpus", rec["uuid"], nvcpu)
     with ctx.store.transaction():
         if ctx.store.exists("VM_metrics", rec["metrics"]):
             ctx.store.set("VM_metrics", rec["metrics"], "VCPUs_number", nvcpu)

@@ -63,6 +63,13 @@ def test_start_on_each_member_runs_the_domain_there(pool):
         others = [o for o in pool[1:] if o is not h]
         assert all(ask(o, "state", rec["uuid"]) is None for o in others)  # only there
         h.vm = vm
+    c = pool[2]
+    placed = new_vm(x, "placed by affinity")
+    x.VM.set_affinity(placed, c.ref)
+    x.VM.start(placed, False, False)  # VM.start: on its affinity host when that can take it
+    assert x.VM.get_resident_on(placed) == c.ref and ask(c, "state", x.VM.get_uuid(placed)).state == "running"
+    x.VM.hard_shutdown(placed)
+    assert ask(c, "state", x.VM.get_uuid(placed)) is None
     b = pool[1]
     x.VM.pause(b.vm)  # goes to b, and back
     assert ask(b, "state", x.VM.get_uuid(b.vm)).state == "paused" and x.VM.get_power_state(b.vm) == "Paused"
@@ -138,6 +145,10 @@ def test_a_killed_member_is_offline_then_reconciled(pool):
     other = new_vm(x, "for a dead host")
     assert failure(x.VM.start_on, other, c.ref, False, False) == ["HOST_OFFLINE", c.ref]
     assert failure(x.VM.assert_can_boot_here, other, c.ref) == ["HOST_OFFLINE", c.ref]
+    x.VM.set_affinity(other, c.ref)
+    x.VM.start(other, False, False)  # its affinity host is offline: the master runs it
+    assert x.VM.get_resident_on(other) == a.session().xenapi.pool.get_master(x.pool.get_all()[0])
+    x.VM.hard_shutdown(other)
     assert x.VM.get_power_state(c.vm) == "Running"  # as last known, until c says otherwise
     c.start()  # its test driver starts empty: the VM's domain is gone
     wait_for(lambda: live(x, c.ref), 10, "c live again")
