@@ -25,12 +25,18 @@ from . import vm_runtime as run
 log = logging.getLogger("hostagent.pool")
 
 LIVE_STATES = ("Running", "Paused")
+# the lifecycle event a port call of the master's makes, which the master need not hear of
+OWN_EVENTS = {"start": "started", "pause": "suspended", "unpause": "resumed", "destroy": "stopped"}
+EVENT_TRIES = 5  # looks at a member's domain whose VM record keeps changing, before its event is dropped
+NOW = {"running": "started", "paused": "suspended", "shutoff": "stopped", "crashed": "crashed", "gone": "stopped"}
 
 
 # ------------------------------------------------------------------ member
 async def serve_port(ctx, payload):
     """A port call from the master, run on this host's own ports: {"result": ...} or
-    {"raised": the port's exception}; a call outside the allow-list runs nothing."""
+    {"raised": the port's exception}; a call outside the allow-list runs nothing. With
+    "quiet" the lifecycle event the call makes is not pushed back (the master's operation
+    writes the records itself)."""
     m = ctx.rt.pool
     if not m.is_slave:
         raise ApiError("OPERATION_NOT_ALLOWED", "this host is not a pool member: it runs no port calls")
@@ -54,6 +60,8 @@ async def serve_port(ctx, payload):
             result = await getattr(ports.storage, op)(*args)
     except (HypervisorError, StorageError) as e:
         return {"raised": wire.encode_error(e)}
+    if payload.get("quiet") is True and port == "domains" and op in OWN_EVENTS and args:
+        m.expect_event(args[0] if isinstance(args[0], str) else getattr(args[0], "uuid", ""), OWN_EVENTS[op])
     return {"result": wire.encode(result)}
 
 
@@ -63,6 +71,8 @@ async def push_lifecycle(ctx, event) -> None:
     if m is None or not m.is_slave:
         await domains.lifecycle(ctx, event)
         return
+    if m.expected_event(event[0], event[2]):
+        return  # the master's own call did this, and wrote its records
     role = m.role
     try:
         await m.call(role.master_address, "domain_event",
@@ -94,8 +104,24 @@ async def serve_domain_event(ctx, payload):
     resident = ctx.store.get("VM", vm)["resident_on"]
     if resident not in (host, NULL_REF):
         return False  # the VM is another host's: a stale event
-    await domains.lifecycle(ctx.on_host(host), tuple(event))
-    return True
+    # events arrive late and out of order (a pause's after the unpause that followed it): the
+    # records follow what the member's hypervisor says now, asked while the VM's record did
+    # not change (an operation that changed it meanwhile owns it; ask again after it)
+    hctx = ctx.on_host(host)
+    for _ in range(EVENT_TRIES):
+        seen = ctx.store.changed.get(("VM", vm))
+        try:
+            now = await hctx.ports.domains.call("state", event[0])
+        except HypervisorError as e:
+            log.warning("domain event %s from host %s: cannot ask its state: %s", event, host, e)
+            return False
+        if not ctx.store.exists("VM", vm):
+            return False
+        if ctx.store.changed.get(("VM", vm)) == seen:
+            what = NOW.get(now.state if now is not None else "gone", "stopped")
+            await domains.lifecycle(hctx, (event[0], event[1], what, event[3]))
+            return True
+    return False
 
 
 async def reconcile_member(ctx, host: str) -> int:

@@ -13,6 +13,7 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -53,27 +54,86 @@ def _context() -> ssl.SSLContext:
     return ctx
 
 
+class Idle:
+    """Open connections to peers, kept between calls (keep-alive) so that a call pays no TLS
+    handshake; by (address, pinned certificate): a connection is reused only for the peer
+    and certificate it was checked against. Thread-safe."""
+
+    KEEP = 8  # idle connections kept per peer
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle = {}  # (address, pinned) -> [(conn, peer PEM)]
+
+    def take(self, key):
+        with self._lock:
+            kept = self._idle.get(key)
+            return kept.pop() if kept else None
+
+    def give(self, key, conn, pem) -> None:
+        with self._lock:
+            kept = self._idle.setdefault(key, [])
+            if len(kept) < self.KEEP:
+                kept.append((conn, pem))
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            kept, self._idle = self._idle, {}
+        for conns in kept.values():
+            for conn, _ in conns:
+                conn.close()
+
+
 def post(address: str, op: str, body: bytes, *, secret: Optional[str], pinned: Optional[str],
          content_type: str = "application/json", query: str = "", timeout: float = TIMEOUT,
-         track: Optional[set] = None):
+         track: Optional[set] = None, idle: Optional[Idle] = None):
     """(content type, bytes, the peer's PEM) of `POST /pool/v1/<op>` at `address`; see the
     module doc. Connecting takes at most TIMEOUT seconds, the answer `timeout`. The open
-    connection is in `track` meanwhile, for `abort` to end it."""
+    connection is in `track` meanwhile, for `abort` to end it. With `idle` (and a pinned
+    certificate) a connection kept from an earlier call is used, and kept afterwards."""
+    key = (address, pinned) if idle is not None and pinned else None
+    kept = idle.take(key) if key else None
+    if kept is not None:
+        try:
+            return _exchange(address, kept[0], kept[1], op, body, secret, content_type, query, timeout, track,
+                             idle, key, reused=True)
+        except _Stale:
+            pass  # the peer closed it while it was idle, before reading this request: a new one
     try:
         host, port = split_address(address)
     except ValueError as e:
         raise Unreachable(str(e)) from None
     conn = http.client.HTTPSConnection(host, port, timeout=min(timeout, TIMEOUT), context=_context())
+    conn.auto_open = 0  # never reconnected behind our back: a new connection is checked again
+    try:
+        conn.connect()
+        presented = conn.sock.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError, socket.timeout) as e:
+        conn.close()
+        raise Unreachable(f"cannot connect to {address}: {e}") from None
+    try:
+        _check_peer(address, host, presented, pinned)
+    except Unreachable:
+        conn.close()
+        raise
+    return _exchange(address, conn, pem_of(presented), op, body, secret, content_type, query, timeout, track,
+                     idle, key, reused=False)
+
+
+class _Stale(Exception):
+    """A kept connection the peer had closed: nothing was sent on it."""
+
+
+def _exchange(address, conn, pem, op, body, secret, content_type, query, timeout, track, idle, key, reused):
     if track is not None:
         track.add(conn)
+    keep = False
     try:
-        try:
-            conn.connect()
-            presented = conn.sock.getpeercert(binary_form=True)
-            conn.sock.settimeout(timeout)
-        except (OSError, ssl.SSLError, socket.timeout) as e:
-            raise Unreachable(f"cannot connect to {address}: {e}") from None
-        _check_peer(address, host, presented, pinned)
+        if conn.sock is None:
+            raise _Stale()
+        conn.sock.settimeout(timeout)
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         if secret is not None:
             headers[SECRET_HEADER] = secret
@@ -81,15 +141,23 @@ def post(address: str, op: str, body: bytes, *, secret: Optional[str], pinned: O
             conn.request("POST", PREFIX + op + (("?" + query) if query else ""), body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+            if reused:
+                raise _Stale() from None
+            raise Unreachable(f"{address} did not answer: {e}") from None
         except (OSError, http.client.HTTPException, socket.timeout) as e:
             raise Unreachable(f"{address} did not answer: {e}") from None
         if resp.status != 200:
             raise Unreachable(f"{address} refused the call: HTTP {resp.status}")
-        return resp.getheader("Content-Type", ""), data, pem_of(presented)
+        keep = key is not None and not resp.will_close
+        return resp.getheader("Content-Type", ""), data, pem
     finally:
         if track is not None:
             track.discard(conn)
-        conn.close()
+        if keep:
+            idle.give(key, conn, pem)
+        else:
+            conn.close()
 
 
 def abort(track: set) -> None:
@@ -117,10 +185,11 @@ def _check_peer(address: str, host: str, presented: Optional[bytes], pinned: Opt
 
 
 def call(address: str, op: str, payload: dict, *, secret: Optional[str], pinned: Optional[str],
-         timeout: float = TIMEOUT, track: Optional[set] = None) -> Answer:
+         timeout: float = TIMEOUT, track: Optional[set] = None, idle: Optional[Idle] = None) -> Answer:
     """The value of a JSON call; `Refused` when the peer answers with a XenAPI error."""
     body = json.dumps(payload).encode("utf-8")
-    ctype, data, peer_cert = post(address, op, body, secret=secret, pinned=pinned, timeout=timeout, track=track)
+    ctype, data, peer_cert = post(address, op, body, secret=secret, pinned=pinned, timeout=timeout, track=track,
+                                  idle=idle)
     try:
         reply = json.loads(data)
     except ValueError:

@@ -22,6 +22,7 @@ from .role import MASTER, SLAVE, Role, load_role, new_secret, save_role, save_se
 log = logging.getLogger("hostagent.pool")
 
 HEARTBEAT_INTERVAL = 10.0  # seconds between a slave's heartbeats
+OWN_EVENT_WINDOW = 5.0  # seconds within which a port call's own lifecycle event is expected
 HOST_TIMEOUT = 60.0  # seconds without a heartbeat before the master marks a member not live
 
 
@@ -40,8 +41,10 @@ class Membership:
         self.beats: Dict[str, float] = {}  # master: member host uuid -> time of its last heartbeat
         self.on_change = []  # callbacks(role), run after every role change
         self.open_calls = set()  # connections of calls under way (client.abort ends them)
+        self.idle = client.Idle()  # connections to members kept between calls
         self.instance = secrets.token_hex(8)  # this run of the agent, in its heartbeats
         self.instances: Dict[str, str] = {}  # master: member host uuid -> the run whose VMs it reconciled
+        self._expected: Dict[tuple, float] = {}  # member: (domain uuid, event) -> until when it is ours
         self._remote: Dict[tuple, object] = {}  # (host, endpoint, cert) -> that member's Ports
 
     # ------------------------------------------------------------------ state
@@ -72,12 +75,24 @@ class Membership:
     def close(self) -> None:
         """End the calls under way (the agent stops): they fail as CANNOT_CONTACT_HOST."""
         client.abort(self.open_calls)
+        self.idle.close()
 
     def _changed(self) -> None:
         log.info("pool role: %s%s", self.role.role,
                  f" of {self.role.master_address}" if self.role.is_slave else "")
         for cb in list(self.on_change):
             cb(self.role)
+
+    def expect_event(self, uuid: str, what: str) -> None:
+        """A member: the master's port call will make this lifecycle event (not to be pushed)."""
+        self._expected[(uuid, what)] = self.clock() + OWN_EVENT_WINDOW
+
+    def expected_event(self, uuid: str, what: str) -> bool:
+        """Whether the event is one `expect_event` announced (then forgotten), recently."""
+        now = self.clock()
+        for key in [k for k, until in self._expected.items() if until < now]:
+            del self._expected[key]
+        return self._expected.pop((uuid, what), None) is not None
 
     # ------------------------------------------------------------------ calls
     async def call(self, address: str, op: str, payload: dict, *, pinned: Optional[str],
@@ -88,7 +103,7 @@ class Membership:
         try:
             return await self.run_blocking(
                 lambda: client.call(address, op, payload, secret=secret, pinned=pinned, timeout=timeout,
-                                    track=self.open_calls))
+                                    track=self.open_calls, idle=self.idle))
         except client.Unreachable as e:
             log.warning("pool call %s to %s failed: %s", op, address, e)
             raise ApiError("CANNOT_CONTACT_HOST", host) from None
@@ -118,7 +133,7 @@ class Membership:
     async def port_call(self, address: str, cert: str, host: str, port: str, op: str, args):
         """One call of a member's port: its result, or the port's own exception raised here."""
         try:
-            body = wire.request(port, op, args)
+            body = dict(wire.request(port, op, args), quiet=True)  # its own events: not told back
         except wire.WireError as e:
             raise ApiError("INTERNAL_ERROR", f"{port}.{op} for host {host}: {e}") from None
         answer = await self.call(address, "port", body, pinned=cert, host=host, timeout=client.RELAY_TIMEOUT)
