@@ -25,6 +25,12 @@ from .pool_support import HEARTBEAT, TIMEOUT, failure, live, three_hosts, wait_f
 def pool(tmp_path_factory):
     with three_hosts(tmp_path_factory.mktemp("forward")) as hosts:
         a, b, c = hosts
+        xb = b.session().xenapi  # a disk on b's local SR, made before it joins (it joins with it)
+        [sr] = [r for r, rec in xb.SR.get_all_records().items() if rec["type"] == "file"]
+        b.disk = xb.VDI.get_uuid(xb.VDI.create({
+            "name_label": "b's disk", "name_description": "", "SR": sr, "virtual_size": str(4 << 20),
+            "type": "user", "sharable": False, "read_only": False, "other_config": {}, "xenstore_data": {},
+            "sm_config": {}, "tags": []}))
         for h in (b, c):
             h.session().xenapi.pool.join(a.tls, "root", a.agent.password)
         x = a.session().xenapi
@@ -54,6 +60,11 @@ def test_start_on_each_member_runs_the_domain_there(pool):
     x = pool[0].session().xenapi
     for h in pool:
         vm = new_vm(x, f"on {h.address}")
+        if h is pool[1]:  # with a disk on b's SR: attached by b's storage for b's domain
+            h.disk_vbd = x.VBD.create({
+                "VM": vm, "VDI": x.VDI.get_by_uuid(h.disk), "userdevice": "0", "bootable": True, "mode": "RW",
+                "type": "Disk", "unpluggable": True, "empty": False, "other_config": {},
+                "qos_algorithm_type": "", "qos_algorithm_params": {}})
         x.VM.start_on(vm, h.ref, False, False)
         rec = x.VM.get_record(vm)
         assert rec["power_state"] == "Running" and rec["resident_on"] == h.ref
@@ -63,6 +74,8 @@ def test_start_on_each_member_runs_the_domain_there(pool):
         others = [o for o in pool[1:] if o is not h]
         assert all(ask(o, "state", rec["uuid"]) is None for o in others)  # only there
         h.vm = vm
+    vbd = pool[1].disk_vbd
+    assert x.VBD.get_currently_attached(vbd) is True and x.VBD.get_device(vbd)
     c = pool[2]
     placed = new_vm(x, "placed by affinity")
     x.VM.set_affinity(placed, c.ref)
@@ -87,6 +100,7 @@ def test_clean_shutdown_goes_back_to_the_member(pool):
     assert ask(b, "state", uuid) is None  # its domain is gone from b's hypervisor
     rec = x.VM.get_record(b.vm)
     assert rec["power_state"] == "Halted" and rec["resident_on"] == "OpaqueRef:NULL"
+    assert x.VBD.get_currently_attached(b.disk_vbd) is False
     x.VM.start_on(b.vm, b.ref, False, False)  # and again, for the tests below
     assert ask(b, "state", uuid).state == "running"
 
