@@ -308,7 +308,9 @@ async def resume(ctx, vm, start_paused, force):
 
 
 async def resume_on(ctx, vm, host, start_paused, force):
-    R.require_this_host(ctx, host, "VM.resume_on")
+    ctx.need("host", host)
+    if ctx.on_host(host).remote:  # HOST_OFFLINE unless live; suspend images stay on the master
+        raise ApiError("OPERATION_NOT_ALLOWED", "VM.resume_on another pool member is not forwarded yet")
     return await resume(ctx, vm, start_paused, force)
 
 
