@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.functional.pool_support import Host, live, wait_for  # noqa: E402
+from tests.functional.pool_support import Host, live, wait_for
 
 
 def percentile(values, p):
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def new_vm(x, name):

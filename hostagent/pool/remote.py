@@ -10,7 +10,7 @@ OPERATION_NOT_ALLOWED saying so, before anything runs.
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from ..datamodel.errors import ApiError
 from . import wire

@@ -10,11 +10,18 @@ so the master's actions translate them into the same XenAPI errors as for local 
 """
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any
 
 from ..backends.domain import Boot, Disk, Domain, Nic
-from ..backends.hypervisor import (Capabilities, DomainState, HypervisorError, HypervisorUnavailable, NeedsHVM,
-                                   NoSuchDomain, Unsupported)
+from ..backends.hypervisor import (
+    Capabilities,
+    DomainState,
+    HypervisorError,
+    HypervisorUnavailable,
+    NeedsHVM,
+    NoSuchDomain,
+    Unsupported,
+)
 from ..backends.storage import Attached, StorageError
 
 TAG, VALUE = "~", "v"
@@ -82,14 +89,14 @@ def decode(value: Any) -> Any:
         raise WireError(f"unknown type on the wire: {tag!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     if not set(inner) <= names:
-        raise WireError(f"{tag} has no field {sorted(set(inner) - names)[0]}")
+        raise WireError(f"{tag} has no field {min(set(inner) - names)}")
     try:
         return cls(**{k: decode(v) for k, v in inner.items()})
     except TypeError as e:
         raise WireError(f"{tag}: {e}") from None
 
 
-def request(port: str, op: str, args) -> Dict[str, Any]:
+def request(port: str, op: str, args) -> dict[str, Any]:
     """The body of a port call; WireError when the call is not allowed or cannot travel."""
     check(port, op)
     return {"port": port, "op": op, "args": [encode(a) for a in args]}
@@ -108,7 +115,7 @@ def parse(payload) -> tuple:
     return payload["port"], payload["op"], [decode(a) for a in payload["args"]]
 
 
-def encode_error(e: Exception) -> Dict[str, Any]:
+def encode_error(e: Exception) -> dict[str, Any]:
     """A port's exception as JSON (HypervisorError family, StorageError)."""
     if isinstance(e, StorageError):
         return {"class": "StorageError", "code": e.code, "params": list(e.params)}

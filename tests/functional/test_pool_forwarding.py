@@ -12,7 +12,6 @@ import shutil
 import ssl
 
 import pytest
-import XenAPI
 
 from hostagent.pool import client, wire
 from hostagent.pool.identity import CERT_FILE, KEY_FILE, ensure_identity

@@ -7,7 +7,12 @@ import json
 import pytest
 
 from hostagent.backends.domain import Boot, Disk, Domain, Nic
-from hostagent.backends.hypervisor import Capabilities, DomainState, NeedsHVM, NoSuchDomain
+from hostagent.backends.hypervisor import (
+    Capabilities,
+    DomainState,
+    NeedsHVM,
+    NoSuchDomain,
+)
 from hostagent.backends.storage import Attached, StorageError
 from hostagent.datamodel.errors import ApiError
 from hostagent.pool import remote, wire
