@@ -313,6 +313,13 @@ def test_vncterm_runs_unprivileged_in_an_empty_root(lab):
     assert root != "/" and os.listdir(f"/proc/{pid}/root") == []
     assert os.readlink(f"/proc/{pid}/cwd") in (root, "/")
     assert term["pty"].startswith("/dev/pts/")
+    # below the agent's priority (ps's NI column): a flooding console never starves the API
+    assert _nice(pid) == min(19, _nice(lab.agent.proc.pid) + 10)
+
+
+def _nice(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
 
 
 def test_relays_close_at_logout(lab):
