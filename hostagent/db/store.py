@@ -215,6 +215,36 @@ class Store:
             self.uuids[cls].pop(rec["uuid"], None)
         txn.mark(cls, ref, "del")
 
+    def replace_all(self, objects: dict[tuple, dict]) -> None:
+        """Make the tables hold exactly `objects` ({(cls, ref): {"r": record, "p": private}},
+        records whole, relations already consistent: another store's copy), in the
+        caller's transaction: objects not in it are deleted, the others created or replaced.
+        Classes this version does not store are skipped."""
+        txn = self._need_txn()
+        for cls, table in self.tables.items():
+            for ref in [r for r in table if (cls, r) not in objects]:
+                txn.remember(self, cls, ref)
+                rec = table.pop(ref)
+                self.private[cls].pop(ref, None)
+                if "uuid" in rec:
+                    self.uuids[cls].pop(rec["uuid"], None)
+                txn.mark(cls, ref, "del")
+        for (cls, ref), blob in objects.items():
+            if cls not in self.tables:
+                continue
+            txn.remember(self, cls, ref)
+            table, saved = self.tables[cls], blob["r"]
+            old = table.get(ref)
+            if old is not None and "uuid" in old:
+                self.uuids[cls].pop(old["uuid"], None)
+            rec = {f.name: saved[f.name] if f.name in saved else copy.deepcopy(f.initial)
+                   for f in self.api.public_fields(cls)}
+            table[ref] = rec
+            self.private[cls][ref] = dict(blob.get("p") or {})
+            if "uuid" in rec:
+                self.uuids[cls][rec["uuid"]] = ref
+            txn.mark(cls, ref, "mod" if old is not None else "add")
+
     def touch(self, cls: str, ref: str) -> None:
         """Record a change to an object without changing it (event.inject)."""
         txn = self._need_txn()

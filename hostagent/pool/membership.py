@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional
 
 from ..datamodel.errors import ApiError
 from ..datamodel.error_table import ERRORS
-from . import client, remote, wire
+from . import client, handover, remote, wire
 from .identity import Identity
 from .role import MASTER, SLAVE, Role, load_role, new_secret, save_role, save_secret, ensure_secret
 
@@ -46,6 +46,7 @@ class Membership:
         self.instances: Dict[str, str] = {}  # master: member host uuid -> the run whose VMs it reconciled
         self._expected: Dict[tuple, float] = {}  # member: (domain uuid, event) -> until when it is ours
         self._remote: Dict[tuple, object] = {}  # (host, endpoint, cert) -> that member's Ports
+        self.freeze = handover.Freeze()  # a master handing over: calls held and counted
 
     # ------------------------------------------------------------------ state
     @property
@@ -64,9 +65,11 @@ class Membership:
         self.secret, self.role = secret, role
         self._changed()
 
-    def become_master(self) -> None:
-        """A lone master again, with a secret of its own."""
-        self.secret = new_secret(self.state_dir)
+    def become_master(self, keep_secret: bool = False) -> None:
+        """A lone master again, with a secret of its own; with `keep_secret`, the master of
+        the same pool (a planned handover)."""
+        if not keep_secret:
+            self.secret = new_secret(self.state_dir)
         self.role = Role(MASTER)
         save_role(self.state_dir, self.role)
         self.beats.clear()

@@ -15,7 +15,7 @@ from twisted.web import server
 
 from ..datamodel.errors import ApiError
 from ..actions import pool as pool_actions
-from ..actions import pool_forward
+from ..actions import pool_forward, pool_handover
 from ..pool.client import PREFIX, SECRET_HEADER
 from ..rpc import pool_gate
 from ..rpc.dispatch import Origin, Reply
@@ -25,6 +25,7 @@ log = logging.getLogger("hostagent.pool")
 
 JOIN_MAX_BODY = 64 * 1024 * 1024  # a joining host's records (many VDIs)
 RPC_MAX_BODY = 300 * 1024
+TAKE_OVER_MAX_BODY = 512 * 1024 * 1024  # the whole pool database (pool.designate_new_master)
 
 
 def tls_only(call) -> Caller:
@@ -108,14 +109,28 @@ class SlaveGate:
         self.membership, self.store = membership, store
 
     def __call__(self, method, params, origin, body, is_json):
+        freeze = self.membership.freeze
+        if freeze.holds(method):  # a handover is under way: decide once it has ended
+            held = Deferred()
+            freeze.wait(lambda: held.callback(None))
+            return held.addCallback(lambda _: self(method, params, origin, body, is_json))
         verdict = pool_gate.verdict_for(self.membership, self.store, method, params, origin.transport)
         if verdict is None or verdict == pool_gate.SERVE:
-            return None
+            return None  # served here (see `serving`)
         if isinstance(verdict, ApiError):
             return Reply(error=verdict.description)
         ctype = "application/json" if is_json else "text/xml"
         return Deferred.fromCoroutine(
             self.membership.forward("rpc", body, ctype, query="codec=json" if is_json else "codec=xml"))
+
+    def serving(self, method):
+        """A call served here begins: the callable to run when it ends (None: not counted),
+        so that a handover waits for the calls under way."""
+        freeze = self.membership.freeze
+        if not freeze.counts(method):
+            return None
+        freeze.begin()
+        return freeze.end
 
 
 def register(router, runtime, membership, relay_api) -> None:
@@ -128,4 +143,7 @@ def register(router, runtime, membership, relay_api) -> None:
     router.route(PREFIX + "eject", JsonOp(runtime, pool_actions.serve_eject), auth=secret)
     router.route(PREFIX + "port", JsonOp(runtime, pool_forward.serve_port), auth=secret)
     router.route(PREFIX + "domain_event", JsonOp(runtime, pool_forward.serve_domain_event), auth=secret)
+    router.route(PREFIX + "take_over", JsonOp(runtime, pool_handover.serve_take_over), auth=secret,
+                 max_body=TAKE_OVER_MAX_BODY)
+    router.route(PREFIX + "repoint", JsonOp(runtime, pool_handover.serve_repoint), auth=secret)
     router.route(PREFIX + "rpc", RpcRelay(relay_api), auth=secret, max_body=RPC_MAX_BODY)

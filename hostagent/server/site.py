@@ -72,12 +72,27 @@ class ApiResource(resource.Resource):
             if isinstance(diverted, Reply):
                 return encode(request, diverted)
             if diverted is not None:
-                return self._relay(request, diverted, encode)
-        out = self.dispatcher.call(method, params, origin)
+                return self._relay(request, diverted, encode, lambda: self._dispatch(request, method, params,
+                                                                                      origin, encode))
+        return self._dispatch(request, method, params, origin, encode)
+
+    def _dispatch(self, request, method, params, origin, encode):
+        serving = getattr(self.gate, "serving", None)
+        done = serving(method) if serving is not None else None
+        try:
+            out = self.dispatcher.call(method, params, origin)
+        except BaseException:
+            if done is not None:
+                done()
+            raise
         if isinstance(out, Reply):
+            if done is not None:
+                done()
             return encode(request, out)
         finished = []
         work = Deferred.fromCoroutine(out)
+        if done is not None:
+            work.addBoth(lambda r: (done(), r)[1])
 
         def gone(reason):
             finished.append(reason)
@@ -102,13 +117,24 @@ class ApiResource(resource.Resource):
         work.addCallback(reply).addErrback(crashed)
         return server.NOT_DONE_YET
 
-    def _relay(self, request, answer: Deferred, encode):
-        """Write another host's answer (content type, body) as ours; an ApiError as a reply."""
+    def _relay(self, request, answer: Deferred, encode, serve=None):
+        """Write another host's answer (content type, body) as ours; an ApiError or a Reply as
+        a reply; None (a call held while the pool's master changed): `serve()` it here."""
         finished = []
         request.notifyFinish().addBoth(finished.append)
 
         def relayed(result):
             if finished:
+                return
+            if isinstance(result, Reply):
+                request.write(encode(request, result))
+                request.finish()
+                return
+            if result is None and serve is not None:
+                out = serve()
+                if out is not server.NOT_DONE_YET:
+                    request.write(out)
+                    request.finish()
                 return
             ctype, data = result
             request.setHeader(b"Content-Type", ctype.encode("latin-1") or b"text/xml")

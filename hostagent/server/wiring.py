@@ -167,9 +167,9 @@ class Agent:
         # HTTP handlers (/export, /import, /console, ...) register here before any listener opens
         self.router = xapi_router(self.dispatcher)
         # the pool's internal endpoint (/pool/v1/...), and what a slave does with clients' calls
-        pool_endpoint.register(self.router, self.runtime, self.membership,
-                               ApiResource(self.dispatcher, self.encoder, "unix"))
         self.gate = pool_endpoint.SlaveGate(self.membership, self.store)
+        pool_endpoint.register(self.router, self.runtime, self.membership,
+                               ApiResource(self.dispatcher, self.encoder, "unix", gate=self.gate))
         self._pool_loop = task.LoopingCall(self.pool_tick)
         self._pool_loop.clock = reactor
         # CONNECT /console: relays closed when their session ends or their VM stops

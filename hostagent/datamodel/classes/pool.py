@@ -110,6 +110,13 @@ POOL = cls(
                 errors=["CANNOT_CONTACT_HOST", "OPERATION_NOT_ALLOWED"],
                 doc="Remove a member from the pool: it becomes the master of a new pool of its own "
                     "and its records leave this pool's database."),
+        message("designate_new_master", [param("host", Ref("host"))],
+                errors=["HOST_OFFLINE", "CANNOT_CONTACT_HOST", "OPERATION_NOT_ALLOWED",
+                        "OTHER_OPERATION_IN_PROGRESS"],
+                doc="Make a live member the pool's master, losing no acknowledged change: new calls "
+                    "wait while the calls under way finish, the whole database goes to `host`, and "
+                    "clients are then sent there with HOST_IS_SLAVE. Nothing changes if `host` does "
+                    "not take it."),
         message("create_VLAN_from_PIF",
                 [param("pif", Ref("PIF")), param("network", Ref("network")), param("VLAN", INT)],
                 SetOf(Ref("PIF")), ["VLAN_TAG_INVALID", "PIF_VLAN_EXISTS", "PIF_IS_VLAN",

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "5acd8ad25fc012503e906b4faf16268df6ff233119e8da624aba1beab5263b5c"
+EXPECTED_FINGERPRINT = "0cb0de8d6113391f03a1cdb6a5b9e83452c63969395618fc444c6c0c5cfa4f40"
 
 
 def _walk(t):
