@@ -202,6 +202,8 @@ async def serve_heartbeat(ctx, payload):
     """A member is alive: it is live from now on, until it falls silent. A new run of its
     agent (or one back from being not live) gets its VMs reconciled first."""
     m, store = ctx.rt.pool, ctx.store
+    if m.is_slave:  # a master that handed the pool over: the member was not told (docs/pools.md)
+        raise ApiError("HOST_IS_SLAVE", m.role.master_address)
     uuid = _text(payload, "host")
     ref = store.by_uuid("host", uuid)
     if ref is None:

@@ -56,8 +56,8 @@ async def designate_new_master(ctx, host):
         await ctx.durable()
         rows = snapshot(store)
         log.info("handing the pool over to host %s (%s): %d objects", target["uuid"], endpoint, len(rows))
-        await m.call(endpoint, "take_over", {"master": me["uuid"], "rows": rows}, pinned=cert, host=host,
-                     timeout=TAKE_OVER_TIMEOUT)
+        await m.call(endpoint, "take_over", {"master": me["uuid"], "rows": rows, "generation": store.gen},
+                     pinned=cert, host=host, timeout=TAKE_OVER_TIMEOUT)
     except BaseException:
         m.freeze.thaw()
         log.warning("handover to host %s failed: this host stays the master", target["uuid"])
@@ -113,6 +113,11 @@ async def serve_take_over(ctx, payload):
         raise ApiError("INTERNAL_ERROR", f"cannot take the pool's database: {e}") from None
     if ("host", ctx.host) not in objects:
         raise ApiError("INTERNAL_ERROR", "the pool's database names this host by another ref")
+    generation = payload.get("generation")
+    if isinstance(generation, int) and generation > store.gen:
+        # the copy's changes come after every event the old master gave out: a client's
+        # event.from token of the old master sees them (and no change is missed)
+        store.gen = generation
     for ref in [r for r in store.all("session") if ("session", r) not in objects]:
         ctx.sessions.destroy(ref, "the pool's database replaced this host's")
     with store.transaction():

@@ -13,7 +13,10 @@ import time
 import pytest
 import XenAPI
 
-from .events_support import TimeoutTransport
+from hostagent.pool import client
+from hostagent.pool.identity import CERT_FILE
+
+from .events_support import TimeoutTransport, event_from
 from .pool_support import ADDRESSES, failure, live, three_hosts, wait_for
 
 
@@ -80,6 +83,7 @@ def test_handover_loses_no_acknowledged_write(pool):
     [t] = [r for r, rec in xa.VM.get_all_records().items()
            if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
     vm = xa.VM.clone(t, "written during the handover")
+    token = event_from(xa, ["VM"], "", 0.0)["token"]
     writer = Writer(pool, vm)
     writer.start()
     wait_for(lambda: len(writer.acked) >= 20, 20, "writes before the handover")
@@ -97,6 +101,9 @@ def test_handover_loses_no_acknowledged_write(pool):
     xb = b.session().xenapi
     other = xb.VM.get_other_config(vm)
     assert [n for n in writer.acked if other.get(f"w{n}") != str(n)] == []
+    # an event.from token of the old master goes on at the new one: the VM's change is seen
+    changed = event_from(xb, ["VM"], token, 5.0)
+    assert any(e["ref"] == vm and e["snapshot"]["other_config"] == other for e in changed["events"])
     # the new master lists the pool's three hosts, itself as master
     pool_ref = xb.pool.get_all()[0]
     assert xb.pool.get_master(pool_ref) == b.ref
@@ -111,6 +118,13 @@ def test_handover_loses_no_acknowledged_write(pool):
     # both members heartbeat to b
     time.sleep(1.0)
     assert all(live(xb, h.ref) for h in pool)
+    # a member the old master could not tell is refused there: its heartbeats fail
+    with open(a.file(CERT_FILE)) as f:
+        cert = f.read()
+    with pytest.raises(client.Refused) as e:
+        client.call(a.tls, "heartbeat", {"host": xb.host.get_uuid(c.ref)}, secret=a.read("pool-secret"),
+                    pinned=cert)
+    assert e.value.description == ["HOST_IS_SLAVE", b.tls]
     xb.VM.destroy(vm)
 
 
