@@ -166,3 +166,20 @@ def test_a_failed_handover_leaves_the_master_in_place(pool):
     # a host that is not live is refused before anything is tried
     wait_for(lambda: not live(xb, c.ref), 10, "c not live")
     assert failure(xb.pool.designate_new_master, c.ref) == ["HOST_OFFLINE", c.ref]
+
+
+def test_both_roles_survive_a_kill(pool):
+    a, b, _ = pool
+    for h in (a, b):
+        h.agent.kill()  # SIGKILL: only what was durable comes back
+    b.start()
+    a.start()
+    xb = b.session().xenapi
+    pool_ref = xb.pool.get_all()[0]
+    assert xb.pool.get_master(pool_ref) == b.ref
+    assert xb.pool.get_other_config(pool_ref)["after-failed-handover"] == "yes"
+    assert len(xb.host.get_all()) == 3
+    wait_for(lambda: live(xb, a.ref), 10, "the old master heartbeating to the new one")
+    details = failure(XenAPI.Session(a.agent.url, transport=TimeoutTransport(30)).xenapi.login_with_password,
+                      "root", a.agent.password, "2.21", "pool-test")
+    assert details == ["HOST_IS_SLAVE", b.tls]
