@@ -107,8 +107,10 @@ bench: venv
 # image, lab-boot boots it to ssh and powers it off, lab-test does both, installs the agent with
 # scripts/install-dom0, runs the tests marked `xen` (tests/lab) against it, keeps the logs in
 # build/lab/artefacts and prints the total time and peak memory; it prints "SKIPPED: reason" and
-# exits 0 where the machine cannot run the lab. lab-smoke is its old name.
-lab-build: deps
+# exits 0 where the machine cannot run the lab. lab-smoke is its old name. Images are cached
+# for every checkout in /var/cache/hostagent-lab (HOSTAGENT_LAB_CACHE=dir to move it); the
+# image's venv has the agent's dependencies, whose wheels .venv's pip resolves.
+lab-build: deps venv
 	$(PYTHON) lab/build.py
 
 lab-boot: lab-build

@@ -4,9 +4,10 @@
     python3 lab/boot.py            # boot, wait for ssh, print timings, power off
     python3 lab/boot.py --hold     # ... and keep it running until Ctrl-C (prints the ssh command)
 
-The image (build/lab/current, made by lab/build.py) is never written: each boot runs on a qcow2
-overlay in build/lab/run/. QEMU's serial port (Xen's and dom0's consoles) goes to
-build/lab/run/serial.log. The network is QEMU's user mode with restrict=on: dom0 reaches
+The image (build/lab/current, made by lab/build.py in the shared cache) is never written: each
+boot runs on a qcow2 overlay in its own build/lab/run/<pid>/ (two labs may run from one
+checkout). QEMU's serial port (Xen's and dom0's consoles) goes to serial.log there. The
+network is QEMU's user mode with restrict=on: dom0 reaches
 nothing, the host reaches dom0's ssh and the agent's API through loopback ports.
 `Dom0` is what lab/run.py uses.
 """
@@ -19,11 +20,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "build/lab"
+from build import KEY, OUT, ROOT  # noqa: F401 - lab/run.py takes ROOT from here
 
 # xen-lab-notes.md: -monitor off (Xen panics on MWAIT under TCG), smap=0 (dom0 crashes at once).
 # thread=single: one host thread runs both virtual CPUs in turn. With thread=multi (QEMU 7.2)
@@ -37,7 +38,8 @@ MEMORY_MIB = 2048
 # has to reach another dom0 CPU. Under thread=single the second vCPU bought dom0 no speed.
 XEN_CMDLINE = ("dom0_mem=1024M,max:1024M dom0_max_vcpus=1 console=com1 com1=115200,8n1"
                " noreboot smap=0")
-DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
+# net.ifnames=0: dom0's NIC stays eth0, as lab/initramfs.py configured it
+DOM0_CMDLINE = "root=/dev/vda rw console=hvc0 net.ifnames=0"
 # A second, empty virtual disk (dom0's /dev/vdb) for the LVM SR tests (tests/lab): a sparse
 # qcow2 in the run dir, made at each boot, so it costs only what the tests write.
 DATA_DISK_MIB = 1024
@@ -64,13 +66,17 @@ def has_real_kvm():
 class Dom0:
     def __init__(self, image_dir=None, run_dir=None, ssh_port=None, api_port=None):
         self.image_dir = Path(image_dir or OUT / "current").resolve()
-        self.run_dir = Path(run_dir or OUT / "run")
-        self.key = OUT / "id_ed25519"
+        self.run_dir = Path(run_dir or OUT / "run" / str(os.getpid()))
+        self.key = KEY
         self.ssh_port = ssh_port or free_port()
         self.api_port = api_port or free_port()
         self.serial_log = self.run_dir / "serial.log"
         self.proc = None
         self.peak_rss_kib = 0
+        # One ssh connection (key exchange, login) shared by every later command, the tests'
+        # included: each new connection costs dom0 seconds of emulated crypto.
+        mux = self.run_dir / "ssh.sock"
+        self.mux = mux if len(str(mux)) < 100 else Path(tempfile.gettempdir()) / f"hostagent-lab-{self.ssh_port}.sock"
 
     @property
     def api_url(self):
@@ -79,7 +85,10 @@ class Dom0:
     def ssh_argv(self):
         return ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=60", "root@127.0.0.1"]
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=60",
+                # a key exchange cheap to emulate (the default sntrup761 one costs dom0 seconds)
+                "-o", "KexAlgorithms=curve25519-sha256",
+                "-o", f"ControlPath={self.mux}", "-o", "ControlMaster=no", "root@127.0.0.1"]
 
     def ssh_command(self):
         return " ".join(self.ssh_argv())
@@ -89,7 +98,8 @@ class Dom0:
         accel = ["-accel", "kvm", "-cpu", "host"] if os.environ.get("LAB_KVM") == "1" and has_real_kvm() else TCG
         fwd = (f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
                f"hostfwd=tcp:127.0.0.1:{self.api_port}-:8080")
-        return ["qemu-system-x86_64", *accel, "-m", str(MEMORY_MIB), "-smp", "2",
+        # -nodefaults: no floppy, CD-ROM or VGA for dom0's kernel and udev to probe
+        return ["qemu-system-x86_64", *accel, "-nodefaults", "-m", str(MEMORY_MIB), "-smp", "2",
                 "-display", "none", "-monitor", "none", "-no-reboot",
                 "-serial", f"file:{self.serial_log}",
                 "-kernel", str(img / "xen"), "-append", XEN_CMDLINE,
@@ -104,6 +114,9 @@ class Dom0:
             raise SystemExit(f"lab: no image in {self.image_dir}: run lab/build.py first")
         if not shutil.which("qemu-system-x86_64"):
             raise SystemExit("lab: qemu-system-x86_64 is missing (apt-get install qemu-system-x86)")
+        for old in self.run_dir.parent.glob("*"):  # earlier boots whose process is gone
+            if old.is_dir() and old.name.isdigit() and not Path(f"/proc/{old.name}").exists():
+                shutil.rmtree(old, ignore_errors=True)
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True)
@@ -141,9 +154,20 @@ class Dom0:
             except subprocess.TimeoutExpired:
                 continue
             if r.returncode == 0:
+                self.start_mux()
                 return
             time.sleep(2)
         raise RuntimeError(f"no ssh after {timeout} s; see {self.serial_log}")
+
+    def start_mux(self):
+        """The shared connection (ssh -M in the background; ssh_argv's commands use it, and
+        connect on their own when it is gone)."""
+        argv = self.ssh_argv()
+        argv[argv.index("ControlMaster=no")] = "ControlMaster=yes"
+        subprocess.run(argv[:-1] + ["-N", "-f", "-o", "ControlPersist=yes", "-o", "ServerAliveInterval=15",
+                                    "-o", "ServerAliveCountMax=8", argv[-1]],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=120, check=False)
 
     def ssh(self, command, check=True, timeout=600, capture=True, input=None):
         r = subprocess.run(self.ssh_argv() + [command], capture_output=capture, text=True,
@@ -200,6 +224,10 @@ class Dom0:
             self.kill()
 
     def kill(self):
+        if self.mux.exists():  # the shared connection's ssh, ended by its own socket
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(self.ssh_argv()[:-1] + ["-O", "exit", "root@127.0.0.1"],
+                               capture_output=True, timeout=10, check=False)
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
