@@ -120,7 +120,17 @@ async def serve_take_over(ctx, payload):
         raise ApiError("INTERNAL_ERROR", f"cannot take the pool's database: {e}") from None
     if ("host", ctx.host) not in objects:
         raise ApiError("INTERNAL_ERROR", "the pool's database names this host by another ref")
-    generation = payload.get("generation")
+    await install_copy(ctx, objects, payload.get("generation"))
+    m.become_master(keep_secret=True)
+    log.info("took over the pool's database (%d objects): this host is the master", len(objects))
+    return {"host": ctx.host}
+
+
+async def install_copy(ctx, objects, generation, dead: str = "") -> None:
+    """The pool's database copy replaces this host's, durably, with this host its master
+    (and live; host `dead` not live); this host's sessions not in the copy end, the copy's
+    are kept alive."""
+    store = ctx.store
     if isinstance(generation, int) and generation > store.gen:
         # the copy's changes come after every event the old master gave out: a client's
         # event.from token of the old master sees them (and no change is missed)
@@ -134,6 +144,9 @@ async def serve_take_over(ctx, payload):
         metrics = store.get("host", ctx.host)["metrics"]
         if store.exists("host_metrics", metrics):
             store.update("host_metrics", metrics, live=True, last_updated=now_text(ctx.clock()))
+        dead_metrics = store.get("host", dead)["metrics"] if dead and store.exists("host", dead) else ""
+        if dead_metrics and store.exists("host_metrics", dead_metrics):
+            store.set("host_metrics", dead_metrics, "live", False)
     now = ctx.clock()
     active = ctx.sessions.active
     for ref in store.all("session"):
@@ -141,9 +154,6 @@ async def serve_take_over(ctx, payload):
     for ref in [r for r in active if not store.exists("session", r)]:
         del active[ref]
     await ctx.durable()
-    m.become_master(keep_secret=True)
-    log.info("took over the pool's database (%d objects): this host is the master", len(objects))
-    return {"host": ctx.host}
 
 
 async def serve_repoint(ctx, payload):

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional
 
 from ..datamodel.errors import ApiError
 from ..datamodel.error_table import ERRORS
-from . import client, handover, remote, wire
+from . import client, handover, remote, replica, wire
 from .identity import Identity
 from .role import MASTER, SLAVE, Role, load_role, new_secret, save_role, save_secret, ensure_secret
 
@@ -47,6 +47,8 @@ class Membership:
         self._expected: Dict[tuple, float] = {}  # member: (domain uuid, event) -> until when it is ours
         self._remote: Dict[tuple, object] = {}  # (host, endpoint, cert) -> that member's Ports
         self.freeze = handover.Freeze()  # a master handing over: calls held and counted
+        self.copies = replica.Debounce()  # master: when the members' database copies are sent next
+        self.copy_gens: Dict[str, int] = {}  # master: member host uuid -> generation of its copy
 
     # ------------------------------------------------------------------ state
     @property

@@ -15,7 +15,7 @@ from twisted.web import server
 
 from ..datamodel.errors import ApiError
 from ..actions import pool as pool_actions
-from ..actions import pool_forward, pool_handover
+from ..actions import pool_emergency, pool_forward, pool_handover
 from ..pool.client import PREFIX, SECRET_HEADER
 from ..rpc import pool_gate
 from ..rpc.dispatch import Origin, Reply
@@ -144,6 +144,8 @@ def register(router, runtime, membership, relay_api) -> None:
     router.route(PREFIX + "port", JsonOp(runtime, pool_forward.serve_port), auth=secret)
     router.route(PREFIX + "domain_event", JsonOp(runtime, pool_forward.serve_domain_event), auth=secret)
     router.route(PREFIX + "take_over", JsonOp(runtime, pool_handover.serve_take_over), auth=secret,
+                 max_body=TAKE_OVER_MAX_BODY)
+    router.route(PREFIX + "db_copy", JsonOp(runtime, pool_emergency.serve_db_copy), auth=secret,
                  max_body=TAKE_OVER_MAX_BODY)
     router.route(PREFIX + "repoint", JsonOp(runtime, pool_handover.serve_repoint), auth=secret)
     router.route(PREFIX + "rpc", RpcRelay(relay_api), auth=secret, max_body=RPC_MAX_BODY)

@@ -42,6 +42,7 @@ from ..db.journal import Journal, JournalError
 from ..db.store import Store
 from ..paths import HOST_UUID_FILE, ROOT_PASSWORD_FILE, USERS_FILE
 from ..actions import pool as pool_actions
+from ..actions import pool_emergency
 from ..pool.identity import ensure_identity, load_identity
 from ..pool.membership import Membership
 from ..rpc.dispatch import Dispatcher
@@ -218,6 +219,9 @@ class Agent:
                 await pool_actions.beat(ctx)
             else:
                 pool_actions.mark_silent(ctx)
+                # the members' database copies (when due): not waited for by the heartbeats
+                Deferred.fromCoroutine(pool_emergency.send_copies(ctx)).addErrback(
+                    lambda f: log.error("database copies: %s", f.getTraceback()))
         except ApiError as e:
             log.warning("pool heartbeat: %s", " ".join(e.description))
 

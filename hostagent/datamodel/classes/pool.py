@@ -117,6 +117,17 @@ POOL = cls(
                     "wait while the calls under way finish, the whole database goes to `host`, and "
                     "clients are then sent there with HOST_IS_SLAVE. Nothing changes if `host` does "
                     "not take it."),
+        message("emergency_transition_to_master", [],
+                errors=["OPERATION_NOT_ALLOWED"],
+                doc="Called on a member whose master is dead (with a session from "
+                    "session.slave_local_login_with_password): its copy of the pool's database, "
+                    "which the master kept current, becomes the pool's and the member its master. "
+                    "Changes made in the last seconds before the master died may be lost "
+                    "(docs/pools.md, Emergencies)."),
+        message("recover_slaves", [], SetOf(Ref("host")),
+                ["HOST_IS_SLAVE", "OPERATION_NOT_ALLOWED"],
+                doc="Called on a new master after pool.emergency_transition_to_master: every member "
+                    "it can reach follows it from now on. Returns the hosts told."),
         message("create_VLAN_from_PIF",
                 [param("pif", Ref("PIF")), param("network", Ref("network")), param("VLAN", INT)],
                 SetOf(Ref("PIF")), ["VLAN_TAG_INVALID", "PIF_VLAN_EXISTS", "PIF_IS_VLAN",

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "0cb0de8d6113391f03a1cdb6a5b9e83452c63969395618fc444c6c0c5cfa4f40"
+EXPECTED_FINGERPRINT = "49f4685d2e643c3798e35713ae52b5f408663a0d3ba01a56ace35d8f053f9a26"
 
 
 def _walk(t):
