@@ -4,6 +4,7 @@
 # (/local/domain/<domid>/) with the xenbus protocol on /dev/xen/xenbus:
 #   data/os_name, data/os_distro, data/os_uname, attr/vif/0/ipv4/0   a few seconds after boot
 #   data/blocks      the block devices it sees (xvda xvdb ...)
+#   data/head/<dev>  the first 16 bytes of each xvd* disk, in hex (that the disk is readable)
 # each rewritten when the disks change and every 5 s (a resumed domain starts with an empty home)
 # Xen's shutdown request reaches the kernel, which runs /sbin/poweroff (below).
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin
@@ -44,6 +45,9 @@ publish() {
     xs_write data/os_uname "$(uname -r)"
     xs_write attr/vif/0/ipv4/0 192.0.2.10
     xs_write data/blocks "$1"
+    for dev in $1; do
+        case $dev in xvd*) xs_write "data/head/$dev" "$(od -An -tx1 -N16 "/dev/$dev" | tr -d ' \n')" ;; esac
+    done
 }
 last=unset
 n=0
