@@ -6,14 +6,18 @@ to the certificate recorded at its join; the member keeps it apart from its own 
 When the master is dead, `pool.emergency_transition_to_master` on a member installs its
 copy as its database and makes it the master of the same pool (same secret; the old
 master's host record stays, not live); `pool.recover_slaves` on it then tells the members
-still following the old master to follow it (`repoint`).
+still following the old master to follow it (`repoint`), and
+`pool.emergency_reset_master` points one member at a new master by hand.
 """
 
+import json
 import logging
 
 from ..datamodel.errors import ApiError
 from ..pool import replica
 from ..pool.handover import SnapshotError, check_snapshot, snapshot
+from ..pool.identity import IdentityError, fingerprint
+from ..pool.role import split_address
 from .pool_handover import REPOINT_TIMEOUT, install_copy
 
 log = logging.getLogger("hostagent.pool")
@@ -144,7 +148,73 @@ async def recover_slaves(ctx):
     return recovered
 
 
+async def emergency_reset_master(ctx, master_address):
+    """Member: follow the master at `master_address`, which must present the certificate
+    recorded for that host in this member's copy of the pool database (or its master's)."""
+    m = ctx.rt.pool
+    if not m.is_slave:
+        raise ApiError("OPERATION_NOT_ALLOWED", "this host is a master: call this on a pool member")
+    try:
+        split_address(master_address)
+    except ValueError:
+        raise ApiError("CANNOT_CONTACT_HOST", master_address) from None
+    answer = await m.call(master_address, "identity", {}, pinned=None, host=master_address, secret=None)
+    info = answer.value if isinstance(answer.value, dict) else {}
+    uuid = info.get("host_uuid")
+    known = await _recorded_certs(m)
+    try:
+        same = uuid in known and fingerprint(known[uuid][1]) == fingerprint(answer.peer_cert)
+    except IdentityError:
+        same = False
+    if not same:
+        log.warning("emergency_reset_master: %s is not a member this host knows (or shows another "
+                    "certificate)", master_address)
+        raise ApiError("CANNOT_CONTACT_HOST", master_address)
+    if not info.get("master"):
+        raise ApiError("HOST_IS_SLAVE", str(info.get("master_address", "")))
+    m.become_slave(master_address, known[uuid][0], uuid, answer.peer_cert, m.secret)
+    log.warning("emergency: the pool's master is now %s (%s)", uuid, master_address)
+    return ""
+
+
+async def _recorded_certs(m) -> dict:
+    """{host uuid: (ref, certificate PEM)} of the pool's members as this member knows them:
+    its copy of the pool database, and its master as recorded in its role."""
+    out = {}
+    try:
+        copy = await m.run_blocking(lambda: replica.load_copy(m.state_dir))
+    except replica.CopyError as e:
+        log.warning("the copy of the pool database is unusable: %s", e)
+        copy = None
+    for (cls, ref), blob in (_objects(copy) if copy else {}).items():
+        if cls == "host" and blob["p"].get("pool_cert"):
+            out[blob["r"].get("uuid")] = (ref, blob["p"]["pool_cert"])
+    if m.role.master_uuid and m.role.master_cert:
+        out[m.role.master_uuid] = (m.role.master_host, m.role.master_cert)
+    return out
+
+
+def _objects(copy) -> dict:
+    try:
+        objects = {}
+        for cls, ref, data in copy["rows"]:
+            blob = json.loads(data)
+            objects[(cls, ref)] = {"r": blob.get("r", {}), "p": blob.get("p", {})}
+        return objects
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def serve_identity(ctx, payload):
+    """Who this host is and whether it is a master (no secret: a member checks the
+    certificate this host presents against the one it recorded)."""
+    m = ctx.rt.pool
+    return {"host_uuid": ctx.store.get("host", ctx.host)["uuid"], "master": not m.is_slave,
+            "master_address": m.role.master_address if m.is_slave else ""}
+
+
 HANDLERS = {
+    "pool.emergency_reset_master": emergency_reset_master,
     "pool.emergency_transition_to_master": emergency_transition_to_master,
     "pool.recover_slaves": recover_slaves,
 }

@@ -145,6 +145,7 @@ def register(router, runtime, membership, relay_api) -> None:
     router.route(PREFIX + "domain_event", JsonOp(runtime, pool_forward.serve_domain_event), auth=secret)
     router.route(PREFIX + "take_over", JsonOp(runtime, pool_handover.serve_take_over), auth=secret,
                  max_body=TAKE_OVER_MAX_BODY)
+    router.route(PREFIX + "identity", JsonOp(runtime, pool_emergency.serve_identity), auth=tls_only)
     router.route(PREFIX + "db_copy", JsonOp(runtime, pool_emergency.serve_db_copy), auth=secret,
                  max_body=TAKE_OVER_MAX_BODY)
     router.route(PREFIX + "repoint", JsonOp(runtime, pool_handover.serve_repoint), auth=secret)

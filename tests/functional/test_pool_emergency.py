@@ -61,7 +61,13 @@ def test_a_member_takes_the_pool_over_from_its_copy(tmp_path):
         assert not live(xb, a.ref)
         assert xb.pool.get_other_config(pool_ref)["before-emergency"] == "kept"
         assert xb.VM.get_name_label(vm) == "made before the emergency"
-        # c still follows the dead master until told
+        # c follows the dead master until told: by hand, checked against the certificates in its copy
+        xc = _local(c)
+        assert failure(xc.pool.emergency_reset_master, a.tls) == ["CANNOT_CONTACT_HOST", a.tls]
+        assert failure(xc.pool.emergency_reset_master, "127.0.0.3:1") == ["CANNOT_CONTACT_HOST", "127.0.0.3:1"]
+        assert xc.pool.emergency_reset_master(b.tls) == ""
+        assert failure(xb.pool.emergency_reset_master, c.tls)[0] == "OPERATION_NOT_ALLOWED"
+        # and by the new master (c follows it already: told again)
         assert set(xb.pool.recover_slaves()) == {c.ref}
         details = failure(XenAPI.Session(c.agent.url, transport=TimeoutTransport(30)).xenapi.login_with_password,
                           "root", c.agent.password, "2.21", "pool-test")

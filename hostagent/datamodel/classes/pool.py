@@ -124,6 +124,11 @@ POOL = cls(
                     "which the master kept current, becomes the pool's and the member its master. "
                     "Changes made in the last seconds before the master died may be lost "
                     "(docs/pools.md, Emergencies)."),
+        message("emergency_reset_master", [param("master_address", STRING)],
+                errors=["CANNOT_CONTACT_HOST", "HOST_IS_SLAVE", "OPERATION_NOT_ALLOWED"],
+                doc="Called on a member: follow the master at `master_address` (HOST:PORT of its TLS "
+                    "listener) from now on. It must present the certificate recorded for it in the "
+                    "pool's database (this member's copy)."),
         message("recover_slaves", [], SetOf(Ref("host")),
                 ["HOST_IS_SLAVE", "OPERATION_NOT_ALLOWED"],
                 doc="Called on a new master after pool.emergency_transition_to_master: every member "

@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "49f4685d2e643c3798e35713ae52b5f408663a0d3ba01a56ace35d8f053f9a26"
+EXPECTED_FINGERPRINT = "f42b6a511a08077462efd3d93d979fb6cebaf324a6c9649681f36fb2e0b3e303"
 
 
 def _walk(t):

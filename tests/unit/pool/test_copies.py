@@ -4,8 +4,18 @@ tests/functional/test_pool_emergency.py)."""
 
 import asyncio
 
-from hostagent.actions.pool_emergency import recover_slaves, send_copies
+import pytest
+
+from hostagent.actions.pool_emergency import (
+    emergency_reset_master,
+    recover_slaves,
+    send_copies,
+)
 from hostagent.datamodel.errors import ApiError
+from hostagent.pool import replica
+from hostagent.pool.client import Answer
+from hostagent.pool.handover import snapshot
+from hostagent.pool.identity import ensure_identity
 from hostagent.rpc.dispatch import Origin
 
 from .test_designate import pool  # noqa: F401  (the fixture: a master and one member)
@@ -72,3 +82,40 @@ def test_recover_slaves_repoints_the_members_it_reaches(pool):  # noqa: F811
 
     with_peer(unreachable)
     assert _run(rt, recover_slaves) == []
+
+
+def test_reset_master_checks_the_certificate_recorded_in_the_copy(pool, tmp_path):  # noqa: F811
+    rt, member, with_peer = pool
+    real = ensure_identity(str(tmp_path), "b", ["127.0.0.2"]).cert_pem
+    (tmp_path / "x").mkdir()
+    other = ensure_identity(str(tmp_path / "x"), "x", ["127.0.0.2"]).cert_pem
+    with rt.store.transaction():
+        rt.store.set_private("host", member, pool_cert=real)
+    member_uuid = rt.store.get("host", member)["uuid"]
+    shown = {"cert": other, "master": True}
+    m = with_peer(lambda op, payload: Answer({"host_uuid": member_uuid, "master": shown["master"],
+                                              "master_address": "elsewhere:1"}, shown["cert"]))
+
+    async def run_blocking(fn):
+        return fn()
+
+    m.run_blocking = run_blocking
+    replica.save_copy(m.state_dir, "old-master", rt.store.gen, snapshot(rt.store))
+    m.become_slave("127.0.0.1:4443", rt.host, "old-master", m.identity.cert_pem, m.secret)
+
+    def reset(address):
+        ctx = rt.context(None, None, Origin("unix", ""), None)
+        return asyncio.run(emergency_reset_master(ctx, address))
+
+    with pytest.raises(ApiError) as e:  # another certificate than the one recorded
+        reset("127.0.0.2:4443")
+    assert e.value.description == ["CANNOT_CONTACT_HOST", "127.0.0.2:4443"]
+    assert m.role.master_address == "127.0.0.1:4443"
+    shown.update(cert=real, master=False)
+    with pytest.raises(ApiError) as e:  # the right host, but not a master
+        reset("127.0.0.2:4443")
+    assert e.value.description == ["HOST_IS_SLAVE", "elsewhere:1"]
+    shown["master"] = True
+    assert reset("127.0.0.2:4443") == ""
+    assert (m.role.master_address, m.role.master_host, m.role.master_uuid, m.role.master_cert) == \
+        ("127.0.0.2:4443", member, member_uuid, real)
