@@ -194,6 +194,32 @@ def test_domain_destroyed_with_xl_shows_up_halted_with_an_event(api, pv_vm):
 
 
 
+@needs_guest
+def test_pvh_guest_runs_as_pvh(api, pv_vm):
+    """domain_type pvh (given at VM.create, as xapi's field is): libxl builds a PVH domain (with
+    the native TSC that TCG needs, xen-lab-notes.md) from the same kernel and initramfs, and
+    the guest's init runs."""
+    rec = api.VM.get_record(pv_vm)
+    rec.update(name_label=f"lab-pvh-{os.getpid()}", domain_type="pvh")
+    vm = api.VM.create(rec)
+    try:
+        assert api.VM.get_domain_type(vm) == "pvh"
+        started = time.monotonic()
+        api.VM.start(vm, False, False)
+        print(f"VM.start (PVH): {time.monotonic() - started:.1f} s")
+        domid = int(api.VM.get_domid(vm))
+        config = dom0(f"xl list -l {domid}")
+        assert '"type": "pvh"' in config, config[:2000]
+        wait(lambda: dom0(f"xenstore-read /local/domain/{domid}/data/os_name 2>/dev/null || true").strip(),
+             120, "the PVH guest's init to publish its keys")
+        api.VM.hard_shutdown(vm)
+        assert api.VM.get_power_state(vm) == "Halted"
+    finally:
+        if api.VM.get_power_state(vm) != "Halted":
+            api.VM.hard_shutdown(vm)
+        api.VM.destroy(vm)
+
+
 def test_doctor_finds_what_the_agent_needs_in_this_dom0():
     r = ssh("hostagent doctor")
     assert r.returncode == 0, r.stdout + r.stderr
