@@ -122,7 +122,7 @@ def collect(lab, then_poweroff):
     if not lab.alive():
         (ARTEFACTS / "dom0-unreachable.txt").write_text("QEMU had exited at collection time\n")
         return
-    script = ["d=$(mktemp -d)"]
+    script = ["d=/run/lab-artefacts", "rm -rf $d", "mkdir -p $d"]
     for name, command in ARTEFACT_COMMANDS:
         script.append(f"timeout 120 sh -c {shlex.quote(command)} > $d/{name} 2>&1")
     script.append("tar -C $d -cf - .")
