@@ -156,7 +156,7 @@ def run_tests(lab, env, pytest_args):
 
 
 def agent_bytecode(agent_wheel, dest):
-    """The agent's modules byte-compiled here (checked-hash .pyc: valid for the same source and
+    """The agent's modules (every package of its wheel) byte-compiled here (checked-hash .pyc: valid for the same source and
     Python minor version whatever the files' times), laid out as dom0's site-packages wants them.
     Under emulation the agent's first start spent minutes compiling them; dom0's python takes
     these instead (and compiles them itself should they not fit). Returns the site-packages path."""
@@ -164,9 +164,10 @@ def agent_bytecode(agent_wheel, dest):
                              check=True, capture_output=True, text=True).stdout.strip()
     site = f"{build.AGENT_VENV}/lib/python{version}/site-packages"
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(agent_wheel) as wheel:
-        wheel.extractall(tmp, [n for n in wheel.namelist() if n.startswith("hostagent/") and n.endswith(".py")])
+        wheel.extractall(tmp, [n for n in wheel.namelist()
+                               if n.endswith(".py") and ".dist-info/" not in n and ".data/" not in n])
         subprocess.run([str(VENV_PY), "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
-                        "-s", tmp, "-p", site, f"{tmp}/hostagent"], check=True)
+                        "-s", tmp, "-p", site, tmp], check=True)
         for pyc in Path(tmp).rglob("*.pyc"):
             target = dest / pyc.relative_to(tmp)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +192,7 @@ def install(lab, agent_wheel, guest_initrd):
         site = agent_bytecode(agent_wheel, kit / "bytecode")
         lab.put([kit / "scripts", kit / "systemd", kit / "wheelhouse", kit / "guest", kit / "bytecode"], REMOTE)
     r = lab.ssh(f"mkdir -p {GUEST_DIR} {site} && mv {REMOTE}/guest/* {GUEST_DIR}/ && "
-                f"cp -r {REMOTE}/bytecode/hostagent {site}/ && "
+                f"cp -r {REMOTE}/bytecode/. {site}/ && "
                 f"{REMOTE}/scripts/install-dom0 --offline --no-compile --listen 0.0.0.0:8080 "
                 f"{REMOTE}/wheelhouse > {REMOTE}/install.log 2>&1; rc=$?; "
                 f"cat {REMOTE}/install.log; [ $rc = 0 ] && echo PASSWORD=$(cat /var/lib/hostagent/root-password); "
