@@ -15,6 +15,7 @@ from .client import Client
 from .console import Console
 from .emulator import Emulator
 from .font import load_font
+from .priority import Priority
 from .privdrop import PrivilegeError, drop, lookup_user, prepare_root
 from .render import Framebuffer
 from .terminal import TerminalError, open_pty, spawn_login
@@ -42,9 +43,13 @@ Start-up order: open the console, listen on --listen:--port, write the chosen po
 --user, chroot into --root (an empty directory owned by root; created 0555 if missing).
 Run as non-root, the drop is skipped with a warning.
 
+While its console floods (2 KiB or more in each of four half-second windows in a row),
 vncterm runs --nice steps below the priority it was started with (default 10, shown in ps's
-NI column): under a flood it yields the CPU to the host's management agent and its API. The
-host console's login program is started before that, at the caller's priority.
+NI column), yielding the CPU to the host's management agent and its API; it returns to its
+starting priority within a second of the flood's end, so that typing is never slowed. Started
+as root, it raises RLIMIT_NICE before dropping privileges so that it may return; otherwise a
+return that is refused leaves it lowered (logged once). The host console's login program
+always runs at the caller's priority.
 
 Exit status: 0 when the console hangs up (the guest stopped; in --login mode when the login
 session ends) or on SIGTERM/SIGINT/SIGHUP; 1 when the console or the socket cannot be
@@ -79,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cols", type=int, default=80, help="screen width in characters (default 80)")
     p.add_argument("--rows", type=int, default=25, help="screen height in lines (default 25)")
     p.add_argument("--nice", type=int, default=DEFAULT_NICE, metavar="N",
-                   help=f"run N steps below the starting priority, 0..19 (default {DEFAULT_NICE}): "
-                        "a console's output must never starve the management agent")
+                   help=f"run N steps below the starting priority while the console floods, "
+                        f"0..19 (default {DEFAULT_NICE}; 0: never lower): a console's output "
+                        "must never starve the management agent")
     return p
 
 
@@ -167,8 +173,11 @@ def main(argv=None) -> int:
         print(f"hostagent-vncterm: {e}", file=sys.stderr)
         return 1
     log.info("serving %s on %s port %d", args.pty or "a login prompt", args.listen, port)
+    priority = None
     if args.nice:
-        log.info("running at nice %d", os.nice(args.nice))  # after the login program started
+        priority = Priority(args.nice)
+        priority.allow_return()  # while still root
+        log.info("running at nice %d; nice %d while the console floods", priority.base, priority.low)
     loop = asyncio.new_event_loop()
     emulator = Emulator(args.cols, args.rows)
     emulator.feed(b"\x1b[m \x08")  # warm pyte up (wcwidth tables, unicodedata) before the chroot
@@ -186,13 +195,14 @@ def main(argv=None) -> int:
     else:
         log.warning("not root: privileges are not dropped (no chroot, no setuid)")
     try:
-        return loop.run_until_complete(serve(loop, fd, sock, emulator, fb, title, child))
+        return loop.run_until_complete(serve(loop, fd, sock, emulator, fb, title, child,
+                                                   priority))
     finally:
         loop.close()
 
 
-async def serve(loop, fd, sock, emulator, fb, title, child) -> int:
-    console = Console(loop, fd, emulator, fb)
+async def serve(loop, fd, sock, emulator, fb, title, child, priority=None) -> int:
+    console = Console(loop, fd, emulator, fb, priority)
     name = title.encode("utf-8")[:255]
     server = await loop.create_server(lambda: Client(console, name), sock=sock)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -11,6 +11,11 @@ gathered for FLOOD_COALESCE seconds per emulator pass (lines that scroll away wi
 never go through the emulator), the emulator gets FLOOD_CPU_SHARE, and clients are sent fewer
 screens a second (client.py). Typing and the odd burst (a listing) never count as a flood, and
 small output (an echoed key) is shown at once whenever the console is not flooding.
+
+While it floods, the process also runs at a lower CPU priority (``priority``, a
+priority.Priority): lowered when output makes the console a flood, and back at its base at the
+first check (every FLOOD_WINDOW, at a window's start) that finds the flood over, so that an idle
+console is never left waking up late for the next key echo.
 """
 
 import errno
@@ -39,7 +44,7 @@ FLOOD_CPU_SHARE = 0.25       # of one core, at most, for the emulator while floo
 
 
 class Console:
-    def __init__(self, loop, fd: int, emulator, framebuffer):
+    def __init__(self, loop, fd: int, emulator, framebuffer, priority=None):
         self.loop = loop
         self.fd = fd
         self.emulator = emulator
@@ -57,6 +62,8 @@ class Console:
         self._window = -2            # the last FLOOD_WINDOW with output (its number)
         self._window_bytes = 0       # output read in that window
         self._heavy_windows = 0      # heavy windows in a row before it
+        self.priority = priority     # lower()/restore() the CPU priority; None: never lower
+        self._lowered = None         # the timer that checks the flood while lowered
 
     @property
     def flooding(self) -> bool:
@@ -75,6 +82,22 @@ class Console:
             self._heavy_windows = self._heavy_windows + 1 if heavy else 0
             self._window, self._window_bytes = window, 0
         self._window_bytes += size
+        if self.priority is not None and self._lowered is None and self.flooding:
+            self.priority.lower()
+            self._schedule_priority_check()
+
+    def _schedule_priority_check(self) -> None:
+        now = self.loop.time()
+        start = (int(now / FLOOD_WINDOW) + 1) * FLOOD_WINDOW  # the next window's start
+        self._lowered = self.loop.call_later(start - now + 0.001, self._check_priority)
+
+    def _check_priority(self) -> None:
+        """While lowered: back to the base priority as soon as the console stops flooding."""
+        if self.flooding and not self.finished.done():
+            self._schedule_priority_check()
+            return
+        self._lowered = None
+        self.priority.restore()
 
     # The pty side.
     def start(self) -> None:
@@ -93,6 +116,9 @@ class Console:
         if self._feed_handle:
             self._feed_handle.cancel()
             self._feed_handle = None
+        if self._lowered is not None:
+            self._lowered.cancel()
+            self._lowered = None
 
     def _resume_reading(self) -> None:
         if not self._reading and not self.finished.done():
