@@ -29,7 +29,7 @@ START_TIMEOUT = 15.0  # seconds a vncterm may take to listen
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 HOST_KEY = "host"
 UNPRIVILEGED_USER = "nobody"
-NICE = 10  # vncterms run this much below the agent's priority: a console never starves the API
+NICE = 10  # vncterms run this much below the agent's priority while their console floods
 
 
 class ConsoleError(Exception):

@@ -251,7 +251,7 @@ def test_returns_to_its_base_priority_after_each_flood(vncterm):
     for _ in range(2):
         base = flood_until_lowered(vncterm)
         started = time.monotonic()
-        wait_for(lambda: nice_of(vncterm.proc.pid) == base, 5, "the base priority after the flood")
+        wait_for(lambda b=base: nice_of(vncterm.proc.pid) == b, 5, "the base priority after the flood")
         assert time.monotonic() - started < 2.5
     assert vncterm.stderr().count("back at nice") == 1
 
