@@ -92,3 +92,17 @@ def wait_for(predicate, seconds, what):
             return time.monotonic()
         time.sleep(0.1)
     raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def form_pool(hosts, seconds=5):
+    """The second and third hosts join the first; each Host gets its `ref` on the master, and
+    the three are live there (within `seconds`). Returns the master's xenapi proxy."""
+    a = hosts[0]
+    for h in hosts[1:]:
+        h.session().xenapi.pool.join(a.tls, "root", a.agent.password)
+    x = a.session().xenapi
+    refs = {x.host.get_address(h): h for h in x.host.get_all()}
+    for h in hosts:
+        h.ref = refs[h.address]
+    wait_for(lambda: all(live(x, h.ref) for h in hosts), seconds, "three live hosts")
+    return x

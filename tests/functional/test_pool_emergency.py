@@ -10,7 +10,7 @@ import XenAPI
 from hostagent.pool.replica import COPY_FILE
 
 from .events_support import TimeoutTransport
-from .pool_support import ADDRESSES, failure, live, three_hosts, wait_for
+from .pool_support import ADDRESSES, failure, form_pool, live, three_hosts, wait_for
 
 
 def _local(h):
@@ -31,13 +31,7 @@ def _copy_has(h, text):
 def test_a_member_takes_the_pool_over_from_its_copy(tmp_path):
     with three_hosts(tmp_path) as hosts:
         a, b, c = hosts
-        for h in (b, c):
-            h.session().xenapi.pool.join(a.tls, "root", a.agent.password)
-        xa = a.session().xenapi
-        refs = {xa.host.get_address(h): h for h in xa.host.get_all()}
-        for h in hosts:
-            h.ref = refs[h.address]
-        wait_for(lambda: all(live(xa, h.ref) for h in hosts), 5, "three live hosts")
+        xa = form_pool(hosts)
         # writes on the master reach both members' copies
         pool_ref = xa.pool.get_all()[0]
         xa.pool.add_to_other_config(pool_ref, "before-emergency", "kept")

@@ -17,7 +17,15 @@ from hostagent.pool import client, wire
 from hostagent.pool.identity import CERT_FILE, KEY_FILE, ensure_identity
 
 from .events_support import event_from
-from .pool_support import HEARTBEAT, TIMEOUT, failure, live, three_hosts, wait_for
+from .pool_support import (
+    HEARTBEAT,
+    TIMEOUT,
+    failure,
+    form_pool,
+    live,
+    three_hosts,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +38,7 @@ def pool(tmp_path_factory):
             "name_label": "b's disk", "name_description": "", "SR": sr, "virtual_size": str(4 << 20),
             "type": "user", "sharable": False, "read_only": False, "other_config": {}, "xenstore_data": {},
             "sm_config": {}, "tags": []}))
-        for h in (b, c):
-            h.session().xenapi.pool.join(a.tls, "root", a.agent.password)
-        x = a.session().xenapi
-        refs = {x.host.get_address(h): h for h in x.host.get_all()}
-        for h in hosts:
-            h.ref = refs[h.address]
-        wait_for(lambda: all(live(x, h.ref) for h in hosts), 5, "three live hosts")
+        form_pool(hosts)
         yield hosts
 
 

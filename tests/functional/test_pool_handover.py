@@ -17,20 +17,14 @@ from hostagent.pool import client
 from hostagent.pool.identity import CERT_FILE
 
 from .events_support import TimeoutTransport, event_from
-from .pool_support import ADDRESSES, failure, live, three_hosts, wait_for
+from .pool_support import ADDRESSES, failure, form_pool, live, three_hosts, wait_for
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     with three_hosts(tmp_path_factory.mktemp("handover")) as hosts:
         a, b, c = hosts
-        for h in (b, c):
-            h.session().xenapi.pool.join(a.tls, "root", a.agent.password)
-        x = a.session().xenapi
-        refs = {x.host.get_address(h): h for h in x.host.get_all()}
-        for h in hosts:
-            h.ref = refs[h.address]
-        wait_for(lambda: all(live(x, h.ref) for h in hosts), 5, "three live hosts")
+        form_pool(hosts)
         yield hosts
 
 
