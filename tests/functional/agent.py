@@ -6,6 +6,8 @@ XenAPI.py's UDSTransport turns '_' back into '/'), waits for its banner and
 reads the URL and the generated root password from it.
 """
 
+import contextlib
+import glob
 import os
 import re
 import secrets
@@ -96,4 +98,22 @@ class AgentProcess:
 
     def cleanup(self):
         self.stop()
+        stop_datapaths(self.state_dir)
         shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+def stop_datapaths(state_dir: str) -> None:
+    """End the NBD servers (nbdkit) the agent left serving disks from `state_dir`: they outlive
+    the agent by design (a running guest keeps its disks across an agent restart), but not the
+    test that made them."""
+    for pid_file in glob.glob(os.path.join(state_dir, "datapath", "*.pid")):
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                mine = state_dir.encode() in f.read()
+        except (OSError, ValueError):
+            continue  # gone already, or not a pid
+        if mine:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
