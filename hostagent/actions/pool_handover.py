@@ -62,8 +62,10 @@ async def designate_new_master(ctx, host):
         m.freeze.thaw()
         log.warning("handover to host %s failed: this host stays the master", target["uuid"])
         raise
-    m.become_slave(endpoint, host, target["uuid"], cert, m.secret)  # the commit point
-    m.freeze.thaw()
+    try:
+        m.become_slave(endpoint, host, target["uuid"], cert, m.secret)  # the commit point
+    finally:
+        m.freeze.thaw()  # held calls are decided again (and never held for ever)
     log.info("host %s is the pool master now", target["uuid"])
     await _repoint_members(ctx, host, target["uuid"], endpoint, cert)
     return ""

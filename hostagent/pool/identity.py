@@ -6,10 +6,12 @@ other's certificate at join, so it is never renewed behind their backs. This mod
 the adapter of `cryptography` and `service_identity`: everything else sees PEM text.
 """
 
+import contextlib
 import datetime
 import hashlib
 import ipaddress
 import os
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable, List
 
@@ -99,15 +101,22 @@ def _make(cert_path: str, key_path: str, host_uuid: str, addresses: Iterable[str
 
 def write_private(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write a file whole or not at all (temporary file, fsync, rename, fsync of the dir)."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(path) or ".")  # concurrent writers each have their own
     try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -70,10 +70,10 @@ class Membership:
     def become_master(self, keep_secret: bool = False) -> None:
         """A lone master again, with a secret of its own; with `keep_secret`, the master of
         the same pool (a planned handover)."""
-        if not keep_secret:
-            self.secret = new_secret(self.state_dir)
         self.role = Role(MASTER)
-        save_role(self.state_dir, self.role)
+        save_role(self.state_dir, self.role)  # first: killed before the new secret, a lone master
+        if not keep_secret:                   # with the old one, whose eject can be sent again
+            self.secret = new_secret(self.state_dir)
         self.beats.clear()
         self._changed()
 

@@ -24,6 +24,7 @@ from .routes import Caller, Unauthorized
 log = logging.getLogger("hostagent.pool")
 
 JOIN_MAX_BODY = 64 * 1024 * 1024  # a joining host's records (many VDIs)
+SMALL_MAX_BODY = 64 * 1024  # hello and identity: a few fields
 RPC_MAX_BODY = 300 * 1024
 TAKE_OVER_MAX_BODY = 512 * 1024 * 1024  # the whole pool database (pool.designate_new_master)
 
@@ -41,11 +42,16 @@ class SecretAuth:
     def __init__(self, membership):
         self.membership = membership
 
+    def before_body(self, request) -> bool:
+        """Whether the headers admit the caller (routes.py caps the body of one they do not)."""
+        presented = request.getHeader(SECRET_HEADER.encode("ascii"))
+        return request.isSecure() and self.membership.secret_ok(
+            presented.decode("utf-8", "replace") if presented else None)
+
     def __call__(self, call) -> Caller:
         if not call.request.isSecure():
             raise Unauthorized("pool calls come over TLS")
-        presented = call.request.getHeader(SECRET_HEADER.encode("ascii"))
-        if not self.membership.secret_ok(presented.decode("utf-8", "replace") if presented else None):
+        if not self.before_body(call.request):
             raise Unauthorized("pool call without the pool secret")
         return Caller("", "")
 
@@ -62,7 +68,7 @@ class JsonOp:
         request = call.request
         try:
             payload = json.loads(request.content.read() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the parser's depth
             payload = None
         ctx = self.runtime.context(None, None, call.origin, None)
 
@@ -136,7 +142,8 @@ class SlaveGate:
 def register(router, runtime, membership, relay_api) -> None:
     """Route /pool/v1/... on every listener (refused unless over TLS)."""
     secret = SecretAuth(membership)
-    router.route(PREFIX + "hello", JsonOp(runtime, pool_actions.serve_hello), auth=tls_only)
+    router.route(PREFIX + "hello", JsonOp(runtime, pool_actions.serve_hello), auth=tls_only,
+                 max_body=SMALL_MAX_BODY)
     router.route(PREFIX + "join", JsonOp(runtime, pool_actions.serve_join), auth=tls_only,
                  max_body=JOIN_MAX_BODY)
     router.route(PREFIX + "heartbeat", JsonOp(runtime, pool_actions.serve_heartbeat), auth=secret)
@@ -145,7 +152,8 @@ def register(router, runtime, membership, relay_api) -> None:
     router.route(PREFIX + "domain_event", JsonOp(runtime, pool_forward.serve_domain_event), auth=secret)
     router.route(PREFIX + "take_over", JsonOp(runtime, pool_handover.serve_take_over), auth=secret,
                  max_body=TAKE_OVER_MAX_BODY)
-    router.route(PREFIX + "identity", JsonOp(runtime, pool_emergency.serve_identity), auth=tls_only)
+    router.route(PREFIX + "identity", JsonOp(runtime, pool_emergency.serve_identity), auth=tls_only,
+                 max_body=SMALL_MAX_BODY)
     router.route(PREFIX + "db_copy", JsonOp(runtime, pool_emergency.serve_db_copy), auth=secret,
                  max_body=TAKE_OVER_MAX_BODY)
     router.route(PREFIX + "repoint", JsonOp(runtime, pool_handover.serve_repoint), auth=secret)

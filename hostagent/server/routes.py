@@ -29,6 +29,7 @@ from ..rpc.dispatch import Origin
 log = logging.getLogger("hostagent.http")
 
 MAX_BODY = 300 * 1024
+PRE_AUTH_MAX_BODY = 64 * 1024  # bytes, for a route whose auth can refuse on the headers alone
 RPC_PATHS = (b"", b"RPC2", b"xmlrpc", b"json", b"jsonrpc")
 UNLIMITED = float("inf")
 CHALLENGE = (b"WWW-Authenticate", b'Basic realm="xapi"')
@@ -251,6 +252,10 @@ class RoutedRequest(server.Request):
         site = channel.site
         route = self.route = site.router.match(_request_line(channel)[1])
         limit = self._limit = site.max_body if route is None or route.handler is None else route.max_body
+        before_body = getattr(route.auth, "before_body", None) if route is not None else None
+        if before_body is not None and not before_body(self):
+            # a caller its headers do not yet admit sends no large body (it is refused after it)
+            limit = self._limit = min(limit, PRE_AUTH_MAX_BODY)
         if length is not None and length > limit:
             self._refuse(413)
         elif route is not None and route.streaming:
