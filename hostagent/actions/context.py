@@ -134,6 +134,8 @@ class Context:
         The task, session and database stay the master's."""
         if host == self.host:
             return self
+        if host == self.rt.host:  # back from a member to this host
+            return Context(self.rt, self.entry, self.session, self.origin, self.task)
         return OnHost(self.rt, self.entry, self.session, self.origin, self.task, host, self.rt.ports_for(host))
 
     @property
@@ -194,10 +196,3 @@ class OnHost(Context):
     @property
     def remote(self) -> bool:
         return True
-
-    def on_host(self, host: str) -> "Context":
-        if host == self._host:
-            return self
-        if host == self.rt.host:
-            return Context(self.rt, self.entry, self.session, self.origin, self.task)
-        return OnHost(self.rt, self.entry, self.session, self.origin, self.task, host, self.rt.ports_for(host))

@@ -7,6 +7,7 @@ all, 0600), apart from its own local database, which stays as it is. When the ma
 dead, `pool.emergency_transition_to_master` installs the copy as the member's database.
 """
 
+import contextlib
 import json
 import os
 
@@ -65,7 +66,5 @@ def load_copy(state_dir: str) -> dict | None:
 
 
 def drop_copy(state_dir: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):  # no copy: nothing to drop
         os.unlink(os.path.join(state_dir, COPY_FILE))
-    except FileNotFoundError:
-        pass

@@ -7,6 +7,7 @@ present to each other (xapi's ptoken). Both are written whole or not at all and 
 durable before a change is acknowledged; both are 0600.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -83,13 +84,11 @@ def save_role(state_dir: str, role: Role) -> None:
 def ensure_secret(state_dir: str) -> str:
     """The pool secret, made on the first call."""
     path = os.path.join(state_dir, SECRET_FILE)
-    try:
+    with contextlib.suppress(FileNotFoundError):  # none yet: made below
         with open(path) as f:
             value = f.read().strip()
         if value:
             return value
-    except FileNotFoundError:
-        pass
     return new_secret(state_dir)
 
 

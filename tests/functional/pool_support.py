@@ -106,3 +106,10 @@ def form_pool(hosts, seconds=5):
         h.ref = refs[h.address]
     wait_for(lambda: all(live(x, h.ref) for h in hosts), seconds, "three live hosts")
     return x
+
+
+def template(x, name="Debian Etch 4.0"):
+    """The ref of the built-in template called `name`."""
+    [t] = [ref for ref, rec in x.VM.get_all_records().items()
+           if rec["is_a_template"] and rec["name_label"] == name]
+    return t

@@ -10,7 +10,7 @@ import XenAPI
 from hostagent.pool.replica import COPY_FILE
 
 from .events_support import TimeoutTransport
-from .pool_support import ADDRESSES, failure, form_pool, live, three_hosts, wait_for
+from .pool_support import ADDRESSES, failure, form_pool, live, template, three_hosts, wait_for
 
 
 def _local(h):
@@ -35,8 +35,7 @@ def test_a_member_takes_the_pool_over_from_its_copy(tmp_path):
         # writes on the master reach both members' copies
         pool_ref = xa.pool.get_all()[0]
         xa.pool.add_to_other_config(pool_ref, "before-emergency", "kept")
-        [t] = [r for r, rec in xa.VM.get_all_records().items()
-               if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+        t = template(xa)
         vm = xa.VM.clone(t, "made before the emergency")
         xa.VM.set_is_a_template(vm, False)
         wait_for(lambda: all(_copy_has(h, "made before the emergency") and _copy_has(h, "before-emergency")

@@ -23,6 +23,7 @@ from .pool_support import (
     failure,
     form_pool,
     live,
+    template,
     three_hosts,
     wait_for,
 )
@@ -50,8 +51,7 @@ def ask(host, op, *args, pinned=None):
 
 
 def new_vm(x, name):
-    [t] = [r for r, rec in x.VM.get_all_records().items()
-           if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+    t = template(x)
     vm = x.VM.clone(t, name)  # not provisioned, so without disks: the master's SR is not on members
     x.VM.set_is_a_template(vm, False)
     return vm

@@ -17,7 +17,7 @@ from hostagent.pool import client
 from hostagent.pool.identity import CERT_FILE
 
 from .events_support import TimeoutTransport, event_from
-from .pool_support import ADDRESSES, failure, form_pool, live, three_hosts, wait_for
+from .pool_support import ADDRESSES, failure, form_pool, live, template, three_hosts, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,7 @@ def test_designating_the_master_itself_changes_nothing(pool):
 def test_handover_loses_no_acknowledged_write(pool):
     a, b, c = pool
     xa = a.session().xenapi
-    [t] = [r for r, rec in xa.VM.get_all_records().items()
-           if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+    t = template(xa)
     vm = xa.VM.clone(t, "written during the handover")
     token = event_from(xa, ["VM"], "", 0.0)["token"]
     writer = Writer(pool, vm)
@@ -133,8 +132,7 @@ def _unix_master(h):
 def test_the_new_master_forwards_to_the_old_one(pool):
     a, b, _ = pool
     xb = b.session().xenapi
-    [t] = [r for r, rec in xb.VM.get_all_records().items()
-           if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+    t = template(xb)
     vm = xb.VM.clone(t, "on the old master")
     xb.VM.set_is_a_template(vm, False)  # not provisioned: no disks on b's SR
     xb.VM.start_on(vm, a.ref, False, False)

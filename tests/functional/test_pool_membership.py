@@ -19,7 +19,7 @@ import XenAPI
 from hostagent.pool.identity import CERT_FILE, KEY_FILE, der, ensure_identity, names_peer
 
 from .events_support import TimeoutTransport, event_from
-from .pool_support import ADDRESSES, HEARTBEAT, TIMEOUT, failure, free_port, host_count, live, three_hosts, wait_for
+from .pool_support import ADDRESSES, HEARTBEAT, TIMEOUT, failure, free_port, host_count, live, template, three_hosts, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,7 @@ def test_bad_joins_leave_both_hosts_unchanged(hosts):
     assert failure(xb.pool.join, b.tls, "root", b.agent.password) == [
         "OPERATION_NOT_ALLOWED", "Host cannot become slave of itself"]
     # a host running a VM may not join
-    [t] = [r for r, rec in xc.VM.get_all_records().items()
-           if rec["is_a_template"] and rec["name_label"] == "Debian Etch 4.0"]
+    t = template(xc)
     vm = xc.VM.clone(t, "runs on c")
     xc.VM.provision(vm)
     xc.VM.start(vm, False, False)
