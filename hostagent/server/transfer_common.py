@@ -267,6 +267,12 @@ class ResponseSink:
         self._flowing.set()
         self._closing = False
         self.gone = False
+        # pieces handed to write() and not yet given to the connection, and whether the
+        # connection went while some were (or while it held data back): a client that
+        # leaves once it has the whole response (Content-Length) has not cut it
+        self._unsent = 0
+        self._count = threading.Lock()
+        self.cut = False
         if call.over:  # the client left before the stream began
             self.stopProducing()
             raise Gone("the client closed the connection")
@@ -289,6 +295,8 @@ class ResponseSink:
         """The connection is gone (or being cut): drop what waits and wake the worker,
         whether it waits for a slot or for a paused connection to drain."""
         if not self.gone:
+            with self._count:
+                self.cut = self._unsent > 0 or self._paused
             self.gone = True
             self._queue.clear()
             for _ in range(self.depth + 1):  # whoever waits for a slot: wake up and see
@@ -305,6 +313,8 @@ class ResponseSink:
         while self._queue and not self._paused and not self.gone:
             for piece in self._queue.popleft():
                 self.call.request.write(piece)
+            with self._count:
+                self._unsent -= 1
             self._slots.release()
         if self._closing and not self._queue and not self.call.over:
             self.call.request.unregisterProducer()
@@ -318,20 +328,23 @@ class ResponseSink:
         if not pieces:
             return
         self._slots.acquire()
-        if self.gone:
-            raise Gone("the client closed the connection")
+        with self._count:
+            if self.gone:
+                raise Gone("the client closed the connection")
+            self._unsent += 1
         self.reactor.callFromThread(self._push, pieces)
 
     def drain(self) -> None:
         """Wait until every piece written has been handed to the connection and the
         connection is not holding the response back (what is left is in the kernel's
-        buffers, as after xapi's last write); Gone if the client leaves meanwhile."""
+        buffers, as after xapi's last write); Gone if the client left before that. A client
+        that closes as soon as it has the whole response (curl does) has not cut it."""
         for _ in range(self.depth):  # every slot back: nothing waits for the reactor
             self._slots.acquire()
         for _ in range(self.depth):
             self._slots.release()
         self._flowing.wait()
-        if self.gone:
+        if self.gone and self.cut:
             raise Gone("the client closed the connection")
 
     # the reactor again
