@@ -18,6 +18,8 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_LIBVIRT = "test:///default"
 # hypervisors on which the agent manages links unless told otherwise
 MANAGED_NETWORK_URIS = ("xen:///system", "qemu:///system")
+# the default libvirt URI of a host as a migration destination, by this host's own URI
+MIGRATE_SCHEMES = {"xen:": "xen+ssh", "qemu:": "qemu+ssh"}
 
 
 class ConfigError(Exception):
@@ -33,6 +35,7 @@ class Config:
     key: Optional[str] = None
     unix_socket: Optional[str] = None  # None: <state_dir>/xapi.sock; "" disables
     libvirt_uri: str = DEFAULT_LIBVIRT
+    libvirt_migrate_uri: str = ""  # how other hosts' libvirtds reach this one's ("": the default, migrate_uri)
     auth: str = "local"
     auth_failure_delay: float = 5.0
     address: str = ""  # management address shown in host.address
@@ -69,6 +72,12 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
                         "(default: <state-dir>/xapi.sock; an empty value disables it)")
     p.add_argument("--libvirt-uri", metavar="URI",
                    help=f"hypervisor connection (default: {DEFAULT_LIBVIRT}; xen:///system on a dom0)")
+    p.add_argument("--libvirt-migrate-uri", metavar="URI",
+                   help="the libvirt URI at which other pool members' libvirtds reach this host's, to "
+                        "live-migrate VMs here (VM.pool_migrate, host.evacuate); default "
+                        "xen+ssh://ADDRESS/system with xen:///system and qemu+ssh://ADDRESS/system with "
+                        "qemu:///system (ADDRESS: --address or the management address; root's ssh key must "
+                        "open it), none with other drivers; 'none' takes no migrations (docs/pools.md)")
     p.add_argument("--auth", choices=("local", "pam"),
                    help="check passwords in the state dir's user database (local, the default) "
                         "or against dom0 accounts through PAM")
@@ -98,6 +107,7 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
 
 
 _KEYS = ("state-dir", "listen", "tls-listen", "cert", "key", "unix-socket", "libvirt-uri", "auth",
+         "libvirt-migrate-uri",
          "auth-failure-delay", "address", "log-level", "event-queue", "manage-network", "netns", "host-console",
          "pool-heartbeat", "pool-host-timeout")
 
@@ -133,6 +143,7 @@ def load(args: argparse.Namespace, environ=os.environ) -> Config:
     cfg.cert, cfg.key = merged.get("cert"), merged.get("key")
     cfg.unix_socket = merged.get("unix-socket")
     cfg.libvirt_uri = merged.get("libvirt-uri") or DEFAULT_LIBVIRT
+    cfg.libvirt_migrate_uri = merged.get("libvirt-migrate-uri") or ""
     cfg.auth = merged.get("auth") or "local"
     if cfg.auth not in ("local", "pam"):
         raise ConfigError(f"auth must be local or pam, not {cfg.auth!r}")
@@ -183,6 +194,14 @@ def load(args: argparse.Namespace, environ=os.environ) -> Config:
     for spec in cfg.listen + cfg.tls_listen:
         parse_hostport(spec)
     return cfg
+
+
+def migrate_uri(cfg: Config, address: str) -> str:
+    """The libvirt URI other hosts migrate VMs to this one at ("" when it takes none)."""
+    if cfg.libvirt_migrate_uri:
+        return "" if cfg.libvirt_migrate_uri.strip().lower() == "none" else cfg.libvirt_migrate_uri
+    scheme = MIGRATE_SCHEMES.get(cfg.libvirt_uri.rstrip("/").replace(":///system", ":"))
+    return f"{scheme}://{address}/system" if scheme and address else ""
 
 
 def parse_hostport(spec: str):

@@ -20,6 +20,7 @@ import os
 
 from ..backends.hypervisor import HypervisorError
 from ..datamodel.errors import ApiError
+from ..datamodel.types import NULL_REF
 from ..rpc.coerce import now_text
 from . import vdi as vdi_actions
 from . import vm_runtime as run
@@ -41,6 +42,8 @@ async def lifecycle(ctx, event) -> None:
     rec = store.get("VM", vm)
     if rec["is_control_domain"] or rec["power_state"] == state or rec["current_operations"]:
         return
+    if rec["resident_on"] not in (ctx.host, NULL_REF):
+        return  # it runs on another host now (it migrated there): an event of this host's is stale
     if state == "Halted" and rec["power_state"] in ("Suspended", "Halted"):
         return
     log.info("VM %s (%s): domain %s behind our back, now %s", rec["name_label"], uuid, what, state)

@@ -56,6 +56,20 @@ VM_EARLY = (
     (_is_snapshot, lambda store, ref, rec, op: ApiError("VM_IS_SNAPSHOT", ref, op)),
 )
 
+# the hypervisors whose domains migrate live (backends/hypervisor Capabilities.migrate), by the
+# key a host's software_version has for its driver
+MIGRATING_DRIVERS = ("xen", "qemu")
+
+
+def _no_migration(store, ref, rec, op):
+    """pool_migrate is offered only on a host whose hypervisor migrates domains; a call is let
+    through anyway, to be answered VM_MIGRATE_FAILED naming both hosts (actions/vm_migrate.py)."""
+    if op != "pool_migrate":
+        return False
+    host = store.tables["host"].get(rec["resident_on"])
+    return host is None or not any(key in host["software_version"] for key in MIGRATING_DRIVERS)
+
+
 COPYING = frozenset({"clone", "copy", "export"})
 SNAPSHOTTING = frozenset({"snapshot", "checkpoint"})
 
@@ -105,6 +119,7 @@ VM = OpTable(
     state_error=_vm_state_error,
     blocked=True,
     early=VM_EARLY,
+    hidden=_no_migration,
 )
 
 

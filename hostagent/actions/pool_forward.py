@@ -26,7 +26,7 @@ log = logging.getLogger("hostagent.pool")
 
 LIVE_STATES = ("Running", "Paused")
 # the lifecycle event a port call of the master's makes, which the master need not hear of
-OWN_EVENTS = {"start": "started", "pause": "suspended", "unpause": "resumed", "destroy": "stopped"}
+OWN_EVENTS = {"start": "started", "pause": "suspended", "unpause": "resumed", "destroy": "stopped", "migrate": "stopped"}
 EVENT_TRIES = 5  # looks at a member's domain whose VM record keeps changing, before its event is dropped
 NOW = {"running": "started", "paused": "suspended", "shutoff": "stopped", "crashed": "crashed", "gone": "stopped"}
 

@@ -18,6 +18,7 @@ from ..backends.hypervisor import (
     DomainState,
     HypervisorError,
     HypervisorUnavailable,
+    MigrationFailed,
     NeedsHVM,
     NoSuchDomain,
     Unsupported,
@@ -42,13 +43,13 @@ class DriverRef:
 ALLOWED = {
     "domains": frozenset({"capabilities", "state", "list", "start", "shutdown", "reboot", "destroy", "pause",
                           "unpause", "attach_disk", "detach_disk", "change_media", "attach_nic", "detach_nic",
-                          "set_memory", "set_vcpus"}),
+                          "set_memory", "set_vcpus", "migrate", "migration_uri"}),
     "storage": frozenset({"attach", "detach"}),
 }
 
 TYPES = {cls.__name__: cls for cls in (Boot, Disk, Nic, Domain, DomainState, Capabilities, Attached, DriverRef)}
 ERRORS = {cls.__name__: cls for cls in (HypervisorError, HypervisorUnavailable, NoSuchDomain, Unsupported,
-                                        NeedsHVM)}
+                                        NeedsHVM, MigrationFailed)}
 
 
 class WireError(ValueError):

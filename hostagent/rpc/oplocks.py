@@ -41,6 +41,9 @@ class OpTable:
     watch: Tuple[Tuple[str, str], ...] = ()
     # (store, ref, rec, implemented) -> allowed ops not guarded by a message on this object
     extra_allowed: Callable = None
+    # (store, ref, rec, op name) -> True: not offered in allowed_operations, though a call is let
+    # through to its action, which answers for itself (VM.pool_migrate: VM_MIGRATE_FAILED)
+    hidden: Callable = None
 
 
 class OpLocks:
@@ -85,7 +88,8 @@ class OpLocks:
         table = self.tables[cls]
         rec = self.store.get(cls, ref)
         out = [op.name for op in table.ops
-               if op.message and self.implemented(op.message) and self.problem(table, op, ref, rec) is None]
+               if op.message and self.implemented(op.message) and self.problem(table, op, ref, rec) is None
+               and not (table.hidden and table.hidden(self.store, ref, rec, op.name))]
         if table.extra_allowed:
             out += [x for x in table.extra_allowed(self.store, ref, rec, self.implemented) if x not in out]
         return out

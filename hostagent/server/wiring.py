@@ -35,7 +35,7 @@ from ..backends.hypervisor.access import grant_state_access
 from ..backends.hypervisor.port import DomainPort
 from ..backends.xenstore import FakeXenstore, Xenstore
 from ..backends.storage import Storage
-from ..config import Config
+from ..config import Config, migrate_uri
 from ..datamodel.api import build_api
 from ..datamodel.errors import ApiError
 from ..db.journal import Journal, JournalError
@@ -145,7 +145,8 @@ class Agent:
             change_password=lambda u, o, n: deferToThread(self.auth.change_password, u, o, n),
             auth_failure_delay=config.auth_failure_delay,
             hypervisor=self.hypervisor,
-            domains=DomainPort(Domains(self.hypervisor), in_libvirt_pool, driver),
+            domains=DomainPort(Domains(self.hypervisor, migrate_uri(config, self.facts.address)), in_libvirt_pool,
+                              driver),
             xenstore=xenstore,
             guest_agent={"Xen": XenstoreGuestAgent(xenstore), "TEST": TestGuestAgent()}.get(driver),
             scratch_dir=os.path.join(config.state_dir, "suspend"),

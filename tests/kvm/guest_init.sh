@@ -6,6 +6,7 @@
 # Commands, one a line: "<id> <command> <args>"; the answer is "OK <id> <result>" or
 # "ERR <id> <reason>" (ids are chosen by the host so answers can be told from kernel messages):
 #   ping                            -> OK <id> pong <kernel version>
+#   uptime                          -> OK <id> <seconds since the guest's kernel started>
 #   blocks                          -> OK <id> <dev> <dev>...
 #   sha256 <dev> <length> [offset]  -> OK <id> <hex sha256 of those bytes of /dev/<dev>>
 #   write <dev> <offset> <count> <pattern>
@@ -68,6 +69,9 @@ answer() {
         echo "OK $id pong $(uname -r)" ;;
     blocks)
         echo "OK $id $(blocks)" ;;
+    uptime)
+        read -r up _ </proc/uptime
+        echo "OK $id $up" ;;
     sha256)
         device "$a1" && number "$a2" && number "${a3:-0}" || { echo "ERR $id bad arguments"; return; }
         sum=$(dd if="/dev/$a1" bs=65536 iflag=skip_bytes,count_bytes,fullblock skip="${a3:-0}" \

@@ -144,6 +144,10 @@ class Console:
         """The guest's kernel version, proving it reads and answers commands."""
         return self.command("ping", timeout=timeout).split()[1]
 
+    def uptime(self, timeout: float = 30.0) -> float:
+        """Seconds since the guest's kernel started (its /proc/uptime)."""
+        return float(self.command("uptime", timeout=timeout))
+
     def sha256(self, device: str, length: int, offset: int = 0, timeout: float = 60.0) -> str:
         return self.command("sha256", device, length, offset, timeout=timeout)
 

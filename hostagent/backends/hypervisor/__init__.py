@@ -2,8 +2,8 @@
 
 from .connection import LIFECYCLE, Hypervisor
 from .domains import CAPABILITIES, Capabilities, Domains, DomainState
-from .errors import HypervisorError, HypervisorUnavailable, NeedsHVM, NoSuchDomain, Unsupported
+from .errors import HypervisorError, HypervisorUnavailable, MigrationFailed, NeedsHVM, NoSuchDomain, Unsupported
 from .facts import NodeFacts, Sample, guest_capabilities
 
-__all__ = ["CAPABILITIES", "Capabilities", "Domains", "DomainState", "Hypervisor", "HypervisorError", "HypervisorUnavailable", "LIFECYCLE", "NeedsHVM", "NoSuchDomain",
+__all__ = ["CAPABILITIES", "Capabilities", "Domains", "DomainState", "Hypervisor", "HypervisorError", "HypervisorUnavailable", "LIFECYCLE", "MigrationFailed", "NeedsHVM", "NoSuchDomain",
            "NodeFacts", "Sample", "Unsupported", "guest_capabilities"]

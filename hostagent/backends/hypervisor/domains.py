@@ -21,6 +21,7 @@ from ..domain import Disk, Domain, Nic
 from .console_targets import DomainConsoles
 from .console_targets import from_xml as consoles_from_xml
 from .errors import NeedsHVM, NoSuchDomain, translate
+from .migration import migrate
 
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "running", libvirt.VIR_DOMAIN_RUNNING: "running",
@@ -44,11 +45,12 @@ class Capabilities:
     live_memory: bool
     live_vcpus: bool
     live_media: bool = False  # a running domain's CD drive takes or gives up media
+    migrate: bool = False  # live migration to another host's libvirtd of the same driver
 
 
 CAPABILITIES = {
-    "Xen": Capabilities("Xen", True, True, True, False, True, True, True, True),
-    "QEMU": Capabilities("QEMU", True, True, True, True, True, True, True, True),
+    "Xen": Capabilities("Xen", True, True, True, False, True, True, True, True, True),
+    "QEMU": Capabilities("QEMU", True, True, True, True, True, True, True, True, True),
     # libvirt's test driver keeps domains in memory: nothing to attach, nothing to show
     "TEST": Capabilities("TEST", False, False, True, False, False, True, True),
 }
@@ -66,8 +68,11 @@ class DomainState:
 
 
 class Domains:
-    def __init__(self, hypervisor):
+    def __init__(self, hypervisor, migrate_uri: str = ""):
+        """`migrate_uri`: the libvirt URI at which other hosts' libvirtds reach this one's, as
+        migration destination ("" when it takes no migrations)."""
         self.hv = hypervisor
+        self.migrate_uri = migrate_uri
         self._accel = None
 
     def _conn(self):
@@ -187,6 +192,16 @@ class Domains:
         if state is None:
             raise NoSuchDomain(f"domain {uuid} did not come back from {path}")
         return state
+
+    # -------------------------------------------------------------- migration
+    def migration_uri(self) -> str:
+        """Where another host's libvirtd sends a domain migrating here ("" when nowhere)."""
+        return self.migrate_uri
+
+    def migrate(self, uuid: str, destination_uri: str, disks=()) -> None:
+        """Live-migrate the running domain to the libvirtd at `destination_uri`, its disks
+        there as `disks` describe them (MigrationFailed, or NoSuchDomain)."""
+        migrate(self._conn(), self.driver(), uuid, destination_uri, list(disks))
 
     # ---------------------------------------------------------------- devices
     def attach_disk(self, uuid: str, disk: Disk) -> None:

@@ -26,6 +26,10 @@ class Unsupported(HypervisorError):
     """The driver cannot do this (the test driver cannot hot-plug devices, say)."""
 
 
+class MigrationFailed(HypervisorError):
+    """A live migration did not happen (the domain runs on where it was)."""
+
+
 class NeedsHVM(Unsupported):
     """The domain cannot run on this hypervisor as described (a PV guest on KVM)."""
 

@@ -116,6 +116,22 @@ HOST = cls(
                 errors=["HOST_CANNOT_DESTROY_SELF", "HOST_IS_LIVE", "HOST_HAS_RESIDENT_VMS"],
                 doc="Forget a pool member that is not live (one that cannot be ejected): its records "
                     "leave the pool's database; the host itself is not told."),
+        message("evacuate", [param("host", Ref("host")), param("network", Ref("network"), NULL_REF),
+                             param("evacuate_batch_size", INT, 0)],
+                errors=["VM_MIGRATE_FAILED", "NO_HOSTS_AVAILABLE", "HOST_NOT_ENOUGH_FREE_MEMORY",
+                        "VM_REQUIRES_SR", "VM_BAD_POWER_STATE"],
+                doc="Migrate every VM running on the host to other hosts of the pool, one at a time; "
+                    "refused before any moves when one of them could not go anywhere (its own "
+                    "error, as get_vms_which_prevent_evacuation lists). `network` and "
+                    "`evacuate_batch_size` are taken and ignored."),
+        message("get_vms_which_prevent_evacuation", [param("self", Ref("host"))],
+                MapOf(Ref("VM"), SetOf(STRING)),
+                doc="The VMs running on the host that could not be migrated to another host now, "
+                    "each with the error that says why (code first)."),
+        message("assert_can_evacuate", [param("host", Ref("host"))],
+                errors=["CANNOT_EVACUATE_HOST"],
+                doc="Fail with CANNOT_EVACUATE_HOST when a VM running on the host could not be "
+                    "migrated to another host now."),
         message("management_reconfigure", [param("pif", Ref("PIF"))],
                 errors=["PIF_HAS_NO_NETWORK_CONFIGURATION", "PIF_CONFIGURATION_ERROR"],
                 doc="Make `pif` the host's management interface: its address is put on its "

@@ -2,7 +2,7 @@
 
 from ..decl import DEPRECATED, message, param
 from ..enums import VM_OPERATIONS
-from ..types import BOOL, INT, STRING, RecordOf, Ref, SetOf, VOID
+from ..types import BOOL, INT, STRING, MapOf, RecordOf, Ref, SetOf, VOID
 
 VM = Ref("VM")
 _STATE = ["VM_BAD_POWER_STATE", "OTHER_OPERATION_IN_PROGRESS", "OPERATION_NOT_ALLOWED", "VM_IS_TEMPLATE"]
@@ -56,6 +56,12 @@ VM_MESSAGES = [
     _life("hard_reboot", "Stop the domain and start it again."),
     message("power_state_reset", [param("vm", VM)], VOID, [],
             "Record the VM as Halted without touching any domain (after a host died)."),
+    message("pool_migrate", [param("vm", VM), param("host", Ref("host")), param("options", MapOf(STRING, STRING))],
+            VOID, _STATE + ["VM_MIGRATE_FAILED", "HOST_OFFLINE", "HOST_DISABLED", "VM_REQUIRES_SR",
+                            "VM_REQUIRES_NETWORK", "HOST_NOT_ENOUGH_FREE_MEMORY"],
+            "Move the running VM to another host of the pool while it runs (libvirt live migration, "
+            "where both hosts' hypervisors can; VM_MIGRATE_FAILED otherwise). `options` are taken "
+            "and ignored: migrations are always live."),
     # memory and VCPUs
     message("set_memory_limits", [param("self", VM), param("static_min", INT), param("static_max", INT),
                                   param("dynamic_min", INT), param("dynamic_max", INT)], VOID,

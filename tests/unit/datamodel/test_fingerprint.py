@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "f42b6a511a08077462efd3d93d979fb6cebaf324a6c9649681f36fb2e0b3e303"
+EXPECTED_FINGERPRINT = "3712c16fe9b750a54d31ea15d0e8940261178a3ff5883f96b5922db2fb8fdf09"
 
 
 def _walk(t):

@@ -1,0 +1,209 @@
+"""VM.pool_migrate: a running VM moves to another pool member while it runs.
+
+The master checks the destination (enabled, live, the VM's SRs plugged there, its networks
+there, memory), then asks both hosts' hypervisors: each must be able to migrate (libvirt's
+xen and qemu drivers can, the test driver cannot) and the destination must name the libvirt
+URI its libvirtd takes migrations at (its --libvirt-migrate-uri). Anything missing is
+VM_MIGRATE_FAILED [vm, source, destination, why] before anything moves. Then the
+destination's storage attaches the VM's disks, the source's libvirtd migrates the domain
+there peer to peer (backends/hypervisor/migration.py), the source's storage lets the disks
+go, and the records follow: resident_on the destination, its domid there, consoles at its
+address; VBDs and VIFs stay attached. A failed migration leaves the VM running on its
+source, the destination's attachments undone.
+
+The VM's lifecycle events on either host during the move are the operation's own: the
+VM's current_operations hold pool_migrate until the records are written, and the events
+handlers leave such VMs alone (actions/domains.py; a member's own "stopped" is not pushed).
+"""
+
+import logging
+
+from ..backends.hypervisor import HypervisorError
+from ..backends.storage import StorageError
+from ..datamodel.errors import ApiError
+from ..datamodel.types import NULL_REF
+from . import domain_policy as policy
+from . import pool_forward as forward
+from . import storage_records as R
+from . import vm_power
+from .storage_errors import translated as storage_translated
+
+log = logging.getLogger("hostagent.vm")
+
+
+def failed(vm: str, source: str, destination: str, why: str) -> ApiError:
+    return ApiError("VM_MIGRATE_FAILED", vm, source, destination, why)
+
+
+# ------------------------------------------------------------------ checks
+def vm_sr_problem(ctx, vm: str, host: str):
+    """VM_REQUIRES_SR for the first of the VM's disks whose SR `host` has not plugged."""
+    store = ctx.store
+    for vbd in store.get("VM", vm)["VBDs"]:
+        vbd_rec = store.get("VBD", vbd)
+        if vbd_rec["empty"] or not store.exists("VDI", vbd_rec["VDI"]):
+            continue
+        sr = store.get("VDI", vbd_rec["VDI"])["SR"]
+        if not any(store.get("PBD", p)["host"] == host and store.get("PBD", p)["currently_attached"]
+                   for p in store.get("SR", sr)["PBDs"] if store.exists("PBD", p)):
+            return ApiError("VM_REQUIRES_SR", vm, sr)
+    return None
+
+
+def vm_network_problem(ctx, vm: str, host: str):
+    """VM_REQUIRES_NETWORK for a VIF's network that has PIFs, none of them on `host`."""
+    store = ctx.store
+    for vif in store.get("VM", vm)["VIFs"]:
+        net = store.get("VIF", vif)["network"]
+        if not store.exists("network", net):
+            continue
+        pifs = [store.get("PIF", p) for p in store.get("network", net)["PIFs"] if store.exists("PIF", p)]
+        if pifs and not any(p["host"] == host for p in pifs):
+            return ApiError("VM_REQUIRES_NETWORK", vm, net)
+    return None
+
+
+def memory_problem(dst, vm: str, planned: int = 0):
+    """HOST_NOT_ENOUGH_FREE_MEMORY when the destination cannot give the VM its memory, with
+    `planned` bytes already promised to other VMs moving there."""
+    needed = dst.store.get("VM", vm)["memory_static_max"]
+    available = max(0, vm_power.free_memory(dst, vm) - planned)
+    return ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, available) if needed > available else None
+
+
+async def destination(ctx, vm: str, source: str, host: str, planned: int = 0):
+    """(source ctx, destination ctx, destination URI) once every check passed; the first
+    problem raised as its XenAPI error. A local check of "can this host take this VM"; the
+    pool's placement (a sibling module) may take it over."""
+    store = ctx.store
+    if host == source:
+        raise failed(vm, source, host, "the VM already runs on that host")
+    if not store.get("host", host)["enabled"]:
+        raise ApiError("HOST_DISABLED", host)
+    dst = ctx.on_host(host)  # HOST_OFFLINE when not live, CANNOT_CONTACT_HOST
+    for problem in (vm_sr_problem(ctx, vm, host), vm_network_problem(ctx, vm, host),
+                    memory_problem(dst, vm, planned)):
+        if problem is not None:
+            raise problem
+    src = ctx.on_host(source)
+    drivers = set()
+    for who, there in ((source, src), (host, dst)):
+        try:
+            caps = await there.ports.domains.capabilities()
+        except HypervisorError as e:
+            raise failed(vm, source, host, f"cannot ask the hypervisor of host {who}: {e}") from None
+        if not caps.migrate:
+            raise failed(vm, source, host, f"the {caps.driver} hypervisor of host {who} cannot migrate domains")
+        drivers.add(caps.driver)
+    if len(drivers) > 1:
+        raise failed(vm, source, host, "the two hosts run different hypervisors")
+    try:
+        uri = await dst.ports.domains.call("migration_uri")
+    except HypervisorError as e:
+        raise failed(vm, source, host, f"cannot ask host {host} where it takes migrations: {e}") from None
+    if not uri:
+        raise failed(vm, source, host, f"host {host} takes no migrations (its --libvirt-migrate-uri is none)")
+    return src, dst, uri
+
+
+# ------------------------------------------------------------------ the move
+async def pool_migrate(ctx, vm, host, options):
+    ctx.need("VM", vm)
+    ctx.need("host", host)
+    await migrate(ctx, vm, forward.resident_host(ctx, vm), host)
+    return ""
+
+
+async def migrate(ctx, vm: str, source: str, host: str, checked=None, progress=None) -> None:
+    """Move running VM `vm` from `source` to `host` (the checks done unless `checked` holds
+    destination()'s answer); `progress(fraction)` instead of the task's own."""
+    src, dst, uri = checked or await destination(ctx, vm, source, host)
+    progress = progress or ctx.progress
+    store = ctx.store
+    rec = store.get("VM", vm)
+    caps = await dst.ports.domains.capabilities()
+    progress(0.1)
+    volumes = store.private_of("VM", vm).get("attached") or []
+    disks, attached_there = await _attach_there(dst, vm, caps.driver)
+    progress(0.3)
+    try:
+        await src.ports.domains.call("migrate", rec["uuid"], uri, disks)
+    except HypervisorError as e:
+        await _detach(dst, attached_there)
+        log.warning("migration of VM %s from %s to %s failed: %s", rec["name_label"], source, host, e)
+        raise failed(vm, source, host, str(e)) from None
+    progress(0.8)
+    state = None
+    try:
+        state = await dst.ports.domains.call("state", rec["uuid"])
+    except HypervisorError as e:
+        log.warning("VM %s migrated to %s, whose hypervisor does not say its state: %s", rec["name_label"], host, e)
+    await _detach(src, volumes)
+    if store.exists("VM", vm):
+        _moved(dst, vm, state)
+    if src.ports.consoles is not None:  # the source's console relays and vncterm go
+        src.ports.consoles.vm_gone(rec["uuid"])
+        src.ports.consoles.changed(rec["uuid"])
+    if dst.ports.consoles is not None:
+        dst.ports.consoles.changed(rec["uuid"])
+    progress(1.0)
+    log.info("VM %s migrated from host %s to host %s (domid %s)", rec["name_label"], source, host,
+             state.domid if state else "?")
+
+
+async def _attach_there(dst, vm: str, driver: str):
+    """The VM's disks attached by the destination's storage (the same volumes and owners the
+    VM's private `attached` names): (their descriptions there, the volumes attached); on a
+    failure what was attached there is detached."""
+    store = dst.store
+    rec = store.get("VM", vm)
+    kind = policy.boot_kind(rec)
+    disks, done = [], []
+    try:
+        for vbd in rec["VBDs"]:
+            vbd_rec = store.get("VBD", vbd)
+            vdi = vbd_rec["VDI"]
+            if vbd_rec["empty"] or vdi == NULL_REF or not store.exists("VDI", vdi):
+                disks.append(policy.disk(driver, kind, vbd_rec, None, None))
+                continue
+            vdi_rec = store.get("VDI", vdi)
+            drv = R.plugged_driver(dst, vdi_rec["SR"])
+            writable = vbd_rec["mode"] == "RW" and not vdi_rec["read_only"]
+            with storage_translated(dst):
+                attachment = await dst.ports.storage.attach(drv, R.volume_of(store, vdi), writable, vbd_rec["uuid"])
+            done.append([vdi_rec["SR"], R.volume_of(store, vdi), vbd_rec["uuid"]])
+            disks.append(policy.disk(driver, kind, vbd_rec, vdi_rec, attachment))
+    except BaseException:
+        await _detach(dst, done)
+        raise
+    return [d for d in disks if d.source], done  # what the destination reaches by its own paths
+
+
+async def _detach(there, volumes) -> None:
+    """Let the volumes go on one host (failures logged: the domain has left it)."""
+    store = there.store
+    for sr, volume, *owner in volumes:
+        if not store.exists("SR", sr):
+            continue
+        try:
+            await there.ports.storage.detach(R.plugged_driver(there, sr), volume, owner[0] if owner else "")
+        except (ApiError, StorageError) as e:
+            log.warning("detaching volume %s of SR %s on host %s: %s", volume, sr, there.host, e)
+
+
+def _moved(dst, vm: str, state) -> None:
+    """The records of a VM now running on dst.host: resident there with its domid, consoles
+    at its address; devices stay attached."""
+    store = dst.store
+    rec = store.get("VM", vm)
+    address = store.get("host", dst.host)["address"]
+    with store.transaction():
+        store.update("VM", vm, resident_on=dst.host, scheduled_to_be_resident_on=NULL_REF,
+                     domid=state.domid if state is not None else rec["domid"])
+        for console in rec["consoles"]:
+            if store.exists("console", console):
+                uuid = store.get("console", console)["uuid"]
+                store.set("console", console, "location", f"https://{address}/console?uuid={uuid}")
+
+
+HANDLERS = {"VM.pool_migrate": pool_migrate}
