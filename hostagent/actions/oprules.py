@@ -280,7 +280,12 @@ SR = OpTable("SR", (
     Op("forget", "SR.forget", refuse=((_has_attached_pbd, lambda s, r, rec, op: ApiError("SR_HAS_PBD", r)),)),
 ), watch=(("PBD", "SR"), ("VDI", "SR")), extra_allowed=_sr_work)
 
+# as xapi: host.enable is refused only while updates are applied (not implemented here)
+HOST_OPS = ("provision", "evacuate", "shutdown", "reboot", "power_on", "vm_start", "vm_resume", "vm_migrate",
+            "enable")
+
 HOST = OpTable("host", (
+    Op("enable", "host.enable", overlap=frozenset(HOST_OPS)),
     Op("evacuate", "host.evacuate"),
     Op("shutdown", "host.shutdown"),
     Op("reboot", "host.reboot"),

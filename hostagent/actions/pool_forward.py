@@ -11,8 +11,10 @@ back (a heartbeat from a new run of its agent, or after it was not live) the mas
 reconciles that member's VMs with the domains its hypervisor lists (`reconcile_member`).
 """
 
+import contextlib
 import functools
 import logging
+import os
 
 from ..backends.hypervisor import HypervisorError
 from ..backends.storage import StorageError
@@ -26,7 +28,8 @@ log = logging.getLogger("hostagent.pool")
 
 LIVE_STATES = ("Running", "Paused")
 # the lifecycle event a port call of the master's makes, which the master need not hear of
-OWN_EVENTS = {"start": "started", "pause": "suspended", "unpause": "resumed", "destroy": "stopped", "migrate": "stopped"}
+OWN_EVENTS = {"start": "started", "pause": "suspended", "unpause": "resumed", "destroy": "stopped", "migrate": "stopped",
+              "save": "stopped", "restore": "started"}
 EVENT_TRIES = 5  # looks at a member's domain whose VM record keeps changing, before its event is dropped
 NOW = {"running": "started", "paused": "suspended", "shutoff": "stopped", "crashed": "crashed", "gone": "stopped"}
 
@@ -47,6 +50,9 @@ async def serve_port(ctx, payload):
         raise ApiError("OPERATION_NOT_ALLOWED", str(e)) from None
     ports = ctx.rt.ports
     try:
+        if port == "scratch":
+            return {"result": wire.encode(scratch_file(ports, op, args[0]))}
+        args = [scratch_path(ports, a) if isinstance(a, wire.ScratchFile) else a for a in args]
         if port == "domains":
             if ports.domains is None:
                 raise ApiError("OPERATION_NOT_ALLOWED", "this host has no hypervisor")
@@ -57,12 +63,34 @@ async def serve_port(ctx, payload):
         else:
             args = [ports.storage.driver(a.sr_type, a.sr_uuid, a.device_config)
                     if isinstance(a, wire.DriverRef) else a for a in args]
-            result = await getattr(ports.storage, op)(*args)
+            if port == "sr":  # the SR driver's own call
+                result = await ports.storage.call(*args[:1], op, *args[1:])
+            else:
+                result = await getattr(ports.storage, op)(*args)
     except (HypervisorError, StorageError) as e:
         return {"raised": wire.encode_error(e)}
     if payload.get("quiet") is True and port == "domains" and op in OWN_EVENTS and args:
         m.expect_event(args[0] if isinstance(args[0], str) else getattr(args[0], "uuid", ""), OWN_EVENTS[op])
     return {"result": wire.encode(result)}
+
+
+def scratch_path(ports, file) -> str:
+    """Where a ScratchFile the master names is in this member's scratch dir."""
+    os.makedirs(ports.scratch_dir, mode=0o700, exist_ok=True)
+    return os.path.join(ports.scratch_dir, file.name)
+
+
+def scratch_file(ports, op: str, file):
+    """The size of a scratch file, or None once removed."""
+    path = scratch_path(ports, file)
+    if op == "size":
+        try:
+            return os.path.getsize(path)
+        except FileNotFoundError:
+            raise StorageError("VDI_IO_ERROR", [f"no suspend image {file.name} on this host"]) from None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return None
 
 
 async def push_lifecycle(ctx, event) -> None:
@@ -159,22 +187,6 @@ def resident_host(ctx, vm: str) -> str:
     return host if host != NULL_REF and rec["power_state"] in LIVE_STATES else ctx.host
 
 
-def placed(ctx, vm: str):
-    """Where VM.start runs the VM: its affinity host when that is a live member that can
-    take it (memory), else this host (the master), whose own checks then apply."""
-    affinity = ctx.need("VM", vm)["affinity"]
-    if affinity == ctx.host or not ctx.store.exists("host", affinity):
-        return ctx
-    try:
-        there = ctx.on_host(affinity)
-        from .vm_power import check_memory  # vm_power builds on this module
-        check_memory(there, vm, ctx.store.get("VM", vm))
-    except ApiError as e:
-        log.info("VM %s starts on the master: its affinity host cannot take it (%s)", vm, e.description[0])
-        return ctx
-    return there
-
-
 def on_resident(fn):
     """An action `fn(ctx, vm, ...)` done on the host the VM runs on."""
     @functools.wraps(fn)
@@ -192,13 +204,3 @@ def on_resident_of_device(cls: str):
             return await fn(ctx.on_host(resident_host(ctx, vm)), ref, *args)
         return run_there
     return wrap
-
-
-def local_only(what: str, fn):
-    """An action not forwarded yet: refused on a VM that runs on another member."""
-    @functools.wraps(fn)
-    async def here(ctx, vm, *args):
-        if resident_host(ctx, vm) != ctx.host:
-            raise ApiError("OPERATION_NOT_ALLOWED", f"{what} of a VM on another pool member is not forwarded yet")
-        return await fn(ctx, vm, *args)
-    return here

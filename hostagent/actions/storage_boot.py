@@ -123,7 +123,8 @@ async def _settle(ctx, intent: dict) -> bool:
 
 
 async def ensure_local_storage(ctx, state_dir: str) -> None:
-    """On the first start: a file SR "Local storage" under the state dir, the default SR."""
+    """On the first start: a file SR "Local storage" under the state dir, the default SR and
+    the host's suspend_image_sr."""
     store = ctx.store
     pool_ref, pool = next(iter(store.all("pool").items()))
     if store.private_of("pool", pool_ref).get("local_storage"):
@@ -142,5 +143,7 @@ async def ensure_local_storage(ctx, state_dir: str) -> None:
                                                  **LOCAL_SR_KEYS})
             if pool["default_SR"] == NULL_REF:
                 store.set("pool", pool_ref, "default_SR", sr)
+            if store.get("host", ctx.host)["suspend_image_sr"] == NULL_REF:  # as xapi's installer
+                store.set("host", ctx.host, "suspend_image_sr", sr)
         store.set_private("pool", pool_ref, local_storage=True)
     await ctx.durable()

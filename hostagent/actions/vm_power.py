@@ -6,17 +6,16 @@ domain through the domains port first and the records after, so a killed
 agent finds records the start-up reconciliation can put right (domains.py).
 """
 
-import contextlib
 import logging
-import os
 
 from ..backends.hypervisor import NeedsHVM
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
-from . import eliloader
+from . import eliloader, placement
 from . import pool_forward as forward
 from . import storage_records as R
+from . import suspend_images as images
 from . import vdi as vdi_actions
 from . import vm_runtime as run
 from .hypervisor_errors import translated
@@ -39,17 +38,8 @@ def check_memory(ctx, vm: str, rec: dict) -> None:
 
 
 def free_memory(ctx, vm: str) -> int:
-    """What the host can still give a VM: the hypervisor's free memory; on libvirt's test
-    driver (whose free figure is a token) its total less what our running VMs have."""
-    store = ctx.store
-    host = store.get("host", ctx.host)
-    metrics = store.get("host_metrics", host["metrics"])
-    driver = store.get("host", ctx.host)["software_version"].get("test")
-    if driver is None:
-        return metrics["memory_free"]
-    used = sum(store.get("VM", v)["memory_static_max"] for v in host["resident_VMs"]
-               if v != vm and not store.get("VM", v)["is_control_domain"])
-    return max(0, metrics["memory_total"] - used)
+    """What ctx's host can still give a VM (placement.free_memory)."""
+    return placement.free_memory(ctx.store, ctx.host, vm)
 
 
 # ------------------------------------------------------------------ start
@@ -99,11 +89,15 @@ async def _start(ctx, vm, start_paused):
 
 
 async def start(ctx, vm, start_paused, force):
-    return await _start(forward.placed(ctx, vm), vm, start_paused)
+    ctx.need("VM", vm)
+    host = placement.choose(ctx.store, vm, ctx.host)  # affinity, SRs, networks, memory
+    return await _start(ctx.on_host(host), vm, start_paused)
 
 
 async def start_on(ctx, vm, host, start_paused, force):
+    ctx.need("VM", vm)
     ctx.need("host", host)
+    placement.check(ctx.store, vm, host, ctx.host)  # live, enabled, SRs, networks, memory
     return await _start(ctx.on_host(host), vm, start_paused)  # a member's: on its agent
 
 
@@ -237,10 +231,16 @@ async def unpause(ctx, vm):
 
 # ------------------------------------------------------------------ suspend
 def suspend_sr(ctx, vm: str, rec: dict) -> str:
-    """The VM's suspend_SR, else the pool's suspend_image_SR, else its default SR."""
-    pool = next(iter(ctx.store.all("pool").values()))
-    for sr in (rec["suspend_SR"], pool["suspend_image_SR"], pool["default_SR"]):
-        if sr != NULL_REF and ctx.store.exists("SR", sr):
+    """As xapi: the VM's suspend_SR, else the pool's suspend_image_SR, else the host's
+    suspend_image_sr, each only if it has a PBD on the VM's host; then the pool's default SR
+    on the same terms."""
+    store = ctx.store
+    pool = next(iter(store.all("pool").values()))
+    host = store.get("host", ctx.host)
+    pbds = store.all("PBD")
+    here = {pbds[p]["SR"] for p in host["PBDs"] if p in pbds}
+    for sr in (rec["suspend_SR"], pool["suspend_image_SR"], host["suspend_image_sr"], pool["default_SR"]):
+        if sr != NULL_REF and store.exists("SR", sr) and sr in here:
             return sr
     raise ApiError("VM_NO_SUSPEND_SR", vm)
 
@@ -252,12 +252,12 @@ async def suspend(ctx, vm):
     if not caps.save_restore:
         raise ApiError("OPERATION_NOT_ALLOWED", f"the {caps.driver} hypervisor cannot suspend VMs")
     sr = suspend_sr(ctx, vm, rec)
-    image = _image_path(ctx, rec)
+    image = images.image(ctx, rec)
     with translated(vm, "VM.suspend"):
         await ctx.ports.domains.call("save", rec["uuid"], image)
     vdi = None
     try:
-        size = os.path.getsize(image)
+        size = await images.size(ctx, image)
         vdi = await vdi_actions.create(ctx, {
             "name_label": f"Suspend image of {rec['name_label']}", "name_description": "", "SR": sr,
             "virtual_size": (size + IMAGE_ALIGN - 1) // IMAGE_ALIGN * IMAGE_ALIGN, "type": "suspend",
@@ -271,7 +271,7 @@ async def suspend(ctx, vm):
         await _unsuspend(ctx, vm, rec, image, vdi)
         raise
     finally:
-        _unlink(image)
+        await images.remove(ctx, image)
     await run.detach_disks(ctx, vm)
     run.mark_halted(ctx, vm, "Suspended", vdi)
     log.info("VM %s suspended into VDI %s (%d bytes)", rec["name_label"], vdi, size)
@@ -292,26 +292,33 @@ async def _unsuspend(ctx, vm: str, rec: dict, image: str, vdi) -> None:
 
 
 async def resume(ctx, vm, start_paused, force):
+    ctx.need("VM", vm)
+    host = placement.choose(ctx.store, vm, ctx.host)  # where its suspend image's SR is plugged
+    return await _resume(ctx.on_host(host), vm, start_paused)
+
+
+async def _resume(ctx, vm, start_paused):
     rec = ctx.need("VM", vm)
+    check_memory(ctx, vm, rec)
     vdi = rec["suspend_VDI"]
     vdi_rec = ctx.need("VDI", vdi)
-    image = _image_path(ctx, rec)
+    image = images.image(ctx, rec)
     drv = R.plugged_driver(ctx, vdi_rec["SR"])
     size = ctx.store.private_of("VDI", vdi).get("image_size", vdi_rec["virtual_size"])
     await ctx.ports.storage.call(drv, "vol_dump_to", R.volume_of(ctx.store, vdi), image, size)
     try:
         await _boot(ctx, vm, start_paused, restore_from=image)
     finally:
-        _unlink(image)
+        await images.remove(ctx, image)
     await vdi_actions.destroy(ctx, vdi)
     return ""
 
 
 async def resume_on(ctx, vm, host, start_paused, force):
+    ctx.need("VM", vm)
     ctx.need("host", host)
-    if ctx.on_host(host).remote:  # HOST_OFFLINE unless live; suspend images stay on the master
-        raise ApiError("OPERATION_NOT_ALLOWED", "VM.resume_on another pool member is not forwarded yet")
-    return await resume(ctx, vm, start_paused, force)
+    placement.check(ctx.store, vm, host, ctx.host)  # its suspend image's SR plugged there, ...
+    return await _resume(ctx.on_host(host), vm, start_paused)
 
 
 async def _drop_suspend_image(ctx, vm: str) -> None:
@@ -321,18 +328,8 @@ async def _drop_suspend_image(ctx, vm: str) -> None:
         await vdi_actions.destroy(ctx, vdi)
 
 
-def _image_path(ctx, rec: dict) -> str:
-    os.makedirs(ctx.ports.scratch_dir, mode=0o700, exist_ok=True)
-    return os.path.join(ctx.ports.scratch_dir, f"{rec['uuid']}.img")
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 HANDLERS = {f"VM.{f.__name__}": f for f in (start, start_on, resume, resume_on, power_state_reset)}
 # done on the host the VM runs on (a pool member's through its agent: actions/pool_forward.py)
 HANDLERS.update({f"VM.{f.__name__}": forward.on_resident(f) for f in (
     pause, unpause, clean_shutdown, hard_shutdown, shutdown, clean_reboot, hard_reboot)})
-HANDLERS["VM.suspend"] = forward.local_only("VM.suspend", suspend)
+HANDLERS["VM.suspend"] = forward.on_resident(suspend)

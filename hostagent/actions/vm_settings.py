@@ -8,7 +8,7 @@ too (its memory target and its VCPUs).
 
 from ..datamodel.errors import ApiError
 from . import domain_policy as policy
-from . import vm_power
+from . import placement
 from .hypervisor_errors import translated
 from .pool_forward import resident_host
 from .vbd import allowed_slots
@@ -143,32 +143,16 @@ def update_allowed_operations(ctx, self):
     return ""
 
 
-def _boot_problem(ctx, vm: str, host: str):
-    rec = ctx.need("VM", vm)
-    ctx.need("host", host)
-    try:
-        ctx = ctx.on_host(host)  # a pool member: HOST_OFFLINE unless live
-    except ApiError as e:
-        return e
-    problem = policy.memory_problem(rec)
-    if problem:
-        return ApiError("MEMORY_CONSTRAINT_VIOLATION", problem)
-    available = vm_power.free_memory(ctx, vm)
-    if rec["memory_static_max"] > available:
-        return ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", rec["memory_static_max"], available)
-    return None
-
-
 def assert_can_boot_here(ctx, self, host):
-    err = _boot_problem(ctx, self, host)
-    if err is not None:
-        raise err
+    ctx.need("VM", self)
+    ctx.need("host", host)
+    placement.check(ctx.store, self, host, ctx.host)
     return ""
 
 
 def get_possible_hosts(ctx, vm):
     ctx.need("VM", vm)
-    return [h for h in ctx.store.all("host") if _boot_problem(ctx, vm, h) is None]
+    return [h for h in ctx.store.all("host") if placement.problem(ctx.store, vm, h, ctx.host) is None]
 
 
 def get_boot_record(ctx, self):

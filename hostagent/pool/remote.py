@@ -70,7 +70,14 @@ class RemoteStorage(_Remote):
         return await self._call("detach", drv, vdi_uuid, owner)
 
     async def call(self, drv, op: str, *args):
-        raise not_forwarded(f"the storage driver's {op}")
+        """An SR driver's call on the member (wire.ALLOWED["sr"]: the suspend image's VDI)."""
+        if op not in wire.ALLOWED["sr"]:
+            raise not_forwarded(f"the storage driver's {op}")
+        return await self._caller("sr", op, (drv, *args))
+
+    async def scratch(self, op: str, file: "wire.ScratchFile"):
+        """A file of the member's scratch dir: its "size", or "remove" it."""
+        return await self._caller("scratch", op, (file,))
 
 
 def member_ports(local_ports, caller: Callable):

@@ -10,6 +10,7 @@ so the master's actions translate them into the same XenAPI errors as for local 
 """
 
 import dataclasses
+import re
 from typing import Any
 
 from ..backends.domain import Boot, Disk, Domain, Nic
@@ -23,9 +24,13 @@ from ..backends.hypervisor import (
     NoSuchDomain,
     Unsupported,
 )
-from ..backends.storage import Attached, StorageError
+from ..backends.storage import Attached, Stat, StorageError, Volume
 
 TAG, VALUE = "~", "v"
+
+
+class WireError(ValueError):
+    """A value that cannot travel, or a message that is not a port call."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,22 +43,40 @@ class DriverRef:
     device_config: dict
 
 
-# the ports' methods a master may call on a member. Not here: calls whose arguments name
-# files on the master (save, restore, vol_fill_from), or that run arbitrary functions (run)
+SCRATCH_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}\.img")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchFile:
+    """A file in the member's own scratch dir (a suspend image on its way to or from a VDI):
+    the master names it, the member finds it in its dir. Never a path."""
+
+    name: str
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not SCRATCH_NAME.fullmatch(self.name):
+            raise WireError(f"not a scratch file name: {self.name!r}")
+
+
+# the ports' methods a master may call on a member ("sr": an SR driver's own calls, through
+# the storage port's `call`; "scratch": the member's scratch files). Not here: calls that run
+# arbitrary functions (run), and file names other than a ScratchFile (see FILE_ARGS)
 ALLOWED = {
     "domains": frozenset({"capabilities", "state", "list", "start", "shutdown", "reboot", "destroy", "pause",
                           "unpause", "attach_disk", "detach_disk", "change_media", "attach_nic", "detach_nic",
-                          "set_memory", "set_vcpus", "migrate", "migration_uri"}),
+                          "set_memory", "set_vcpus", "migrate", "migration_uri", "save", "restore"}),
     "storage": frozenset({"attach", "detach"}),
+    "sr": frozenset({"stat", "scan", "vol_create", "vol_destroy", "vol_fill_from", "vol_dump_to"}),
+    "scratch": frozenset({"size", "remove"}),
 }
+# calls that name a file: the index of that argument, which must be a ScratchFile
+FILE_ARGS = {("domains", "save"): 1, ("domains", "restore"): 1, ("sr", "vol_fill_from"): 2,
+             ("sr", "vol_dump_to"): 2, ("scratch", "size"): 0, ("scratch", "remove"): 0}
 
-TYPES = {cls.__name__: cls for cls in (Boot, Disk, Nic, Domain, DomainState, Capabilities, Attached, DriverRef)}
+TYPES = {cls.__name__: cls for cls in (Boot, Disk, Nic, Domain, DomainState, Capabilities, Attached, DriverRef,
+                                       Volume, Stat, ScratchFile)}
 ERRORS = {cls.__name__: cls for cls in (HypervisorError, HypervisorUnavailable, NoSuchDomain, Unsupported,
                                         NeedsHVM, MigrationFailed)}
-
-
-class WireError(ValueError):
-    """A value that cannot travel, or a message that is not a port call."""
 
 
 def encode(value: Any) -> Any:
@@ -100,6 +123,7 @@ def decode(value: Any) -> Any:
 def request(port: str, op: str, args) -> dict[str, Any]:
     """The body of a port call; WireError when the call is not allowed or cannot travel."""
     check(port, op)
+    check_files(port, op, args)
     return {"port": port, "op": op, "args": [encode(a) for a in args]}
 
 
@@ -108,12 +132,24 @@ def check(port, op) -> None:
         raise WireError(f"{port}.{op} is not a port call members take")
 
 
+def check_files(port: str, op: str, args) -> None:
+    """A call that names a file names a ScratchFile there (never a path); a driver call's
+    first argument is a DriverRef."""
+    at = FILE_ARGS.get((port, op))
+    if at is not None and (len(args) <= at or not isinstance(args[at], ScratchFile)):
+        raise WireError(f"{port}.{op} takes a scratch file, not a path")
+    if port == "sr" and (not args or not isinstance(args[0], DriverRef)):
+        raise WireError(f"sr.{op} names its SR's driver first")
+
+
 def parse(payload) -> tuple:
     """(port, op, args) of a port call's body, checked against the allow-list."""
     if not isinstance(payload, dict) or not isinstance(payload.get("args"), list):
         raise WireError("a port call names its port, op and args")
     check(payload.get("port"), payload.get("op"))
-    return payload["port"], payload["op"], [decode(a) for a in payload["args"]]
+    args = [decode(a) for a in payload["args"]]
+    check_files(payload["port"], payload["op"], args)
+    return payload["port"], payload["op"], args
 
 
 def encode_error(e: Exception) -> dict[str, Any]:

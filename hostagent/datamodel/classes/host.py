@@ -116,6 +116,12 @@ HOST = cls(
                 errors=["HOST_CANNOT_DESTROY_SELF", "HOST_IS_LIVE", "HOST_HAS_RESIDENT_VMS"],
                 doc="Forget a pool member that is not live (one that cannot be ejected): its records "
                     "leave the pool's database; the host itself is not told."),
+        message("disable", [param("host", Ref("host"))],
+                doc="Puts the host into a state in which no new VMs are started (VM.start skips it, "
+                    "VM.start_on and resume_on answer HOST_DISABLED); its running VMs go on. Kept "
+                    "until host.enable, across restarts."),
+        message("enable", [param("host", Ref("host"))],
+                doc="Puts the host into a state in which new VMs can be started."),
         message("evacuate", [param("host", Ref("host")), param("network", Ref("network"), NULL_REF),
                              param("evacuate_batch_size", INT, 0)],
                 errors=["VM_MIGRATE_FAILED", "NO_HOSTS_AVAILABLE", "HOST_NOT_ENOUGH_FREE_MEMORY",

@@ -6,6 +6,7 @@ from ..types import BOOL, INT, STRING, MapOf, RecordOf, Ref, SetOf, VOID
 
 VM = Ref("VM")
 _STATE = ["VM_BAD_POWER_STATE", "OTHER_OPERATION_IN_PROGRESS", "OPERATION_NOT_ALLOWED", "VM_IS_TEMPLATE"]
+_PLACED = ["HOST_OFFLINE", "HOST_DISABLED", "VM_REQUIRES_SR", "VM_REQUIRES_NETWORK", "HOST_NOT_ENOUGH_FREE_MEMORY"]
 
 
 def _life(name, doc, extra=(), errors=_STATE):
@@ -40,15 +41,17 @@ VM_MESSAGES = [
             "onto `sr` (NULL: the pool's default SR); `full_restore` keeps its UUIDs and MACs, "
             "`force` takes chunks whose checksum fails. The new VMs, the archive's own first."),
     # power
-    _life("start", "Halted to Running (or Paused).", START_ARGS,
-          _STATE + ["HOST_NOT_ENOUGH_FREE_MEMORY", "BOOTLOADER_FAILED", "UNKNOWN_BOOTLOADER"]),
+    _life("start", "Halted to Running (or Paused), on a host placement chooses (docs/pools.md).", START_ARGS,
+          _STATE + ["NO_HOSTS_AVAILABLE", "HOST_NOT_ENOUGH_FREE_MEMORY", "BOOTLOADER_FAILED",
+                    "UNKNOWN_BOOTLOADER"]),
     _life("start_on", "Start on the given host.", [param("host", Ref("host")), *START_ARGS],
-          _STATE + ["HOST_NOT_ENOUGH_FREE_MEMORY"]),
+          _STATE + _PLACED),
     _life("pause", "Running to Paused."),
     _life("unpause", "Paused to Running."),
     _life("suspend", "Running to Suspended: memory into a suspend VDI."),
-    _life("resume", "Suspended to Running (or Paused).", START_ARGS),
-    _life("resume_on", "Resume on the given host.", [param("host", Ref("host")), *START_ARGS]),
+    _life("resume", "Suspended to Running (or Paused), on a host placement chooses.", START_ARGS,
+          _STATE + ["NO_HOSTS_AVAILABLE", "HOST_NOT_ENOUGH_FREE_MEMORY"]),
+    _life("resume_on", "Resume on the given host.", [param("host", Ref("host")), *START_ARGS], _STATE + _PLACED),
     _life("clean_shutdown", "Ask the guest to shut down; Halted when it has."),
     _life("hard_shutdown", "Stop the domain at once (a Suspended VM loses its image)."),
     _life("shutdown", "Clean shutdown, falling back to hard."),
@@ -98,7 +101,7 @@ VM_MESSAGES = [
     message("get_possible_hosts", [param("vm", VM)], SetOf(Ref("host")), [],
             "The hosts the VM could start on now."),
     message("assert_can_boot_here", [param("self", VM), param("host", Ref("host"))], VOID,
-            ["HOST_NOT_ENOUGH_FREE_MEMORY", "MEMORY_CONSTRAINT_VIOLATION", "HOST_OFFLINE"],
+            _PLACED + ["MEMORY_CONSTRAINT_VIOLATION"],
             "Fail if the VM could not start on the host now."),
     message("get_boot_record", [param("self", VM)], RecordOf("VM"), [],
             "The record as the VM was started (its current record while halted).",

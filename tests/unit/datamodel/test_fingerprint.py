@@ -14,7 +14,7 @@ import json
 from hostagent.datamodel.api import Api, build_api
 from hostagent.datamodel.decl import MISSING, RW
 
-EXPECTED_FINGERPRINT = "3712c16fe9b750a54d31ea15d0e8940261178a3ff5883f96b5922db2fb8fdf09"
+EXPECTED_FINGERPRINT = "7c002cbe23bb5b850af1a99f18487ea26bccbf4fe4d6c2be30dcf63bc538dfdc"
 
 
 def _walk(t):

@@ -87,13 +87,38 @@ def test_proxies_send_allowed_calls_and_refuse_the_rest_before_calling():
         assert await domains.call("destroy", "u") == "done"
         drv = storage.driver("file", "sr-uuid", {"path": "/srv"})
         assert await storage.attach(drv, "vdi", True, "vbd") == "done"
-        for refused in (domains.call("save", "u", "/tmp/img"), domains.run(print), storage.call(drv, "vol_destroy")):
+        assert await storage.call(drv, "vol_destroy", "vdi") == "done"  # the suspend image's VDI
+        assert await storage.scratch("size", wire.ScratchFile("u.img")) == "done"
+        for refused in (domains.run(print), storage.call(drv, "vol_clone", "vdi", "new")):
             with pytest.raises(ApiError) as e:
                 await refused
             assert e.value.description[0] == "OPERATION_NOT_ALLOWED"
+        with pytest.raises(wire.WireError):  # a path never travels: only a scratch file's name
+            await domains.call("save", "u", "/tmp/img")
         with pytest.raises(ApiError):
             storage.open_io(drv, "vdi", True)
 
     asyncio.run(run())
-    assert [(s["port"], s["op"]) for s in sent] == [("domains", "destroy"), ("storage", "attach")]
+    assert [(s["port"], s["op"]) for s in sent] == [("domains", "destroy"), ("storage", "attach"),
+                                                    ("sr", "vol_destroy"), ("scratch", "size")]
     assert wire.decode(sent[1]["args"][0]) == wire.DriverRef("file", "sr-uuid", {"path": "/srv"})
+
+
+def test_files_travel_only_as_scratch_file_names():
+    img = wire.ScratchFile("0b8e-uuid.img")
+    body = wire.request("domains", "save", ["u", img])
+    assert wire.parse(body) == ("domains", "save", ["u", img])
+    for name in ("../x.img", "/tmp/x.img", "x", ".img", "a/b.img", ""):
+        with pytest.raises(wire.WireError):
+            wire.ScratchFile(name)
+        with pytest.raises(wire.WireError):  # nor decoded from a forged body
+            wire.decode({"~": "ScratchFile", "v": {"name": name}})
+    forged = {"port": "domains", "op": "restore", "args": ["u", "/etc/shadow", None]}
+    with pytest.raises(wire.WireError):
+        wire.parse(forged)
+    drv = wire.DriverRef("file", "sr", {})
+    with pytest.raises(wire.WireError):  # a driver call names its driver first
+        wire.parse({"port": "sr", "op": "stat", "args": []})
+    assert wire.parse(wire.request("sr", "vol_dump_to", [drv, "vol", img, 10]))[2] == [drv, "vol", img, 10]
+    with pytest.raises(wire.WireError):
+        wire.request("sr", "vol_fill_from", [drv, "vol", "/root/image"])
