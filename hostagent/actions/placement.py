@@ -13,6 +13,8 @@ NO_HOSTS_AVAILABLE when no host can run the VM even then. Pure over the store: n
 """
 
 
+import contextlib
+
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
@@ -22,18 +24,39 @@ SHARED_KEY = "assume_network_is_shared"  # xapi's other_config key: a PIF-less n
 
 
 def free_memory(store, host: str, vm: str) -> int:
-    """What `host` can still give `vm`: its hypervisor's free memory; on libvirt's test
-    driver (whose free figure is a token) its total less what the VMs resident there have."""
+    """What `host` can still give `vm`: its hypervisor's free memory, on libvirt's test
+    driver (whose free figure is a token) its total less what the VMs resident there have;
+    less, either way, what the VMs starting or resuming there right now will take (`reserved`)."""
     rec = store.get("host", host)
     metrics = store.all("host_metrics").get(rec["metrics"])
     if metrics is None:
         return 0
-    if rec["software_version"].get("test") is None:
-        return metrics["memory_free"]
     vms = store.all("VM")
+    coming = sum(r["memory_static_max"] for v, r in vms.items()
+                 if v != vm and r["scheduled_to_be_resident_on"] == host and r["resident_on"] != host
+                 and r["current_operations"])
+    if rec["software_version"].get("test") is None:
+        return max(0, metrics["memory_free"] - coming)
     used = sum(vms[v]["memory_static_max"] for v in rec["resident_VMs"]
                if v != vm and v in vms and not vms[v]["is_control_domain"])
-    return max(0, metrics["memory_total"] - used)
+    return max(0, metrics["memory_total"] - used - coming)
+
+
+@contextlib.contextmanager
+def reserved(store, vm: str, host: str):
+    """While `vm` starts or resumes on `host`: its scheduled_to_be_resident_on is that host
+    (xapi's reservation), so placement counts its memory there before its domain exists.
+    Set in the same reactor turn as the choice; cleared at the end (mark_running clears it
+    on success). Only VMs with an operation in progress count, so a reservation left by a
+    crash counts for nothing."""
+    with store.transaction():
+        store.set("VM", vm, "scheduled_to_be_resident_on", host)
+    try:
+        yield
+    finally:
+        if store.exists("VM", vm) and store.get("VM", vm)["scheduled_to_be_resident_on"] != NULL_REF:
+            with store.transaction():
+                store.set("VM", vm, "scheduled_to_be_resident_on", NULL_REF)
 
 
 def is_live(store, host: str, here: str) -> bool:

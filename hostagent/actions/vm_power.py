@@ -91,14 +91,16 @@ async def _start(ctx, vm, start_paused):
 async def start(ctx, vm, start_paused, force):
     ctx.need("VM", vm)
     host = placement.choose(ctx.store, vm, ctx.host)  # affinity, SRs, networks, memory
-    return await _start(ctx.on_host(host), vm, start_paused)
+    with placement.reserved(ctx.store, vm, host):
+        return await _start(ctx.on_host(host), vm, start_paused)
 
 
 async def start_on(ctx, vm, host, start_paused, force):
     ctx.need("VM", vm)
     ctx.need("host", host)
     placement.check(ctx.store, vm, host, ctx.host)  # live, enabled, SRs, networks, memory
-    return await _start(ctx.on_host(host), vm, start_paused)  # a member's: on its agent
+    with placement.reserved(ctx.store, vm, host):
+        return await _start(ctx.on_host(host), vm, start_paused)  # a member's: on its agent
 
 
 # ------------------------------------------------------------------ stop
@@ -294,7 +296,8 @@ async def _unsuspend(ctx, vm: str, rec: dict, image: str, vdi) -> None:
 async def resume(ctx, vm, start_paused, force):
     ctx.need("VM", vm)
     host = placement.choose(ctx.store, vm, ctx.host)  # where its suspend image's SR is plugged
-    return await _resume(ctx.on_host(host), vm, start_paused)
+    with placement.reserved(ctx.store, vm, host):
+        return await _resume(ctx.on_host(host), vm, start_paused)
 
 
 async def _resume(ctx, vm, start_paused):
@@ -318,7 +321,8 @@ async def resume_on(ctx, vm, host, start_paused, force):
     ctx.need("VM", vm)
     ctx.need("host", host)
     placement.check(ctx.store, vm, host, ctx.host)  # its suspend image's SR plugged there, ...
-    return await _resume(ctx.on_host(host), vm, start_paused)
+    with placement.reserved(ctx.store, vm, host):
+        return await _resume(ctx.on_host(host), vm, start_paused)
 
 
 async def _drop_suspend_image(ctx, vm: str) -> None:

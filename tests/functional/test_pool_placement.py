@@ -135,6 +135,7 @@ def test_no_host_can_take_it(pool):
     assert x.VM.get_possible_hosts(big) == []
     assert running_on(pool, x.VM.get_uuid(big)) == ([], False)
     assert x.VM.get_power_state(big) == "Halted" and x.VM.get_resident_on(big) == NULL
+    assert x.VM.get_scheduled_to_be_resident_on(big) == NULL  # no memory held for it anywhere
     # the only host that sees its disk is disabled: no host at all
     vm = b.disk_vm
     x.host.disable(b.ref)

@@ -172,3 +172,24 @@ def test_checks_in_xapis_order(pool):
         s.set("host_metrics", s.get("host", a)["metrics"], "live", False)
     assert error(placement.check, s, v, a, h["m"])[0] == "HOST_OFFLINE"
     assert error(placement.check, s, v, h["b"], h["m"])[0] == "HOST_NOT_ENOUGH_FREE_MEMORY"
+
+
+def test_memory_held_for_a_vm_starting_there_counts(pool):
+    s, h, _, _, _ = pool
+    starting = vm(s, 7 * GiB)
+    v = vm(s, 2 * GiB, affinity=h["b"])
+    with placement.reserved(s, starting, h["b"]):
+        assert s.get("VM", starting)["scheduled_to_be_resident_on"] == h["b"]
+        assert placement.free_memory(s, h["b"], v) == 8 * GiB  # no operation in progress: a leftover
+        with s.transaction():
+            s.set("VM", starting, "current_operations", {"task": "start"})
+        assert placement.free_memory(s, h["b"], v) == 1 * GiB
+        assert placement.free_memory(s, h["b"], starting) == 8 * GiB  # not its own
+        assert placement.choose(s, v, h["m"]) == h["m"]  # its affinity host has no room left
+        with s.transaction():
+            s.update("VM", starting, power_state="Running", resident_on=h["b"])
+        assert placement.free_memory(s, h["b"], v) == 1 * GiB  # counted once when it runs there
+    assert s.get("VM", starting)["scheduled_to_be_resident_on"] == "OpaqueRef:NULL"
+    with pytest.raises(ApiError), placement.reserved(s, v, h["b"]):
+        raise ApiError("HOST_OFFLINE", h["b"])
+    assert s.get("VM", v)["scheduled_to_be_resident_on"] == "OpaqueRef:NULL"  # cleared on failure too
