@@ -178,3 +178,25 @@ def test_suspend_and_resume_on_a_member(pool):
     assert os.listdir(b.file("suspend")) == []  # no image left behind in b's scratch dir
     x.VM.hard_shutdown(vm)
     assert ask(b, "state", uuid) is None
+
+
+def test_an_internal_network_is_where_its_running_vms_are(pool):
+    a, b, c = pool
+    x = a.session().xenapi
+    net = x.network.create({"name_label": "private", "name_description": "", "MTU": "1500",
+                            "other_config": {}, "tags": []})
+    assert x.network.get_PIFs(net) == []  # internal: no PIF on any host
+    first, second = new_vm(x, "private 1"), new_vm(x, "private 2")
+    for vm in (first, second):
+        x.VIF.create({"VM": vm, "network": net, "device": "0", "MAC": "", "MTU": "1500", "other_config": {},
+                      "qos_algorithm_type": "", "qos_algorithm_params": {}, "locking_mode": "network_default",
+                      "ipv4_allowed": [], "ipv6_allowed": []})
+    assert set(x.VM.get_possible_hosts(second)) == {a.ref, b.ref, c.ref}  # none runs yet: anywhere
+    x.VM.start_on(first, c.ref, False, False)
+    # as xapi: the other VM on that network must run beside it
+    assert failure(x.VM.start_on, second, b.ref, False, False) == ["VM_REQUIRES_NETWORK", second, net]
+    assert x.VM.get_possible_hosts(second) == [c.ref]
+    x.VM.start(second, False, False)
+    assert x.VM.get_resident_on(second) == c.ref and ask(c, "state", x.VM.get_uuid(second)).state == "running"
+    for vm in (first, second):
+        x.VM.hard_shutdown(vm)
