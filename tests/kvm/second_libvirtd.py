@@ -40,8 +40,12 @@ STOP_TIMEOUT = 15.0
 
 
 class SecondLibvirtd:
-    def __init__(self, parent: Path = STATE_DIR, log=print):
+    def __init__(self, parent: Path = STATE_DIR, log=print, binds=None):
+        """`binds`: {path: directory}, directories this daemon (and its guests) see at `path`
+        instead of what everyone else sees there (a guest's serial socket, say, which the
+        daemon it leaves removes at the path it bound)."""
         self.log = log
+        self.binds = dict(binds or {})
         parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix="second-libvirtd-", dir=parent))
         self.dir.chmod(0o755)
@@ -108,6 +112,7 @@ class SecondLibvirtd:
     def _script(self) -> str:
         lines = [f"mount --bind {RUN_DIR} {self.first_socket.parent}"]
         lines += [f"mount --bind {self.dir / name} {path}" for path, name in PRIVATE.items()]
+        lines += [f"mount --bind {directory} {path}" for path, directory in self.binds.items()]
         lines.append(f"exec /usr/sbin/libvirtd --pid-file {self.pidfile}")
         return "\n".join(lines)
 
@@ -127,7 +132,10 @@ class SecondLibvirtd:
         self.child = None
         for pid in self._qemus():
             os.kill(pid, signal.SIGKILL)  # a guest its daemon left behind
-        shutil.rmtree(self.dir, ignore_errors=True)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.dir.exists() and time.monotonic() < deadline:  # its guests' last writes may race
+            shutil.rmtree(self.dir, ignore_errors=True)
+            time.sleep(0.1)
         self.log("second libvirtd: stopped")
 
     def _destroy_leftovers(self) -> None:
