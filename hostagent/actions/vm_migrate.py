@@ -1,9 +1,10 @@
 """VM.pool_migrate: a running VM moves to another pool member while it runs.
 
-The master checks the destination (enabled, live, the VM's SRs plugged there, its networks
-there, memory), then asks both hosts' hypervisors: each must be able to migrate (libvirt's
-xen and qemu drivers can, the test driver cannot) and the destination must name the libvirt
-URI its libvirtd takes migrations at (its --libvirt-migrate-uri). Anything missing is
+The master checks the destination as placement does (live, enabled, the VM's SRs plugged
+there, its networks there: actions/placement.py) and its memory, then asks both hosts'
+hypervisors: each must be able to migrate (libvirt's xen and qemu drivers can, the test
+driver cannot) and the destination must name the libvirt URI its libvirtd takes migrations
+at (its --libvirt-migrate-uri). Anything missing is
 VM_MIGRATE_FAILED [vm, source, destination, why] before anything moves. Then the
 destination's storage attaches the VM's disks, the source's libvirtd migrates the domain
 there peer to peer (backends/hypervisor/migration.py), the source's storage lets the disks
@@ -23,9 +24,9 @@ from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
+from . import placement
 from . import pool_forward as forward
 from . import storage_records as R
-from . import vm_power
 from .storage_errors import translated as storage_translated
 
 log = logging.getLogger("hostagent.vm")
@@ -36,55 +37,26 @@ def failed(vm: str, source: str, destination: str, why: str) -> ApiError:
 
 
 # ------------------------------------------------------------------ checks
-def vm_sr_problem(ctx, vm: str, host: str):
-    """VM_REQUIRES_SR for the first of the VM's disks whose SR `host` has not plugged."""
-    store = ctx.store
-    for vbd in store.get("VM", vm)["VBDs"]:
-        vbd_rec = store.get("VBD", vbd)
-        if vbd_rec["empty"] or not store.exists("VDI", vbd_rec["VDI"]):
-            continue
-        sr = store.get("VDI", vbd_rec["VDI"])["SR"]
-        if not any(store.get("PBD", p)["host"] == host and store.get("PBD", p)["currently_attached"]
-                   for p in store.get("SR", sr)["PBDs"] if store.exists("PBD", p)):
-            return ApiError("VM_REQUIRES_SR", vm, sr)
-    return None
-
-
-def vm_network_problem(ctx, vm: str, host: str):
-    """VM_REQUIRES_NETWORK for a VIF's network that has PIFs, none of them on `host`."""
-    store = ctx.store
-    for vif in store.get("VM", vm)["VIFs"]:
-        net = store.get("VIF", vif)["network"]
-        if not store.exists("network", net):
-            continue
-        pifs = [store.get("PIF", p) for p in store.get("network", net)["PIFs"] if store.exists("PIF", p)]
-        if pifs and not any(p["host"] == host for p in pifs):
-            return ApiError("VM_REQUIRES_NETWORK", vm, net)
-    return None
-
-
-def memory_problem(dst, vm: str, planned: int = 0):
-    """HOST_NOT_ENOUGH_FREE_MEMORY when the destination cannot give the VM its memory, with
-    `planned` bytes already promised to other VMs moving there."""
-    needed = dst.store.get("VM", vm)["memory_static_max"]
-    available = max(0, vm_power.free_memory(dst, vm) - planned)
+def memory_problem(store, vm: str, host: str, planned: int = 0):
+    """HOST_NOT_ENOUGH_FREE_MEMORY when `host` cannot give the VM its memory, with `planned`
+    bytes already promised to other VMs moving there (an evacuation's plan)."""
+    needed = store.get("VM", vm)["memory_static_max"]
+    available = max(0, placement.free_memory(store, host, vm) - planned)
     return ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, available) if needed > available else None
 
 
 async def destination(ctx, vm: str, source: str, host: str, planned: int = 0):
     """(source ctx, destination ctx, destination URI) once every check passed; the first
-    problem raised as its XenAPI error. A local check of "can this host take this VM"; the
-    pool's placement (a sibling module) may take it over."""
+    problem raised as its XenAPI error: the host as placement sees it (live, enabled, the
+    VM's SRs and networks there), its memory, then both hypervisors."""
     store = ctx.store
     if host == source:
         raise failed(vm, source, host, "the VM already runs on that host")
-    if not store.get("host", host)["enabled"]:
-        raise ApiError("HOST_DISABLED", host)
-    dst = ctx.on_host(host)  # HOST_OFFLINE when not live, CANNOT_CONTACT_HOST
-    for problem in (vm_sr_problem(ctx, vm, host), vm_network_problem(ctx, vm, host),
-                    memory_problem(dst, vm, planned)):
+    for problem in (placement.problem(store, vm, host, ctx.host, memory=False),
+                    memory_problem(store, vm, host, planned)):
         if problem is not None:
             raise problem
+    dst = ctx.on_host(host)  # CANNOT_CONTACT_HOST when its certificate or address fails
     src = ctx.on_host(source)
     drivers = set()
     for who, there in ((source, src), (host, dst)):
