@@ -4,11 +4,11 @@ The master checks the destination as placement does (live, enabled, the VM's SRs
 there, its networks there: actions/placement.py) and its memory, then asks both hosts'
 hypervisors: each must be able to migrate (libvirt's xen and qemu drivers can, the test
 driver cannot) and the destination must name the libvirt URI its libvirtd takes migrations
-at (its --libvirt-migrate-uri). Anything missing is
-VM_MIGRATE_FAILED [vm, source, destination, why] before anything moves. Then the
-destination's storage attaches the VM's disks, the source's libvirtd migrates the domain
-there peer to peer (backends/hypervisor/migration.py), the source's storage lets the disks
-go, and the records follow: resident_on the destination, its domid there, consoles at its
+at (its --libvirt-migrate-uri). A VM that writes to a disk does not migrate yet (see
+`writable_disk`). Anything missing is VM_MIGRATE_FAILED [vm, source, destination, why]
+before anything moves. Then the destination's storage attaches the VM's (read-only) disks,
+the source's libvirtd migrates the domain there peer to peer (backends/hypervisor/
+migration.py), the source's storage lets the disks go, and the records follow: resident_on the destination, its domid there, consoles at its
 address; VBDs and VIFs stay attached. A failed migration leaves the VM running on its
 source, the destination's attachments undone.
 
@@ -45,6 +45,20 @@ def memory_problem(store, vm: str, host: str, planned: int = 0):
     return ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, available) if needed > available else None
 
 
+def writable_disk(store, vm: str):
+    """The first VDI the VM writes to (a non-empty RW VBD of a VDI that is not read-only), or
+    None. Such a disk does not migrate yet: the destination's datapath (an nbdkit serving the
+    VHD chain, sm/datapath) reads the chain's block table when it starts, before the source's
+    last writes, and would then allocate over blocks the source allocated meanwhile."""
+    for vbd in store.get("VM", vm)["VBDs"]:
+        rec = store.get("VBD", vbd)
+        if rec["empty"] or rec["mode"] != "RW" or not store.exists("VDI", rec["VDI"]):
+            continue
+        if not store.get("VDI", rec["VDI"])["read_only"]:
+            return rec["VDI"]
+    return None
+
+
 async def destination(ctx, vm: str, source: str, host: str, planned: int = 0):
     """(source ctx, destination ctx, destination URI) once every check passed; the first
     problem raised as its XenAPI error: the host as placement sees it (live, enabled, the
@@ -56,6 +70,10 @@ async def destination(ctx, vm: str, source: str, host: str, planned: int = 0):
                     memory_problem(store, vm, host, planned)):
         if problem is not None:
             raise problem
+    vdi = writable_disk(store, vm)
+    if vdi is not None:
+        raise failed(vm, source, host, f"VDI {store.get('VDI', vdi)['uuid']} is written by the VM: VMs with "
+                                       "writable disks do not migrate yet (only read-only disks and CDs)")
     dst = ctx.on_host(host)  # CANNOT_CONTACT_HOST when its certificate or address fails
     src = ctx.on_host(source)
     drivers = set()
