@@ -35,10 +35,12 @@ PYTEST_ARGS ?=
 #                              (hostagent/backends/nftables.py)
 #   nfs-common                 mount.nfs, which `mount -t nfs` needs: NFS SRs and nfs://
 #                              install repositories (hostagent doctor warns when absent)
+#   etcd-server etcd-client    etcd 3.4 (and etcdctl): a pool's database on its first members
+#                              (hostagent/backends/etcd_member.py runs it; its tests start members)
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpam0g-dev \
                 lvm2 qemu-utils nodejs npm util-linux iproute2 procps libvirt-clients libxml2-utils \
                 nbdkit nbdkit-plugin-python libnbd-bin libvirt-daemon-system qemu-system-x86 nftables \
-                nfs-common
+                nfs-common etcd-server etcd-client
 
 .PHONY: all deps venv run test bench docs clean lab-build lab-boot lab-test lab-smoke
 

@@ -1,4 +1,5 @@
-"""Durable copy of the object store in SQLite (WAL).
+"""Durable copy of the object store in SQLite (WAL): the journal port's adapter for a
+lone host (journal_port.py says what every journal offers).
 
 Each row holds one object's record and private fields as JSON, with the
 generations (event numbers) that created it and last changed it. `write`
@@ -18,29 +19,16 @@ import logging
 import os
 import sqlite3
 import threading
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+from .journal_port import JournalError, Loaded, Row
+
+__all__ = ["Journal", "JournalError", "Loaded", "Row", "SCHEMA_VERSION", "DELETIONS_KEPT", "MIGRATIONS"]
 
 log = logging.getLogger("hostagent.journal")
 
-# (class, ref, data JSON or None for a delete, generation of this change (0 for classes
-# without events), generation that created the object)
-Row = Tuple[str, str, Optional[str], int, int]
-
 SCHEMA_VERSION = 2
 DELETIONS_KEPT = 50000  # deletions remembered for event.from (EventLimits.deletions)
-
-
-class JournalError(Exception):
-    """The database could not be read or written."""
-
-
-class Loaded(NamedTuple):
-    """What `load` reads back at start."""
-
-    rows: List[Tuple[str, str, str, int, int]]  # (class, ref, data, created gen, changed gen)
-    generation: int  # the newest generation written
-    deletions: List[Tuple[int, str, str, int]]  # (gen, class, ref, created gen), oldest first
-    horizon: int  # deletions up to this generation are forgotten
 
 
 def _add_generations(db: sqlite3.Connection) -> None:
