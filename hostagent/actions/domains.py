@@ -126,6 +126,8 @@ async def at_start(ctx) -> None:
                 log.warning("VM %s runs as domain %d: recording it so", rec["name_label"], dom.domid)
                 run.mark_running(ctx, vm, dom, [], paused=dom.state == "paused")
             continue
+        if rec["resident_on"] not in (ctx.host, NULL_REF):
+            continue  # a pool member's (started or migrated there): its heartbeat reconciles it
         if rec["power_state"] in ("Running", "Paused"):
             log.warning("VM %s was recorded %s but has no domain: Halted", rec["name_label"], rec["power_state"])
             await run.detach_disks(ctx, vm)

@@ -6,9 +6,11 @@ operation left on it, and pool_migrate is not offered in its allowed_operations.
 migration between two libvirtds is test_pool_migrate_kvm.py.
 """
 
+import time
+
 import pytest
 
-from .pool_support import failure, form_pool, three_hosts, wait_for
+from .pool_support import HEARTBEAT, failure, form_pool, three_hosts, wait_for
 from .test_pool_forwarding import ask, new_vm
 
 
@@ -91,3 +93,23 @@ def test_evacuate_refuses_before_anything_moves(pool):
     assert x.host.evacuate(c.ref) == ""
     runs_on(x, a, a.vm)
     runs_on(x, b, b.vm)
+
+
+def test_a_master_restart_leaves_a_members_vm_running(pool):
+    """The master's start-up finds no domain of a member's VM in its own hypervisor: the VM
+    stays as recorded (the member's heartbeat reconciles it), never Halted in between (which
+    would have dropped its consoles and restarted its metrics' clock)."""
+    a, b, _ = pool
+    x = a.session().xenapi
+    before = x.VM.get_record(b.vm)
+    started = x.VM_metrics.get_start_time(before["metrics"])
+    assert a.agent.stop() == 0
+    a.start()
+    x = a.session().xenapi
+    runs_on(x, b, b.vm)
+    wait_for(lambda: x.host_metrics.get_live(x.host.get_metrics(b.ref)), 10, "host b live again")
+    time.sleep(2 * HEARTBEAT)  # its heartbeat after the restart has been reconciled
+    runs_on(x, b, b.vm)
+    after = x.VM.get_record(b.vm)
+    assert after["consoles"] == before["consoles"] and after["domid"] == before["domid"]
+    assert x.VM_metrics.get_start_time(after["metrics"]) == started
