@@ -71,6 +71,15 @@ def test_the_test_driver_cannot_migrate_and_the_vm_runs_on(pool):
     assert x.task.get_status(task) == "failure"
     assert x.task.get_error_info(task)[:4] == ["VM_MIGRATE_FAILED", c.vm, c.ref, b.ref]
     runs_on(x, c, c.vm)
+    # a disabled destination; with every other host disabled, an evacuation has nowhere to go
+    x.host.disable(b.ref)
+    assert failure(x.VM.pool_migrate, c.vm, b.ref, {}) == ["HOST_DISABLED", b.ref]
+    x.host.disable(a.ref)
+    assert x.host.get_vms_which_prevent_evacuation(c.ref) == {c.vm: ["NO_HOSTS_AVAILABLE"]}
+    assert failure(x.host.evacuate, c.ref) == ["NO_HOSTS_AVAILABLE"]
+    for h in (a, b):
+        x.host.enable(h.ref)
+    runs_on(x, c, c.vm)
 
 
 def test_evacuate_refuses_before_anything_moves(pool):
