@@ -16,7 +16,7 @@ from .options import parse
 # The hand-written commands and the module of each, so that one command imports only what it
 # needs (tests/unit/xe/test_registry.py checks this against what the modules register).
 HANDWRITTEN = {
-    "vmcmds": ("vm-clone", "vm-copy", "vm-disk-add", "vm-disk-list", "vm-install", "vm-pause",
+    "vmcmds": ("vm-clone", "vm-copy", "vm-disk-add", "vm-disk-list", "vm-install", "vm-migrate", "vm-pause",
                "vm-reboot", "vm-resume", "vm-shutdown", "vm-snapshot", "vm-start", "vm-suspend",
                "vm-uninstall", "vm-unpause", "vm-vif-list"),
     "storagecmds": ("sr-create", "vdi-create"),

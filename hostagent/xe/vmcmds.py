@@ -46,14 +46,21 @@ def _op(name, wire_for, extra=(), flags=(), help=""):
                    fields=True, help=f"{help} Select with {SELECTOR_HELP}.")
 
 
-def _host(ctx):
-    on = ctx.param("on")
+def _host(ctx, param="on"):
+    on = ctx.param(param)
     if on is None:
         return None
     hosts = [r for r, rec in ctx.resolver.all("host").items() if on in (rec["uuid"], rec["name_label"])]
     if not hosts:
         raise XeError(f"No host named {on}")
     return hosts[0]
+
+
+def _migrate(ctx, ref):
+    host = _host(ctx, "host")
+    if host is None:
+        raise UsageError("vm-migrate needs host=<host uuid or name> (the pool member to move the VM to)")
+    return "VM.pool_migrate", [ref, host, {"live": ctx.param("live") or "true"}]
 
 
 def _start(ctx, ref):
@@ -237,6 +244,9 @@ def register(reg, model):
     reg.add(_op("vm-reboot", lambda ctx, ref: ("VM.hard_reboot" if ctx.flag("force")
                                                else "VM.clean_reboot", [ref]),
                 flags=("force",), help="Reboot the selected VMs (--force: at once)."))
+    reg.add(_op("vm-migrate", _migrate, extra=("host", "live"),
+                help="Move the selected running VMs to host=<host> of the pool while they run "
+                     "(VM.pool_migrate; always live)."))
     reg.add(_op("vm-suspend", lambda ctx, ref: ("VM.suspend", [ref]), help="Suspend the selected VMs."))
     reg.add(_op("vm-resume", _resume, extra=("on",), flags=("force",), help="Resume the selected VMs."))
     reg.add(_op("vm-pause", lambda ctx, ref: ("VM.pause", [ref]), help="Pause the selected VMs."))

@@ -12,6 +12,7 @@ import pytest
 
 from .pool_support import HEARTBEAT, failure, form_pool, three_hosts, wait_for
 from .test_pool_forwarding import ask, new_vm
+from .test_xe_support import XeRunner
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,11 @@ def test_the_test_driver_cannot_migrate_and_the_vm_runs_on(pool):
     assert x.task.get_status(task) == "failure"
     assert x.task.get_error_info(task)[:4] == ["VM_MIGRATE_FAILED", c.vm, c.ref, b.ref]
     runs_on(x, c, c.vm)
+    # xe vm-migrate says the same
+    xe = XeRunner(a.agent, a.file("xe-home"))
+    p = xe.fails("vm-migrate", f"uuid={x.VM.get_uuid(c.vm)}", f"host={x.host.get_uuid(b.ref)}")
+    assert "VM_MIGRATE_FAILED" in p.stderr + p.stdout
+    assert "host=" in xe.fails("vm-migrate", f"uuid={x.VM.get_uuid(c.vm)}").stderr
     # a disabled destination; with every other host disabled, an evacuation has nowhere to go
     x.host.disable(b.ref)
     assert failure(x.VM.pool_migrate, c.vm, b.ref, {}) == ["HOST_DISABLED", b.ref]

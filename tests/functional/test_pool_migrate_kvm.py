@@ -6,7 +6,7 @@ uuid (tests/kvm/second_libvirtd.py). One agent drives each, on its own loopback 
 TLS; the second joins the first's pool. The kit's diskless busybox guest starts on the
 master, then with the real XenAPI package: VM.pool_migrate to the member (its domain then
 runs in the second daemon and not the first, the guest ran on without a reboot, its records
-say resident_on the member), back to the master, and once more to the member, from which
+say resident_on the member), back to the master (with `xe vm-migrate`), and once more to the member, from which
 host.evacuate brings it home.
 
 "Ran on" is the guest's own uptime: a guest that kept running answers an uptime longer than
@@ -30,6 +30,7 @@ from tests.kvm.timing import terminal_log
 from .events_support import event_from
 from .pool_support import Host, failure, live, wait_for
 from .test_vm_kvm import vm_record
+from .test_xe_support import XeRunner
 
 pytestmark = pytest.mark.kvm
 
@@ -149,8 +150,9 @@ def test_a_running_guest_migrates_between_two_libvirtds(kvm_pool, guest_kit, qem
     seen = [e for e in event_from(x, ["vm"], token, 5.0)["events"] if e["ref"] == vm]
     assert any(e["snapshot"]["resident_on"] == b.ref for e in seen)
 
-    # back to the master
-    x.VM.pool_migrate(vm, a.ref, {})
+    # back to the master, with xe on the master's Unix socket
+    xe = XeRunner(a.agent, qemu_workdir / "xe-home")
+    xe("vm-migrate", f"uuid={uuid}", f"host={x.host.get_uuid(a.ref)}")
     moved(x, vm, a, first, other, guest)
 
     # to the member again, and host.evacuate brings it home
