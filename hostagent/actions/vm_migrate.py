@@ -122,11 +122,17 @@ async def migrate(ctx, vm: str, source: str, host: str, checked=None, progress=N
         await _detach(dst, attached_there)
         log.warning("migration of VM %s from %s to %s failed: %s", rec["name_label"], source, host, e)
         raise failed(vm, source, host, str(e)) from None
+    except ApiError as e:  # the source's agent did not answer: the domain may have moved all the same
+        if not await _arrived(dst, rec["uuid"]):
+            await _detach(dst, attached_there)
+            raise
+        log.warning("VM %s migrated to %s though host %s did not say so (%s)", rec["name_label"], host, source,
+                    " ".join(e.description))
     progress(0.8)
     state = None
     try:
         state = await dst.ports.domains.call("state", rec["uuid"])
-    except HypervisorError as e:
+    except (HypervisorError, ApiError) as e:
         log.warning("VM %s migrated to %s, whose hypervisor does not say its state: %s", rec["name_label"], host, e)
     await _detach(src, volumes)
     if store.exists("VM", vm):
@@ -139,6 +145,16 @@ async def migrate(ctx, vm: str, source: str, host: str, checked=None, progress=N
     progress(1.0)
     log.info("VM %s migrated from host %s to host %s (domid %s)", rec["name_label"], source, host,
              state.domid if state else "?")
+
+
+async def _arrived(dst, uuid: str) -> bool:
+    """Whether the domain runs on the destination now (False when it cannot be asked). Only a
+    domain that runs counts: one migrating in waits paused until its memory has all come."""
+    try:
+        state = await dst.ports.domains.call("state", uuid)
+    except (HypervisorError, ApiError):
+        return False
+    return state is not None and state.state == "running"
 
 
 async def _attach_there(dst, vm: str, driver: str):

@@ -141,8 +141,8 @@ def _exchange(address, conn, pem, op, body, secret, content_type, query, timeout
             conn.request("POST", PREFIX + op + (("?" + query) if query else ""), body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
-            if reused:
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as e:
+            if reused:  # a kept connection the peer closed (it restarted, say): TLS may say EOF
                 raise _Stale() from None
             raise Unreachable(f"{address} did not answer: {e}") from None
         except (OSError, http.client.HTTPException, socket.timeout) as e:
