@@ -167,8 +167,8 @@ class EtcdClient:
         clients = getattr(self._local, "clients", None)
         if clients is None:
             clients = self._local.clients = [
-                etcd3gw.client(host=h, port=p, timeout=(self.connect_timeout, self.timeout), api_path="/v3/")
-                for h, p in self._hosts]
+                etcd3gw.client(host=h, port=p, timeout=(self.connect_timeout, self.timeout), api_path="/v3/",
+                               session=_session()) for h, p in self._hosts]
         return clients
 
     def call(self, path: str, payload: dict) -> dict:
@@ -246,6 +246,22 @@ class EtcdClient:
         """The answering member's status (its id, the leader's, its revision)."""
         return self.call("/maintenance/status", {})
 
+    def prefer_leader(self) -> None:
+        """Send requests to the raft leader first (a follower passes writes on to it: one hop
+        more); when it changes, requests move on to the next member that answers."""
+        try:
+            leader = self.status().get("leader")
+            members = self.call("/cluster/member/list", {}).get("members", [])
+        except EtcdError as e:
+            log.info("cannot tell which etcd member leads: %s", e)
+            return
+        ours = [u.rstrip("/") for u in self.endpoints]
+        for m in members:
+            if m.get("ID") == leader:
+                for url in m.get("clientURLs", []):
+                    if url.rstrip("/") in ours:
+                        self.preferred = ours.index(url.rstrip("/"))
+
     def watch(self, key: bytes, range_end: bytes, start_revision: int, *,
               idle: float = 30.0) -> "EtcdWatch":
         return EtcdWatch(self, key, range_end, start_revision, idle)
@@ -282,7 +298,7 @@ class EtcdWatch:
             request = {"create_request": {"key": _b64(self.key), "range_end": _b64(self.range_end),
                                           "start_revision": str(self.next)}}
             try:
-                with requests.Session() as session:
+                with _session() as session:
                     response = session.post(url, json=request, stream=True,
                                             timeout=(client.connect_timeout, self.idle))
                     with self._lock:
@@ -324,6 +340,14 @@ class EtcdWatch:
                 grouped.setdefault(rev, []).append(WatchEvent(ev.get("type") == "DELETE", _unb64(kv["key"]),
                                                               _unb64(kv.get("value", "")), rev))
             yield from sorted(grouped.items())
+
+
+def _session() -> requests.Session:
+    """HTTP to the members directly: never through a proxy named in the environment (which
+    requests would also look up again at every request)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def _abort(response) -> None:

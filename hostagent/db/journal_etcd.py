@@ -4,7 +4,7 @@ Everything lives under one prefix per pool, `/hostagent/<pool uuid>/`:
 
 | key | value |
 |---|---|
-| `obj/<class>/<ref>` | `"<created gen> <changed gen>\\n"` then the object's JSON (record and private fields) |
+| `obj/<class>/<ref>` | `"<created gen> <changed gen>\\n"` then the object's JSON (record and private fields); `"<created> <changed> z\\n"` then the JSON compressed with zlib when it is 512 bytes or more |
 | `del/<gen, 20 digits>` | `[class, ref, created gen]`: a remembered deletion (for event.from) |
 | `meta/<key>` | text: `generation`, `horizon`, `layout_version`, and `set_meta`'s keys |
 | `intent/<id>` | an intent's JSON (storage work in flight), oldest first by revision |
@@ -27,10 +27,12 @@ the one created then; when it is not, the transaction stores nothing and
 `NotLeader` is raised (fencing). Blocking: call it from worker threads.
 """
 
+import base64
 import json
 import logging
 import threading
 import uuid as uuidlib
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -55,6 +57,7 @@ ETCD_MAX_REQUEST_BYTES = 1536 * 1024
 _MARGIN = 64 * 1024  # room in a request for what is not keys and values
 _PER_OP = 32  # bytes a put or delete costs in a request besides its key and value
 _GEN_DIGITS = 20
+COMPRESS_FROM = 512  # bytes of JSON from which an object's value is compressed
 
 Ops = dict[bytes, bytes | None]  # key -> value, or None for a delete
 
@@ -86,6 +89,7 @@ class EtcdJournal:
         self._stale: list[str] = []  # staged, never committed
         with self._errors("open"):
             self._check_layout()
+        client.prefer_leader()
 
     # -------------------------------------------------------------------- keys
     def _key(self, kind: str, name: str) -> bytes:
@@ -165,7 +169,7 @@ class EtcdJournal:
         try:
             if len(parts) != json.loads(info)["parts"]:
                 raise ValueError(f"{len(parts)} parts of {info.decode()}")
-            return [(k.encode(), v if v is None else v.encode())
+            return [(k.encode(), v if v is None else base64.b64decode(v))
                     for k, v in json.loads(b"".join(v for _, v in sorted(parts)))]
         except (ValueError, KeyError, TypeError) as e:
             raise JournalError(f"database {self.path}: the committed write {txid} cannot be read "
@@ -190,9 +194,7 @@ class EtcdJournal:
             kind, _, name = key[len(self.prefix):].partition(b"/")
             if kind == b"obj":
                 cls, _, ref = name.decode().partition("/")
-                head, _, data = value.partition(b"\n")
-                born, changed = (int(x) for x in head.split())
-                rows.append((cls, ref, data.decode(), born, changed))
+                rows.append((cls, ref, *_object(value)))
             elif kind == b"del":
                 cls, ref, born = json.loads(value)
                 deletions.append((int(name), cls, ref, born))
@@ -238,7 +240,7 @@ class EtcdJournal:
                         ops[self._key("del", f"{gen:0{_GEN_DIGITS}d}")] = json.dumps([cls, ref, born]).encode()
                         dels += 1
                 else:
-                    ops[key] = f"{born} {gen}\n".encode() + data.encode()
+                    ops[key] = _object_value(data, born, gen)
                 top = max(top, gen)
         if top:
             ops[self._key("meta", "generation")] = str(top).encode()
@@ -252,7 +254,8 @@ class EtcdJournal:
                 raise JournalError(f"cannot write {key.decode()} ({len(value or b'')} bytes): larger than "
                                    f"one etcd request may be ({self.budget + _MARGIN} bytes)")
         txid = uuidlib.uuid4().hex
-        text = json.dumps([[k.decode(), v if v is None else v.decode()] for k, v in items]).encode()
+        text = json.dumps([[k.decode(), v if v is None else base64.b64encode(v).decode()]
+                           for k, v in items]).encode()
         chunk = self.budget
         parts = [text[i:i + chunk] for i in range(0, len(text), chunk)]
         for n, part in enumerate(parts):
@@ -359,14 +362,30 @@ class JournalWatch:
                         if ev.deleted:
                             rows.append((cls, ref, None, 0, 0))
                         else:
-                            head, _, data = ev.value.partition(b"\n")
-                            born, changed = (int(x) for x in head.split())
-                            rows.append((cls, ref, data.decode(), born, changed))
+                            rows.append((cls, ref, *_object(ev.value)))
                     elif kind == b"del" and not ev.deleted:
                         cls, ref, born = json.loads(ev.value)
                         deletions.append((int(name), cls, ref, born))
                 if rows or deletions:
                     yield WatchBatch(revision, rows, deletions)
+
+
+def _object_value(data: str, born: int, gen: int) -> bytes:
+    """An object's value: its generations, then its JSON (zlib-compressed when long: every
+    byte of a write costs time in the gateway, the raft log and each member's WAL)."""
+    raw = data.encode()
+    if len(raw) >= COMPRESS_FROM:
+        return f"{born} {gen} z\n".encode() + zlib.compress(raw, 1)
+    return f"{born} {gen}\n".encode() + raw
+
+
+def _object(value: bytes) -> tuple[str, int, int]:
+    """(JSON, created gen, changed gen) of an object's value."""
+    head, _, data = value.partition(b"\n")
+    born, changed, *how = head.split()
+    if how == [b"z"]:
+        data = zlib.decompress(data)
+    return data.decode(), int(born), int(changed)
 
 
 def _size(items) -> int:
