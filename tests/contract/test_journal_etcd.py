@@ -174,3 +174,13 @@ def test_a_newer_layout_is_refused(member, pool):
     with pytest.raises(JournalError) as ei:
         EtcdJournal(client, pool)
     assert "newer hostagent" in str(ei.value)
+
+
+def test_load_reads_in_pages_at_one_revision(member, pool):
+    j = EtcdJournal(member.client(), pool)
+    j.write(rows(0, 120))
+    paged = EtcdJournal(member.client(), pool, page=25)
+    loaded = paged.load()
+    assert sorted(int(r[1].partition(":")[2]) for r in loaded.rows) == list(range(120))
+    assert loaded.generation == 120
+    assert loaded.revision == int(member.client().status()["header"]["revision"])
