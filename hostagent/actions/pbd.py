@@ -10,6 +10,7 @@ import logging
 
 from ..datamodel.errors import ApiError
 from ..rpc.implicit import check_refs
+from . import pool_storage as on
 from . import storage_records as R
 from .storage_errors import translated
 
@@ -41,6 +42,7 @@ def destroy(ctx, self):
     return ""
 
 
+@on.pbd_host
 @R.to_completion
 async def plug(ctx, self):
     rec = ctx.need("PBD", self)
@@ -69,6 +71,7 @@ async def attach(ctx, pbd: str, scan: bool = True) -> None:
             log.warning("SR %s attached, but its scan failed: %s", drv.sr_uuid, e.description)
 
 
+@on.pbd_host
 @R.to_completion
 async def unplug(ctx, self):
     rec = ctx.need("PBD", self)

@@ -14,12 +14,14 @@ import xml.etree.ElementTree as ET
 from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
+from . import pool_storage as on
 from . import storage_records as R
 from .storage_errors import translated
 
 log = logging.getLogger("hostagent.sr")
 
 
+@on.given_host
 @R.to_completion
 async def create(ctx, host, device_config, physical_size, name_label, name_description, sr_type,
                  content_type, shared, sm_config):
@@ -32,7 +34,8 @@ async def create(ctx, host, device_config, physical_size, name_label, name_descr
         drv = storage.driver(sr_type, sr_uuid, device_config)
         content_type = content_type or storage.content_type(sr_type)
         await storage.validate(drv)
-    key = await intents.begin("sr_create", sr_uuid, type=sr_type, device_config=device_config)
+    where = {"host": ctx.store.get("host", host)["uuid"]} if ctx.remote else {}  # settled on that member
+    key = await intents.begin("sr_create", sr_uuid, type=sr_type, device_config=device_config, **where)
     try:
         with translated(ctx):
             await storage.call(drv, "create", physical_size)
@@ -103,6 +106,7 @@ def forget(ctx, sr):
     return ""
 
 
+@on.sr
 @R.to_completion
 async def destroy(ctx, sr):
     rec = ctx.need("SR", sr)
@@ -121,6 +125,7 @@ async def destroy(ctx, sr):
     return ""
 
 
+@on.sr
 @R.to_completion
 async def scan(ctx, sr):
     drv = R.plugged_driver(ctx, sr)
@@ -133,11 +138,13 @@ async def scan(ctx, sr):
     return ""
 
 
+@on.sr
 async def update(ctx, sr):
     await R.update_sizes(ctx, sr, R.plugged_driver(ctx, sr))
     return ""
 
 
+@on.given_host
 async def probe(ctx, host, device_config, sr_type, sm_config):
     ctx.need("host", host)
     R.require_this_host(ctx, host, "SR.probe")

@@ -28,6 +28,7 @@ import os
 from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
+from . import pool_storage
 from . import sr as sr_actions
 from . import storage_records as R
 from .sm import sync_sm_records
@@ -89,7 +90,12 @@ async def _settle(ctx, intent: dict) -> bool:
     op, storage = intent.get("op"), ctx.ports.storage
     if op == "sr_create":
         if ctx.store.by_uuid("SR", intent["sr"]) is None:
+            host = ctx.store.by_uuid("host", intent.get("host") or ctx.store.get("host", ctx.host)["uuid"])
+            if host is None:
+                log.warning("interrupted creation of SR %s on a host no longer in the pool: dropped", intent["sr"])
+                return True
             log.warning("rolling back the interrupted creation of SR %s", intent["sr"])
+            storage = ctx.on_host(host).ports.storage  # a member's: on its agent (HOST_OFFLINE: kept)
             drv = storage.driver(intent["type"], intent["sr"], intent["device_config"])
             await sr_actions.undo_create(storage, drv)
         return True
@@ -103,6 +109,8 @@ async def _settle(ctx, intent: dict) -> bool:
     sr = ctx.store.by_uuid("SR", intent["sr"])
     if sr is None:
         return True  # the SR was forgotten: its storage is no longer ours to clean
+    ctx = pool_storage.sr_host_ctx(ctx, sr)  # a member's SR: on its agent (HOST_OFFLINE: kept)
+    storage = ctx.ports.storage
     _, pbd = R.local_pbd(ctx, sr)
     if pbd is None or not pbd["currently_attached"]:
         log.warning("SR %s is not attached: interrupted %s kept for later", intent["sr"], op)

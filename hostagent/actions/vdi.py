@@ -16,6 +16,7 @@ import re
 from ..backends.storage import Progress
 from ..datamodel.errors import ApiError
 from ..rpc.implicit import check_refs
+from . import pool_storage as on
 from . import storage_records as R
 from .storage_errors import translated
 
@@ -43,6 +44,7 @@ async def _stat(ctx, drv):
 
 
 # ---------------------------------------------------------------------------- create
+@on.sr_in_record
 @R.to_completion
 async def create(ctx, args):
     check_refs(ctx.store, "VDI", args)
@@ -65,6 +67,7 @@ async def create(ctx, args):
     return ref
 
 
+@on.sr_of_vdi
 @R.to_completion
 async def destroy(ctx, self):
     rec = _managed(ctx, self)
@@ -84,6 +87,7 @@ async def destroy(ctx, self):
 
 
 # ---------------------------------------------------------------------------- resize
+@on.sr_of_vdi
 @R.to_completion
 async def resize(ctx, vdi, size):
     rec = _managed(ctx, vdi)
@@ -140,10 +144,12 @@ async def _branch(ctx, vdi: str, op: str, snapshot: bool) -> str:
     return ref
 
 
+@on.sr_of_vdi
 async def clone(ctx, vdi, driver_params):
     return await _branch(ctx, vdi, "clone", snapshot=False)
 
 
+@on.sr_of_vdi
 async def snapshot(ctx, vdi, driver_params):
     return await _branch(ctx, vdi, "snapshot", snapshot=True)
 
@@ -153,6 +159,8 @@ async def snapshot(ctx, vdi, driver_params):
 async def copy(ctx, vdi, sr, base_vdi, into_vdi):
     rec = _managed(ctx, vdi)
     ctx.need("SR", sr)
+    on.same_host(ctx, rec["SR"], sr, "VDI.copy")
+    ctx = on.sr_host_ctx(ctx, sr)
     for name, ref in (("base_vdi", base_vdi), ("into_vdi", into_vdi)):
         if not R.is_null(ref):
             ctx.need("VDI", ref)
@@ -208,6 +216,7 @@ async def introduce(ctx, uuid, name_label, name_description, sr, vdi_type, shara
         raise ApiError("UUID_INVALID", "VDI", uuid)
     check_refs(ctx.store, "VDI", {"SR": sr, "snapshot_of": snapshot_of,
                                   "metadata_of_pool": metadata_of_pool})
+    ctx = on.sr_host_ctx(ctx, sr)
     drv = R.plugged_driver(ctx, sr)
     with translated(ctx):
         volumes = await ctx.ports.storage.call(drv, "scan")
@@ -236,6 +245,7 @@ def forget(ctx, vdi):
     return ""
 
 
+@on.sr_of_vdi
 async def update(ctx, vdi):
     rec = ctx.need("VDI", vdi)
     drv = R.plugged_driver(ctx, rec["SR"])
@@ -251,7 +261,7 @@ def set_on_boot(ctx, self, value):
     """Needs a driver with VDI_RESET_ON_BOOT (as xapi); none of ours has it yet."""
     rec = ctx.need("VDI", self)
     R.require_capability(ctx, rec["SR"], "VDI_RESET_ON_BOOT")
-    R.require_plugged(ctx, rec["SR"])
+    R.require_plugged(on.sr_host_ctx(ctx, rec["SR"]), rec["SR"])
     with ctx.store.transaction():
         ctx.store.set("VDI", self, "on_boot", value)
     return ""

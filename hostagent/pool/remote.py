@@ -57,11 +57,26 @@ class RemoteDomains(_Remote):
 class RemoteStorage(_Remote):
     """The member's storage port, for disks attached for its domains."""
 
-    def __init__(self, caller: Callable):
+    def __init__(self, caller: Callable, local=None):
         super().__init__(caller, "storage")
+        self._local = local  # this host's port: what every member's agent knows alike (SR types)
 
     def driver(self, sr_type: str, sr_uuid: str, device_config: dict):
+        if self._local is not None:
+            self._local.content_type(sr_type)  # an unknown type is refused here, as on the member
         return wire.DriverRef(sr_type, sr_uuid, dict(device_config))
+
+    def types(self):
+        return self._local.types()
+
+    def content_type(self, sr_type: str) -> str:
+        return self._local.content_type(sr_type)
+
+    def capabilities(self, sr_type: str):
+        return self._local.capabilities(sr_type)
+
+    async def validate(self, drv):
+        return await self._call("validate", drv)
 
     async def attach(self, drv, vdi_uuid: str, writable: bool, owner: str):
         return await self._call("attach", drv, vdi_uuid, writable, owner)
@@ -70,7 +85,7 @@ class RemoteStorage(_Remote):
         return await self._call("detach", drv, vdi_uuid, owner)
 
     async def call(self, drv, op: str, *args):
-        """An SR driver's call on the member (wire.ALLOWED["sr"]: the suspend image's VDI)."""
+        """An SR driver's call on the member (wire.ALLOWED["sr"])."""
         if op not in wire.ALLOWED["sr"]:
             raise not_forwarded(f"the storage driver's {op}")
         return await self._caller("sr", op, (drv, *args))
@@ -83,6 +98,6 @@ class RemoteStorage(_Remote):
 def member_ports(local_ports, caller: Callable):
     """The Ports of a member: its domains and storage through `caller(port, op, args)`;
     what runs beside them in dom0 (xenstore, guest agent, consoles, links) not yet."""
-    return dataclasses.replace(local_ports, domains=RemoteDomains(caller), storage=RemoteStorage(caller),
+    return dataclasses.replace(local_ports, domains=RemoteDomains(caller), storage=RemoteStorage(caller, local_ports.storage),
                                hypervisor=None, xenstore=None, guest_agent=None, consoles=None, links=None,
                                filters=None, scratch_dir="")

@@ -65,8 +65,12 @@ ALLOWED = {
     "domains": frozenset({"capabilities", "state", "list", "start", "shutdown", "reboot", "destroy", "pause",
                           "unpause", "attach_disk", "detach_disk", "change_media", "attach_nic", "detach_nic",
                           "set_memory", "set_vcpus", "migrate", "migration_uri", "save", "restore"}),
-    "storage": frozenset({"attach", "detach"}),
-    "sr": frozenset({"stat", "scan", "vol_create", "vol_destroy", "vol_fill_from", "vol_dump_to"}),
+    "storage": frozenset({"attach", "detach", "validate"}),
+    # the SR's own work on the member whose PBD is plugged (actions/pool_storage.py); not
+    # vol_copy_to, which moves data between two drivers, perhaps of two hosts
+    "sr": frozenset({"create", "destroy", "attach", "detach", "probe", "stat", "scan", "vol_create",
+                     "vol_destroy", "vol_stat", "vol_resize", "vol_clone", "vol_snapshot", "vol_fill_from",
+                     "vol_dump_to"}),
     "scratch": frozenset({"size", "remove"}),
 }
 # calls that name a file: the index of that argument, which must be a ScratchFile
