@@ -12,7 +12,7 @@ server can stop accepting changes whatever the adapter.
 """
 
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 # (class, ref, data JSON or None for a delete, generation of this change (0 for classes
 # without events), generation that created the object)
@@ -62,6 +62,7 @@ class Watch(Protocol):
         """Stop the watch (from any thread): the iteration ends."""
 
 
+@runtime_checkable
 class JournalPort(Protocol):
     def load(self) -> Loaded:
         """Everything written so far (start-up)."""
@@ -88,6 +89,7 @@ class JournalPort(Protocol):
         ...
 
 
+@runtime_checkable
 class WatchedJournal(JournalPort, Protocol):
     """A journal others can follow (etcd): the changes after a revision, as they commit."""
 

@@ -9,6 +9,7 @@ import pytest
 from hostagent.backends.etcd_member import MAX_REQUEST_BYTES, MAX_TXN_OPS
 from hostagent.db.journal import Journal
 from hostagent.db.journal_etcd import EtcdJournal
+from hostagent.db.journal_port import JournalPort, WatchedJournal
 
 from .etcd_support import Cluster
 
@@ -71,6 +72,12 @@ def objects(loaded):
 
 
 # ------------------------------------------------------------------------------ tests
+def test_both_adapters_are_the_port(journals):
+    j = journals.open()
+    assert isinstance(j, JournalPort)
+    assert isinstance(j, WatchedJournal) == isinstance(journals, EtcdJournals)  # only etcd watches
+
+
 def test_written_batches_load_after_reopen(journals):
     j = journals.open()
     j.write([[("VM", "OpaqueRef:a", data(1), 1, 1), ("VM", "OpaqueRef:b", data(2), 2, 2)],
