@@ -97,18 +97,36 @@ async def guest_metrics(ctx) -> None:
     """Read again what running guests publish (a guest agent writes its OS and addresses into
     xenstore after boot and when they change, long after VM.start); for agents that read real
     guests only (`periodic`), on every host sample."""
-    agent = ctx.ports.guest_agent
-    if not getattr(agent, "periodic", False):
-        return
     store = ctx.store
+    reads_again = {}  # host -> its context, when its guests' keys are read again
     for vm, rec in list(store.all("VM").items()):
         if (rec["is_control_domain"] or rec["power_state"] != "Running" or rec["current_operations"]
-                or rec["resident_on"] != ctx.host or rec["domid"] < 1):
+                or rec["domid"] < 1):
             continue
-        facts = await run.guest_facts(ctx, vm, rec["domid"])
+        host = rec["resident_on"]
+        if host not in reads_again:
+            reads_again[host] = await _reading_again(ctx, host)
+        hctx = reads_again[host]
+        if hctx is None:
+            continue
+        facts = await run.guest_facts(hctx, vm, rec["domid"])
         rec = store.get("VM", vm) if store.exists("VM", vm) else None
         if facts is not None and rec is not None and rec["power_state"] == "Running":
             run.refresh_guest_metrics(ctx, vm, facts)
+
+
+async def _reading_again(ctx, host: str):
+    """`host`'s context if its guests' keys change while they run (a real guest agent's: this
+    host's agent says so; a pool member's, when its hypervisor is Xen's), else None."""
+    if host == ctx.host:
+        return ctx if getattr(ctx.ports.guest_agent, "periodic", False) else None
+    if not ctx.store.exists("host", host):
+        return None
+    try:
+        hctx = ctx.on_host(host)
+        return hctx if (await hctx.ports.domains.capabilities()).driver == "Xen" else None
+    except (ApiError, HypervisorError):  # not live, not reachable, or this host is a slave
+        return None
 
 
 async def at_start(ctx) -> None:

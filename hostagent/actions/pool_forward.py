@@ -52,6 +52,8 @@ async def serve_port(ctx, payload):
     try:
         if port == "scratch":
             return {"result": wire.encode(scratch_file(ports, op, args[0]))}
+        if port == "guest":
+            return {"result": wire.encode(await guest_call(ports, op, args))}
         args = [scratch_path(ports, a) if isinstance(a, wire.ScratchFile) else a for a in args]
         if port == "domains":
             if ports.domains is None:
@@ -72,6 +74,22 @@ async def serve_port(ctx, payload):
     if payload.get("quiet") is True and port == "domains" and op in OWN_EVENTS and args:
         m.expect_event(args[0] if isinstance(args[0], str) else getattr(args[0], "uuid", ""), OWN_EVENTS[op])
     return {"result": wire.encode(result)}
+
+
+async def guest_call(ports, op: str, args):
+    """The master's call on this member's xenstore or guest agent. Both are best effort, as
+    for a VM of the master's own: a failure is logged here and answers None."""
+    if op == "facts":
+        fn = ports.guest_agent.facts if ports.guest_agent is not None else None
+    else:
+        fn = getattr(ports.xenstore, op) if ports.xenstore is not None else None
+    if fn is None or ports.domains is None:
+        return None
+    try:
+        return await ports.domains.run(fn, *args)
+    except Exception as e:  # noqa: BLE001 - a guest's keys never fail the master's operation
+        log.warning("guest %s for domain %s, asked by the master, failed: %s", op, args[0] if args else "?", e)
+        return None
 
 
 def scratch_path(ports, file) -> str:

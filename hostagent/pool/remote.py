@@ -51,7 +51,40 @@ class RemoteDomains(_Remote):
         return self._caps
 
     async def run(self, fn, *args):
+        """Blocking dom0 work beside the hypervisor: only a member's own guest calls
+        (RemoteXenstore, RemoteGuestAgent), which already run on the member."""
+        if isinstance(getattr(fn, "__self__", None), (RemoteXenstore, RemoteGuestAgent)):
+            return await fn(*args)
         raise not_forwarded("dom0 work beside the hypervisor")
+
+
+class RemoteXenstore(_Remote):
+    """The member's xenstore, for the keys a VM's xenstore_data puts under vm-data."""
+
+    def __init__(self, caller: Callable):
+        super().__init__(caller, "guest")
+
+    async def write(self, domid: int, values: dict):
+        return await self._call("write", domid, dict(values))
+
+    async def read_tree(self, domid: int, path: str):
+        return await self._call("read_tree", domid, path)
+
+
+class RemoteGuestAgent(_Remote):
+    """What the member's guest agent reads of a guest (OS, addresses, PV drivers)."""
+
+    periodic = False  # domains.guest_metrics asks the member's driver whether to read again
+
+    def __init__(self, caller: Callable):
+        super().__init__(caller, "guest")
+
+    async def facts(self, domid: int, vm: dict, vifs):
+        # what the member's agent may read of the records: the VM's name and other_config,
+        # its VIFs' devices and MACs (TestGuestAgent's stand-in addresses)
+        return await self._call("facts", domid, {"name_label": vm["name_label"],
+                                                 "other_config": dict(vm["other_config"])},
+                                [{"device": v["device"], "MAC": v["MAC"]} for v in vifs])
 
 
 class RemoteStorage(_Remote):
@@ -96,8 +129,9 @@ class RemoteStorage(_Remote):
 
 
 def member_ports(local_ports, caller: Callable):
-    """The Ports of a member: its domains and storage through `caller(port, op, args)`;
-    what runs beside them in dom0 (xenstore, guest agent, consoles, links) not yet."""
-    return dataclasses.replace(local_ports, domains=RemoteDomains(caller), storage=RemoteStorage(caller, local_ports.storage),
-                               hypervisor=None, xenstore=None, guest_agent=None, consoles=None, links=None,
-                               filters=None, scratch_dir="")
+    """The Ports of a member: its domains, storage, xenstore and guest agent through
+    `caller(port, op, args)`; what else runs in its dom0 (consoles, links) not yet."""
+    return dataclasses.replace(local_ports, domains=RemoteDomains(caller),
+                               storage=RemoteStorage(caller, local_ports.storage), hypervisor=None,
+                               xenstore=RemoteXenstore(caller), guest_agent=RemoteGuestAgent(caller),
+                               consoles=None, links=None, filters=None, scratch_dir="")

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from ..backends.domain import Boot, Disk, Domain, Nic
+from ..backends.guest_agent import GuestFacts
 from ..backends.hypervisor import (
     Capabilities,
     DomainState,
@@ -72,13 +73,16 @@ ALLOWED = {
                      "vol_destroy", "vol_stat", "vol_resize", "vol_clone", "vol_snapshot", "vol_fill_from",
                      "vol_dump_to"}),
     "scratch": frozenset({"size", "remove"}),
+    # a member's guests: vm-data keys written into, and keys read from, its xenstore; what its
+    # guest agent reads of a guest
+    "guest": frozenset({"write", "read_tree", "facts"}),
 }
 # calls that name a file: the index of that argument, which must be a ScratchFile
 FILE_ARGS = {("domains", "save"): 1, ("domains", "restore"): 1, ("sr", "vol_fill_from"): 2,
              ("sr", "vol_dump_to"): 2, ("scratch", "size"): 0, ("scratch", "remove"): 0}
 
 TYPES = {cls.__name__: cls for cls in (Boot, Disk, Nic, Domain, DomainState, Capabilities, Attached, DriverRef,
-                                       Volume, Stat, ScratchFile)}
+                                       Volume, Stat, ScratchFile, GuestFacts)}
 ERRORS = {cls.__name__: cls for cls in (HypervisorError, HypervisorUnavailable, NoSuchDomain, Unsupported,
                                         NeedsHVM, MigrationFailed)}
 

@@ -91,6 +91,24 @@ def test_start_on_each_member_runs_the_domain_there(pool):
     assert ask(b, "state", x.VM.get_uuid(b.vm)).state == "running"
 
 
+def test_a_members_guest_gets_its_vm_data_keys_and_guest_metrics(pool):
+    x = pool[0].session().xenapi
+    c = pool[2]
+    vm = new_vm(x, "guest keys on c")
+    x.VM.set_xenstore_data(vm, {"vm-data/greeting": "hello", "vm-data/a/b": "deep", "elsewhere": "no"})
+    x.VM.start_on(vm, c.ref, False, False)
+    domid = int(x.VM.get_domid(vm))
+    # c's own xenstore (the test driver's fake one, in c's agent), asked as the master asks it
+    answer = client.call(c.tls, "port", wire.request("guest", "read_tree", (domid, "vm-data")),
+                         secret=c.read("pool-secret"), pinned=c.read(CERT_FILE))
+    assert wire.decode(answer.value["result"]) == {"greeting": "hello", "a/b": "deep"}
+    metrics = x.VM.get_guest_metrics(vm)
+    assert metrics != "OpaqueRef:NULL"  # read by c's guest agent (the test driver's stand-in)
+    assert x.VM_guest_metrics.get_os_version(metrics)["name"] == "Debian Etch 4.0"
+    x.VM.hard_shutdown(vm)
+    x.VM.destroy(vm)
+
+
 def test_clean_shutdown_goes_back_to_the_member(pool):
     x = pool[0].session().xenapi
     b = pool[1]

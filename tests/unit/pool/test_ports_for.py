@@ -8,7 +8,7 @@ from hostagent.datamodel.api import build_api
 from hostagent.datamodel.errors import ApiError
 from hostagent.pool.identity import ensure_identity
 from hostagent.pool.membership import OWN_EVENT_WINDOW, Membership
-from hostagent.pool.remote import RemoteDomains, RemoteStorage
+from hostagent.pool.remote import RemoteDomains, RemoteGuestAgent, RemoteStorage, RemoteXenstore
 from hostagent.pool.role import SLAVE, Role
 from hostagent.rpc.sessions import SessionManager
 
@@ -35,7 +35,8 @@ def test_a_live_member_gets_proxies_and_this_host_its_own_ports(pool):
     assert rt.ports_for(rt.host) is rt.ports
     ports = rt.ports_for(member)
     assert isinstance(ports.domains, RemoteDomains) and isinstance(ports.storage, RemoteStorage)
-    assert ports.consoles is None and ports.xenstore is None and ports.links is None
+    assert isinstance(ports.xenstore, RemoteXenstore) and isinstance(ports.guest_agent, RemoteGuestAgent)
+    assert ports.consoles is None and ports.links is None  # not forwarded yet
     assert rt.ports_for(member) is ports  # made once per member, endpoint and certificate
     ctx = rt.internal().on_host(member)
     assert ctx.host == member and ctx.ports is ports and ctx.remote
