@@ -87,6 +87,7 @@ class EtcdJournal:
         self._deletions = 0
         self._unfinished: dict[str, list[tuple[bytes, bytes | None]]] = {}  # committed, not applied
         self._stale: list[str] = []  # staged, never committed
+        self._scanned = False  # whether the two above were looked for
         with self._errors("open"):
             self._check_layout()
         client.prefer_leader()
@@ -140,30 +141,32 @@ class EtcdJournal:
                 except etcd.EtcdCompacted:
                     if attempt == 2:
                         raise
-            state: dict[bytes, bytes] = {}
-            stages: dict[str, list[tuple[bytes, bytes]]] = {}
-            commits: list[tuple[int, str]] = []
-            kinds = {b"obj", b"del", b"meta"}
-            for kv in kvs:
-                kind, _, name = kv.key[len(self.prefix):].partition(b"/")
-                if kind in kinds:
-                    state[kv.key] = kv.value
-                elif kind == b"stage":
-                    txid, _, _n = name.decode().partition("/")
-                    stages.setdefault(txid, []).append((kv.key, kv.value))
-                elif kind == b"commit":
-                    commits.append((kv.mod_revision, name.decode(), kv.value))
-            self._unfinished = {}
-            for _, txid, info in sorted(commits):  # committed large writes not all applied: redo them
-                ops = self._staged_ops(txid, info, stages.get(txid, []))
+            state = {kv.key: kv.value for kv in kvs
+                     if kv.key[len(self.prefix):].partition(b"/")[0] in (b"obj", b"del", b"meta")}
+            self._interrupted(kvs)
+            for ops in self._unfinished.values():  # committed large writes not all applied: redo them
                 for k, v in ops:
                     if v is None:
                         state.pop(k, None)
                     else:
                         state[k] = v
-                self._unfinished[txid] = ops
-            self._stale = [t for t in stages if t not in self._unfinished]
             return self._decode(state, revision)
+
+    def _interrupted(self, kvs: list[etcd.KeyValue]) -> None:
+        """Note what large writes left behind (among `kvs`): committed ones to redo, in commit
+        order, and staged parts of ones never committed, to drop."""
+        stages: dict[str, list[tuple[bytes, bytes]]] = {}
+        commits: list[tuple[int, str, bytes]] = []
+        for kv in kvs:
+            kind, _, name = kv.key[len(self.prefix):].partition(b"/")
+            if kind == b"stage":
+                stages.setdefault(name.decode().partition("/")[0], []).append((kv.key, kv.value))
+            elif kind == b"commit":
+                commits.append((kv.mod_revision, name.decode(), kv.value))
+        self._unfinished = {txid: self._staged_ops(txid, info, stages.get(txid, []))
+                            for _, txid, info in sorted(commits)}
+        self._stale = [t for t in stages if t not in self._unfinished]
+        self._scanned = True
 
     def _staged_ops(self, txid: str, info: bytes, parts: list[tuple[bytes, bytes]]):
         try:
@@ -284,7 +287,13 @@ class EtcdJournal:
             yield group
 
     def _settle(self) -> None:
-        """Finish large writes left half-applied (seen at load), drop never-committed parts."""
+        """Finish large writes left half-applied, drop never-committed parts (found at load,
+        or looked for now by a journal that writes without having loaded)."""
+        if not self._scanned:
+            kvs = []
+            for kind in ("stage", "commit"):
+                kvs.extend(self.client.range(*self._range_of(kind)).kvs)
+            self._interrupted(kvs)
         for txid, items in list(self._unfinished.items()):
             log.warning("finishing a large write interrupted before (%s, %d keys)", txid, len(items))
             self._apply(txid, items)

@@ -184,3 +184,24 @@ def test_load_reads_in_pages_at_one_revision(member, pool):
     assert sorted(int(r[1].partition(":")[2]) for r in loaded.rows) == list(range(120))
     assert loaded.generation == 120
     assert loaded.revision == int(member.client().status()["header"]["revision"])
+
+
+def test_a_writer_that_did_not_load_finishes_an_interrupted_write_before_its_own(member, pool, monkeypatch):
+    j = EtcdJournal(member.client(), pool, max_ops=20)
+    real_txn = j._txn
+    applied = []
+
+    def crash_in_the_middle(success):
+        if any(b"/obj/" in etcd._unb64(op.get("request_put", {}).get("key", "")) for op in success):
+            if applied:
+                raise Interrupted()
+            applied.append(True)
+        return real_txn(success)
+    monkeypatch.setattr(j, "_txn", crash_in_the_middle)
+    with pytest.raises(Interrupted):
+        j.write(rows(0, 60))  # VM 59 is in a group never applied
+    newer = json.dumps({"r": {"n": "newer"}, "p": {}})
+    EtcdJournal(member.client(), pool, max_ops=20).write([[("VM", "OpaqueRef:59", newer, 61, 60)]])
+    loaded = EtcdJournal(member.client(), pool).load()
+    assert len(loaded.rows) == 60
+    assert [r for r in loaded.rows if r[1] == "OpaqueRef:59"] == [("VM", "OpaqueRef:59", newer, 60, 61)]
