@@ -32,12 +32,12 @@ import json
 import logging
 import threading
 import uuid as uuidlib
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
 from ..backends import etcd
+from .etcd_values import object_from, object_value
 from .journal import DELETIONS_KEPT
 from .journal_port import (
     JournalCompacted,
@@ -57,7 +57,6 @@ ETCD_MAX_REQUEST_BYTES = 1536 * 1024
 _MARGIN = 64 * 1024  # room in a request for what is not keys and values
 _PER_OP = 32  # bytes a put or delete costs in a request besides its key and value
 _GEN_DIGITS = 20
-COMPRESS_FROM = 512  # bytes of JSON from which an object's value is compressed
 
 Ops = dict[bytes, bytes | None]  # key -> value, or None for a delete
 
@@ -197,7 +196,7 @@ class EtcdJournal:
             kind, _, name = key[len(self.prefix):].partition(b"/")
             if kind == b"obj":
                 cls, _, ref = name.decode().partition("/")
-                rows.append((cls, ref, *_object(value)))
+                rows.append((cls, ref, *object_from(value)))
             elif kind == b"del":
                 cls, ref, born = json.loads(value)
                 deletions.append((int(name), cls, ref, born))
@@ -243,7 +242,7 @@ class EtcdJournal:
                         ops[self._key("del", f"{gen:0{_GEN_DIGITS}d}")] = json.dumps([cls, ref, born]).encode()
                         dels += 1
                 else:
-                    ops[key] = _object_value(data, born, gen)
+                    ops[key] = object_value(data, born, gen)
                 top = max(top, gen)
         if top:
             ops[self._key("meta", "generation")] = str(top).encode()
@@ -371,30 +370,12 @@ class JournalWatch:
                         if ev.deleted:
                             rows.append((cls, ref, None, 0, 0))
                         else:
-                            rows.append((cls, ref, *_object(ev.value)))
+                            rows.append((cls, ref, *object_from(ev.value)))
                     elif kind == b"del" and not ev.deleted:
                         cls, ref, born = json.loads(ev.value)
                         deletions.append((int(name), cls, ref, born))
                 if rows or deletions:
                     yield WatchBatch(revision, rows, deletions)
-
-
-def _object_value(data: str, born: int, gen: int) -> bytes:
-    """An object's value: its generations, then its JSON (zlib-compressed when long: every
-    byte of a write costs time in the gateway, the raft log and each member's WAL)."""
-    raw = data.encode()
-    if len(raw) >= COMPRESS_FROM:
-        return f"{born} {gen} z\n".encode() + zlib.compress(raw, 1)
-    return f"{born} {gen}\n".encode() + raw
-
-
-def _object(value: bytes) -> tuple[str, int, int]:
-    """(JSON, created gen, changed gen) of an object's value."""
-    head, _, data = value.partition(b"\n")
-    born, changed, *how = head.split()
-    if how == [b"z"]:
-        data = zlib.decompress(data)
-    return data.decode(), int(born), int(changed)
 
 
 def _size(items) -> int:

@@ -13,19 +13,19 @@ from hostagent.backends.etcd_member import (
     EtcdMember,
     MemberSpec,
 )
-from hostagent.db.journal_etcd import COMPRESS_FROM, _object, _object_value
+from hostagent.db.etcd_values import COMPRESS_FROM, object_from, object_value
 
 
 def test_a_short_object_is_kept_as_text_a_long_one_compressed():
     short = json.dumps({"r": {"uuid": "u"}, "p": {}})
-    value = _object_value(short, 3, 7)
+    value = object_value(short, 3, 7)
     assert value == b"3 7\n" + short.encode()
-    assert _object(value) == (short, 3, 7)
+    assert object_from(value) == (short, 3, 7)
     long = json.dumps({"r": {"name_description": "d" * COMPRESS_FROM}, "p": {"x": "é"}})
-    value = _object_value(long, 0, 0)
+    value = object_value(long, 0, 0)
     head, _, body = value.partition(b"\n")
     assert head == b"0 0 z" and zlib.decompress(body) == long.encode() and len(value) < len(long)
-    assert _object(value) == (long, 0, 0)
+    assert object_from(value) == (long, 0, 0)
 
 
 @pytest.mark.parametrize("prefix, end", [(b"/hostagent/p/", b"/hostagent/p0"), (b"a\xff", b"b"),
