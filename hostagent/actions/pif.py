@@ -32,6 +32,7 @@ from ..rpc.coerce import now_text
 from . import link_config as LC
 from . import pif_metrics, vif_links
 from .network import link_errors, remove_bridge_if_empty
+from .pool_network import on_given_host, on_pif_host
 from .storage_records import require_this_host, to_completion
 
 log = logging.getLogger("hostagent.pif")
@@ -69,6 +70,7 @@ def _bridge_for(store, device: str) -> str:
     return f"xenbr{n}"
 
 
+@on_given_host
 async def scan(ctx, host):
     ctx.need("host", host)
     require_this_host(ctx, host, "PIF.scan")
@@ -112,6 +114,7 @@ def record_nic(ctx, host: str, nic: dict) -> str:
     return ref
 
 
+@on_pif_host
 @to_completion
 async def plug(ctx, self):
     rec = ctx.need("PIF", self)
@@ -180,6 +183,7 @@ async def attach(ctx, pif: str) -> None:
     await pif_config.apply_ip(ctx, pif)
 
 
+@on_pif_host
 @to_completion
 async def unplug(ctx, self):
     rec = ctx.need("PIF", self)
@@ -233,10 +237,12 @@ async def _change_other_config(ctx, pif: str, config: dict) -> str:
     return ""
 
 
+@on_pif_host
 async def set_other_config(ctx, self, value):
     return await _change_other_config(ctx, self, dict(value))
 
 
+@on_pif_host
 async def add_to_other_config(ctx, self, key, value):
     old = ctx.need("PIF", self)["other_config"]
     if key in old:
@@ -244,6 +250,7 @@ async def add_to_other_config(ctx, self, key, value):
     return await _change_other_config(ctx, self, {**old, key: value})
 
 
+@on_pif_host
 async def remove_from_other_config(ctx, self, key):
     old = ctx.need("PIF", self)["other_config"]
     if key not in old:

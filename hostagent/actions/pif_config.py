@@ -28,12 +28,14 @@ from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import pif as P
 from .network import link_errors
+from .pool_network import on_given_host, on_pif_host
 from .storage_records import require_this_host, to_completion
 from .vif import MAC_RE
 
 log = logging.getLogger("hostagent.pif")
 
 
+@on_given_host
 async def introduce(ctx, host, MAC, device, managed=True):
     ctx.need("host", host)
     require_this_host(ctx, host, "PIF.introduce")
@@ -63,6 +65,7 @@ async def introduce(ctx, host, MAC, device, managed=True):
     return ref
 
 
+@on_pif_host
 @to_completion
 async def forget(ctx, self):
     rec = ctx.need("PIF", self)
@@ -100,6 +103,7 @@ def _check_static(IP: str, netmask: str, gateway: str) -> str:
     return f"{address}/{length}"
 
 
+@on_pif_host
 @to_completion
 async def reconfigure_ip(ctx, self, mode, IP, netmask, gateway, DNS):
     rec = ctx.need("PIF", self)
@@ -137,6 +141,7 @@ async def apply_ip(ctx, pif: str, changed: bool = False) -> None:
         await links.set_addresses(bridge, wanted)
 
 
+@on_pif_host
 @to_completion
 async def management_reconfigure(ctx, pif):
     """`pif` becomes the management interface. With `--manage-network` it is plugged, its

@@ -94,7 +94,8 @@ async def _join(ctx, address, user, password, force):
         raise problem
     ctx.checkpoint()
     answer = await m.call(address, "join", {**credentials, "host": export_host(store, ctx.host),
-                                            "certificate": m.identity.cert_pem, "endpoint": m.endpoint},
+                                            "certificate": m.identity.cert_pem, "endpoint": m.endpoint,
+                                            "links": m.links_netns},
                           pinned=hello.peer_cert, host=address, secret=None)
     reply = answer.value
     m.become_slave(address, reply["master_host"], info["host_uuid"], hello.peer_cert, reply["secret"])
@@ -194,8 +195,19 @@ async def serve_join(ctx, payload):
             store.update("host_metrics", metrics, live=True, last_updated=now_text(ctx.clock()))
     await ctx.durable()
     m.beats[hrec["uuid"]] = ctx.clock()
+    note_links(m, hrec["uuid"], payload)
     log.info("host %s (%s) joined the pool", hrec.get("uuid"), endpoint)
     return {"secret": m.secret, "master_host": ctx.host}
+
+
+def note_links(m, uuid: str, payload) -> None:
+    """Whether the member's agent manages its links, and in which namespace ("" its own), as
+    its join and heartbeats say: its ports then include its links (pool/remote_links.py)."""
+    links = payload.get("links")
+    if isinstance(links, str):
+        m.links_of[uuid] = links
+    else:
+        m.links_of.pop(uuid, None)
 
 
 async def serve_heartbeat(ctx, payload):
@@ -209,6 +221,7 @@ async def serve_heartbeat(ctx, payload):
     if ref is None:
         raise ApiError("HOST_UNKNOWN_TO_MASTER", uuid)
     m.beats[uuid] = ctx.clock()
+    note_links(m, uuid, payload)
     metrics = store.get("host", ref)["metrics"]
     was_live = store.exists("host_metrics", metrics) and store.get("host_metrics", metrics)["live"]
     if store.exists("host_metrics", metrics):
@@ -252,7 +265,8 @@ async def beat(ctx) -> None:
         return
     role = m.role
     await m.call(role.master_address, "heartbeat",
-                 {"host": ctx.store.get("host", ctx.host)["uuid"], "instance": m.instance},
+                 {"host": ctx.store.get("host", ctx.host)["uuid"], "instance": m.instance,
+                  "links": m.links_netns},
                  pinned=role.master_cert, host=role.master_host or role.master_address,
                  timeout=max(1.0, m.heartbeat_interval * 2))
 

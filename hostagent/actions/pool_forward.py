@@ -17,6 +17,7 @@ import logging
 import os
 
 from ..backends.hypervisor import HypervisorError
+from ..backends.netlink import LinkError
 from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
@@ -54,6 +55,10 @@ async def serve_port(ctx, payload):
             return {"result": wire.encode(scratch_file(ports, op, args[0]))}
         if port == "guest":
             return {"result": wire.encode(await guest_call(ports, op, args))}
+        if port == "links":
+            if ports.links is None:
+                raise ApiError("OPERATION_NOT_ALLOWED", "this host's agent does not manage its links")
+            return {"result": wire.encode(await getattr(ports.links, op)(*args))}
         args = [scratch_path(ports, a) if isinstance(a, wire.ScratchFile) else a for a in args]
         if port == "domains":
             if ports.domains is None:
@@ -69,7 +74,7 @@ async def serve_port(ctx, payload):
                 result = await ports.storage.call(*args[:1], op, *args[1:])
             else:
                 result = await getattr(ports.storage, op)(*args)
-    except (HypervisorError, StorageError) as e:
+    except (HypervisorError, StorageError, LinkError) as e:
         return {"raised": wire.encode_error(e)}
     if payload.get("quiet") is True and port == "domains" and op in OWN_EVENTS and args:
         m.expect_event(args[0] if isinstance(args[0], str) else getattr(args[0], "uuid", ""), OWN_EVENTS[op])

@@ -10,9 +10,9 @@ host's untagged PIF of that device; a host with no such PIF is INVALID_VALUE
 destroyed again and the error is the one that host's VLAN.create gave. They
 return the new VLAN PIFs (the untagged PIFs, plugged by VLAN.create).
 
-Links are made by each host's own agent, and VLANs are not forwarded to pool members
-yet: when the VLANs would include a member's PIF, the call is refused before anything
-is made, OPERATION_NOT_ALLOWED saying so (docs/pools.md).
+Each VLAN's links are made by its host's agent: a pool member's through the master's
+call to it (pool_network.py); a member that is not live is left out by create_VLAN_from_PIF,
+and is HOST_OFFLINE for create_VLAN (nothing is kept of the VLANs made before it).
 """
 
 import logging
@@ -38,18 +38,8 @@ def _live(ctx, host: str) -> bool:
     return ctx.store.exists("host_metrics", metrics) and ctx.store.get("host_metrics", metrics)["live"]
 
 
-def _members_refused(ctx, tagged_pifs: list) -> None:
-    others = sorted({ctx.store.get("PIF", p)["host"] for p in tagged_pifs} - {ctx.host})
-    if others:
-        names = ", ".join(ctx.store.get("host", h)["name_label"] or h for h in others)
-        raise ApiError("OPERATION_NOT_ALLOWED",
-                       f"VLANs on pool members' PIFs are not forwarded yet (hosts {names}): "
-                       "make them with VLAN.create on this host's PIFs")
-
-
 async def _create_all(ctx, tagged_pifs: list, tag: int, network: str) -> list:
-    _members_refused(ctx, tagged_pifs)
-    made = []
+    made = []  # each by its PIF's own host (VLAN.create runs there: pool_network.py)
     try:
         for tagged in tagged_pifs:
             made.append(await vlan.create(ctx, tagged, tag, network))

@@ -57,6 +57,16 @@ async def ensure_network_bridge(ctx, network: str) -> None:
             await ctx.ports.links.ensure_bridge(net["bridge"])
 
 
+async def ensure_vm_bridges(ctx, vm: str) -> None:
+    """The bridges of the VM's VIFs' networks, on the host it is about to run on (a pool
+    member makes its own when a VM starts or arrives there, as xapi realises networks)."""
+    store = ctx.store
+    for vif in store.get("VM", vm)["VIFs"]:
+        rec = store.all("VIF").get(vif)
+        if rec is not None:
+            await ensure_network_bridge(ctx, rec["network"])
+
+
 async def drop_network_bridge(ctx, network: str) -> None:
     """The network's bridge removed when no VIF and no plugged PIF needs it and nothing is on it."""
     net = managed(ctx, network)

@@ -17,9 +17,11 @@ both records.
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import pif as P
+from .pool_network import on_pif_host, on_vlan_host
 from .storage_records import require_this_host, to_completion
 
 
+@on_pif_host
 @to_completion
 async def create(ctx, tagged_PIF, tag, network):
     tagged = ctx.need("PIF", tagged_PIF)
@@ -66,6 +68,7 @@ async def undo_create(ctx, vlan: str) -> None:
     _forget(ctx, vlan)
 
 
+@on_vlan_host
 @to_completion
 async def destroy(ctx, self):
     rec = ctx.need("VLAN", self)

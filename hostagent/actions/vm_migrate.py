@@ -24,7 +24,7 @@ from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
-from . import placement
+from . import placement, vif_links
 from . import pool_forward as forward
 from . import storage_records as R
 from .storage_errors import translated as storage_translated
@@ -112,6 +112,7 @@ async def migrate(ctx, vm: str, source: str, host: str, checked=None, progress=N
     store = ctx.store
     rec = store.get("VM", vm)
     caps = await dst.ports.domains.capabilities()
+    await vif_links.ensure_vm_bridges(dst, vm)  # its NICs' bridges, made on the destination
     progress(0.1)
     volumes = store.private_of("VM", vm).get("attached") or []
     disks, attached_there = await _attach_there(dst, vm, caps.driver)
@@ -199,10 +200,10 @@ async def _detach(there, volumes) -> None:
 
 def _moved(dst, vm: str, state) -> None:
     """The records of a VM now running on dst.host: resident there with its domid, consoles
-    at its address; devices stay attached."""
+    at the master's address (which relays a member's); devices stay attached."""
     store = dst.store
     rec = store.get("VM", vm)
-    address = store.get("host", dst.host)["address"]
+    address = store.get("host", dst.rt.host)["address"]
     with store.transaction():
         store.update("VM", vm, resident_on=dst.host, scheduled_to_be_resident_on=NULL_REF,
                      domid=state.domid if state is not None else rec["domid"])

@@ -17,6 +17,7 @@ from . import pool_forward as forward
 from . import storage_records as R
 from . import suspend_images as images
 from . import vdi as vdi_actions
+from . import vif_links
 from . import vm_runtime as run
 from .hypervisor_errors import translated
 
@@ -48,6 +49,7 @@ async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
     store = ctx.store
     domains = ctx.ports.domains
     caps = await domains.capabilities()
+    await vif_links.ensure_vm_bridges(ctx, vm)
     installing = None if restore_from else await eliloader.prepare(ctx, vm, caps.driver)
     try:
         disks = await run.attach_disks(ctx, vm, caps.driver)

@@ -49,6 +49,10 @@ class Membership:
         self.freeze = handover.Freeze()  # a master handing over: calls held and counted
         self.copies = replica.Debounce()  # master: when the members' database copies are sent next
         self.copy_gens: Dict[str, int] = {}  # master: member host uuid -> generation of its copy
+        # master: member host uuid -> the namespace whose links its agent manages ("" its own),
+        # from its heartbeats; absent: it manages none (or has not said yet)
+        self.links_of: Dict[str, str] = {}
+        self.links_netns: Optional[str] = None  # this agent's, told in its heartbeats (None: none)
 
     # ------------------------------------------------------------------ state
     @property
@@ -124,7 +128,8 @@ class Membership:
         if not (store.exists("host_metrics", metrics) and store.get("host_metrics", metrics)["live"]):
             raise ApiError("HOST_OFFLINE", host)
         private = store.private_of("host", host)
-        key = (host, private.get("pool_endpoint", ""), private.get("pool_cert", ""))
+        links = self.links_of.get(store.get("host", host)["uuid"])  # its heartbeat's word
+        key = (host, private.get("pool_endpoint", ""), private.get("pool_cert", ""), links)
         if not key[1] or not key[2]:
             raise ApiError("CANNOT_CONTACT_HOST", host)
         ports = self._remote.get(key)
@@ -132,7 +137,8 @@ class Membership:
             for old in [k for k in self._remote if k[0] == host]:
                 del self._remote[old]
             ports = self._remote[key] = remote.member_ports(
-                local_ports, lambda port, op, args: self.port_call(key[1], key[2], host, port, op, args))
+                local_ports, lambda port, op, args: self.port_call(key[1], key[2], host, port, op, args),
+                links_netns=links)
         return ports
 
     async def port_call(self, address: str, cert: str, host: str, port: str, op: str, args):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ..datamodel.errors import ApiError
 from . import wire
+from .remote_links import RemoteLinks
 
 
 def not_forwarded(what: str) -> ApiError:
@@ -128,10 +129,12 @@ class RemoteStorage(_Remote):
         return await self._caller("scratch", op, (file,))
 
 
-def member_ports(local_ports, caller: Callable):
-    """The Ports of a member: its domains, storage, xenstore and guest agent through
-    `caller(port, op, args)`; what else runs in its dom0 (consoles, links) not yet."""
+def member_ports(local_ports, caller: Callable, links_netns=None):
+    """The Ports of a member: its domains, storage, xenstore, guest agent and (when its agent
+    manages them: `links_netns` its namespace, "" its own) links through `caller(port, op,
+    args)`; what else runs in its dom0 (consoles, VIF filters) not yet."""
+    links = RemoteLinks(caller, links_netns) if links_netns is not None else None
     return dataclasses.replace(local_ports, domains=RemoteDomains(caller),
                                storage=RemoteStorage(caller, local_ports.storage), hypervisor=None,
                                xenstore=RemoteXenstore(caller), guest_agent=RemoteGuestAgent(caller),
-                               consoles=None, links=None, filters=None, scratch_dir="")
+                               consoles=None, links=links, filters=None, scratch_dir="")

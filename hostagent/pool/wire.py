@@ -25,6 +25,14 @@ from ..backends.hypervisor import (
     NoSuchDomain,
     Unsupported,
 )
+from ..backends.netlink import OPERATIONS as LINK_OPERATIONS
+from ..backends.netlink import (
+    LinkBusy,
+    LinkError,
+    LinkExists,
+    LinkNotFound,
+    LinkNotSupported,
+)
 from ..backends.storage import Attached, Stat, StorageError, Volume
 
 TAG, VALUE = "~", "v"
@@ -76,7 +84,10 @@ ALLOWED = {
     # a member's guests: vm-data keys written into, and keys read from, its xenstore; what its
     # guest agent reads of a guest
     "guest": frozenset({"write", "read_tree", "facts"}),
+    # a member's links (bridges, VLANs, addresses of its PIFs), when its agent manages them
+    "links": frozenset(LINK_OPERATIONS) | {"scan", "nic"},
 }
+LINK_ERRORS = {cls.__name__: cls for cls in (LinkError, LinkNotFound, LinkExists, LinkNotSupported, LinkBusy)}
 # calls that name a file: the index of that argument, which must be a ScratchFile
 FILE_ARGS = {("domains", "save"): 1, ("domains", "restore"): 1, ("sr", "vol_fill_from"): 2,
              ("sr", "vol_dump_to"): 2, ("scratch", "size"): 0, ("scratch", "remove"): 0}
@@ -161,10 +172,12 @@ def parse(payload) -> tuple:
 
 
 def encode_error(e: Exception) -> dict[str, Any]:
-    """A port's exception as JSON (HypervisorError family, StorageError)."""
+    """A port's exception as JSON (HypervisorError family, StorageError, LinkError family)."""
     if isinstance(e, StorageError):
         return {"class": "StorageError", "code": e.code, "params": list(e.params)}
     name = type(e).__name__
+    if LINK_ERRORS.get(name) is type(e):
+        return {"class": name, "message": str(e), "name": e.name, "errno": e.errno}
     if ERRORS.get(name) is type(e):
         return {"class": name, "message": str(e), "code": e.code}
     raise WireError(f"a {name} cannot travel between pool members")
@@ -175,6 +188,10 @@ def decode_error(d) -> Exception:
         raise WireError("not an error encoded for the wire")
     if d.get("class") == "StorageError" and isinstance(d.get("code"), str) and isinstance(d.get("params"), list):
         return StorageError(d["code"], d["params"])
+    link = LINK_ERRORS.get(d.get("class"))
+    if link is not None and isinstance(d.get("message"), str) and isinstance(d.get("name"), str) \
+            and isinstance(d.get("errno"), int):
+        return link(d["message"], d["name"], d["errno"])
     cls = ERRORS.get(d.get("class"))
     if cls is None or not isinstance(d.get("message"), str) or not isinstance(d.get("code"), int):
         raise WireError(f"unknown error on the wire: {d.get('class')!r}")

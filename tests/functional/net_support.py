@@ -6,6 +6,7 @@ peers in a second namespace (the "wire"); `kernel(ns)` is what
 kernel so tests that need those link types can skip saying why.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,21 +22,30 @@ def ip(*args, check=True):
 WIRES = {}  # the agent's namespace -> the namespace holding its NICs' peers (the "wire")
 
 
-@pytest.fixture
-def netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+@contextlib.contextmanager
+def made_netns():
+    """A namespace with NICs eth0..eth2 (veths whose peers are in its "wire" namespace)."""
     name, wire = "ha-" + uuid.uuid4().hex[:8], "hw-" + uuid.uuid4().hex[:8]
     ip("netns", "add", name)
     ip("netns", "add", wire)
     WIRES[name] = wire
-    for n in range(3):
-        ip("-n", name, "link", "add", f"eth{n}", "type", "veth", "peer", "name", f"wire{n}", "netns", wire)
-        ip("-n", wire, "link", "set", f"wire{n}", "up")
-    yield name
-    WIRES.pop(name, None)
-    ip("netns", "del", name, check=False)
-    ip("netns", "del", wire, check=False)
+    try:
+        for n in range(3):
+            ip("-n", name, "link", "add", f"eth{n}", "type", "veth", "peer", "name", f"wire{n}", "netns", wire)
+            ip("-n", wire, "link", "set", f"wire{n}", "up")
+        yield name
+    finally:
+        WIRES.pop(name, None)
+        ip("netns", "del", name, check=False)
+        ip("netns", "del", wire, check=False)
+
+
+@pytest.fixture
+def netns():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    with made_netns() as name:
+        yield name
 
 
 def kernel(ns):

@@ -136,9 +136,9 @@ def test_scan_makes_one_network_per_nic_once(env):
     rec = ctx.store.get("PIF", pifs["eth1"])
     assert ctx.store.get("network", rec["network"])["bridge"] == "xenbr1"
     assert rec["physical"] and not rec["currently_attached"] and rec["VLAN"] == -1
-    with pytest.raises(ApiError) as e:
-        run(pif.scan(ctx, other))
-    assert e.value.description == ["HOST_OFFLINE", other]
+    with pytest.raises(ApiError) as e:  # another host's NICs: scanned by its agent, which this
+        run(pif.scan(ctx, other))        # runtime (no pool) cannot reach
+    assert e.value.description == ["CANNOT_CONTACT_HOST", other]
 
 
 def test_plug_and_unplug_follow_the_bridge(env):
@@ -386,13 +386,14 @@ def test_pool_create_vlan_from_pif_on_each_live_host_all_or_none(env):
     assert len(made) == 1 and ctx.store.get("PIF", made[0])["VLAN"] == 42 and "eth0.42" in links.state
     assert ctx.store.get("PIF", made[0])["currently_attached"]
     run(vlan.destroy(ctx, ctx.store.get("PIF", made[0])["VLAN_master_of"]))
-    # live: VLANs are not forwarded to members yet, so nothing is made, not even this host's
+    # live: its VLAN is made by its agent, which this runtime (no pool) cannot reach: all or
+    # none, so this host's VLAN (made first) is undone and nothing is left
     with ctx.store.transaction():
         metrics = ctx.store.create("host_metrics", {"live": True})
         ctx.store.update("host", other, metrics=metrics)
     with pytest.raises(ApiError) as e:
         run(pool_vlan.create_VLAN_from_PIF(ctx, theirs, net, 42))
-    assert e.value.description[0] == "OPERATION_NOT_ALLOWED" and "not forwarded yet" in e.value.description[1]
+    assert e.value.description == ["CANNOT_CONTACT_HOST", other]
     assert not ctx.store.all("VLAN") and "eth0.42" not in links.state and "xapi0" not in links.state
 
 

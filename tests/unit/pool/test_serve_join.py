@@ -17,7 +17,8 @@ from .test_records import lone_host
 
 
 class Membership:
-    """What serve_join reads of pool.membership.Membership (its role and secret)."""
+    """A stand-in for pool.membership.Membership: what serve_join reads and writes of it
+    (its role, secret, heartbeat times and members' links)."""
 
     is_slave = False
     secret = "the-pool-secret"
@@ -25,6 +26,7 @@ class Membership:
     def __init__(self, identity):
         self.identity = identity
         self.beats = {}
+        self.links_of = {}  # whether the joining host's agent manages links, as its join says
 
 
 @pytest.fixture
@@ -63,8 +65,10 @@ def test_wrong_credentials_change_nothing(master):
 def test_a_join_records_the_host_and_answers_the_secret(master):
     api, rt, tmp_path = master
     payload, host = join_payload(api, tmp_path)
+    payload["links"] = "ns-of-the-joiner"  # its agent manages that namespace's links
     answer = call(rt, serve_join, payload)
     assert answer == {"secret": "the-pool-secret", "master_host": rt.host}
+    assert rt.pool.links_of == {rt.store.get("host", host)["uuid"]: "ns-of-the-joiner"}
     assert rt.store.private_of("host", host) == {"pool_endpoint": "127.0.0.2:4443",
                                                  "pool_cert": payload["certificate"]}
     assert len(rt.store.all("host")) == 2
