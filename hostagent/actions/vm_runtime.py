@@ -149,11 +149,11 @@ def mark_halted(ctx, vm: str, power_state: str = "Halted", suspend_vdi: str = NU
 
 
 def _make_consoles(ctx, vm: str, rec: dict) -> None:
-    """rfb for every guest, and vt100 too for PV ones, at https://<address>/console?uuid=..."""
+    """rfb for every guest, and vt100 too for PV ones, at https://<master's address>/console?uuid=..."""
     store = ctx.store
     for console in rec["consoles"]:
         store.delete("console", console)
-    address = store.get("host", ctx.host)["address"]
+    address = store.get("host", ctx.rt.host)["address"]  # clients reach every console at the master
     protocols = ["rfb"] + (["vt100"] if policy.boot_kind(rec) != D.HVM else [])
     for protocol in protocols:
         ref = store.create("console", {"protocol": protocol, "VM": vm})

@@ -240,6 +240,10 @@ class ConsolePort:
         self.on_change: Optional[Callable[[], None]] = None
         self.on_vm_gone: List[Callable[[str], None]] = []
         self.suspect: set = set()  # VM uuids whose domain may have changed: check their pty again
+        # a pool member: {VM uuid: name} of its domains the master wants terminals for (None:
+        # not told since this start, or not a member)
+        self.pool_wanted: dict[str, str] | None = None
+        self.members_told: set = set()  # a master: the members' VM uuids it last said want one
 
     def running(self) -> Dict[str, Terminal]:
         return dict(self.terms.running)

@@ -22,9 +22,10 @@ from typing import Optional, Set
 from twisted.internet import endpoints, task
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
-from ..actions import consoles
+from ..actions import consoles, consoles_pool
 from ..datamodel.errors import ApiError
 
 log = logging.getLogger("hostagent.console")
@@ -59,10 +60,11 @@ def find_console(ctx, query) -> str:
 class ConsoleHandler:
     methods = ("CONNECT",)
 
-    def __init__(self, runtime, reactor, relays: "Relays"):
+    def __init__(self, runtime, reactor, relays: "Relays", connect_member=None):
         self.runtime = runtime
         self.reactor = reactor
         self.relays = relays
+        self.connect_member = connect_member  # (reactor, ctx, host, vm uuid, protocol) -> a pool member's relay
 
     def render(self, call):
         Deferred.fromCoroutine(self._run(call)).addErrback(self._crashed, call)
@@ -71,25 +73,31 @@ class ConsoleHandler:
     async def _run(self, call):
         ctx = self.runtime.internal()
         try:
-            console, vm_uuid = self._check(ctx, call)
-            port = await consoles.target(ctx, console)
-            if not port:
-                raise Refused(404, f"console {console} has no VNC server to connect to")
-            backend = await self._connect(port)
+            console, vm_uuid, host = self._check(ctx, call)
+            if host == ctx.host:
+                port = await consoles.target(ctx, console)
+                if not port:
+                    raise Refused(404, f"console {console} has no VNC server to connect to")
+                backend = await connect_local(self.reactor, port)
+                where = f"127.0.0.1:{port}"
+            else:  # a pool member's VM: relayed by that member (server/console_pool.py)
+                protocol = ctx.store.get("console", console)["protocol"]
+                backend = await self.connect_member(self.reactor, ctx, host, vm_uuid, protocol)
+                where = f"host {host}"
         except Refused as e:
             log.info("CONNECT /console from %s: %d, %s", call.origin.peer, e.code, e)
-            _answer(call, e.code)
+            answer(call, e.code)
             return
         session = call.caller.session
-        if call.over or not ctx.sessions.active.get(session) or not _running_here(ctx, console):
+        if call.over or not ctx.sessions.active.get(session) or _resident(ctx, console) != host:
             backend.transport.loseConnection()  # the client, its session or the VM went meanwhile
-            _answer(call, 404)
+            answer(call, 404)
             return
         relay = Relay(call.request, backend, session, vm_uuid, self.relays)
         self.relays.add(relay)
         relay.start()
-        log.info("console %s of VM %s: relayed for %s (%s) to 127.0.0.1:%d", console, vm_uuid,
-                 call.caller.user or "root", call.origin.peer, port)
+        log.info("console %s of VM %s: relayed for %s (%s) to %s", console, vm_uuid,
+                 call.caller.user or "root", call.origin.peer, where)
 
     def _check(self, ctx, call):
         console = find_console(ctx, call.query)
@@ -102,38 +110,45 @@ class ConsoleHandler:
                 superuser = False
             if not superuser:
                 raise Refused(403, "the host console needs a pool administrator's session")
-        if not _running_here(ctx, console):
+        host = _resident(ctx, console)
+        if not host or (host != ctx.host and self.connect_member is None):
             raise Refused(404, f"VM {vm['uuid']} is not running on this host")
-        return console, vm["uuid"]
-
-    async def _connect(self, port: int) -> "Backend":
-        ep = endpoints.TCP4ClientEndpoint(self.reactor, "127.0.0.1", port, timeout=CONNECT_TIMEOUT)
-        try:
-            return await endpoints.connectProtocol(ep, Backend())
-        except Exception as e:  # noqa: BLE001 - any failure to connect is "nothing there"
-            raise Refused(404, f"cannot reach 127.0.0.1:{port}: {e}") from None
+        return console, vm["uuid"], host
 
     def _crashed(self, failure, call):
         log.error("CONNECT /console failed: %s", failure.getTraceback())
-        _answer(call, 500)
+        answer(call, 500)
 
 
-def _running_here(ctx, console: str) -> bool:
+async def connect_local(reactor, port: int) -> "Backend":
+    """A connection to this host's console server at 127.0.0.1:`port`; Refused(404) if none."""
+    ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=CONNECT_TIMEOUT)
+    try:
+        return await endpoints.connectProtocol(ep, Backend())
+    except Exception as e:  # noqa: BLE001 - any failure to connect is "nothing there"
+        raise Refused(404, f"cannot reach 127.0.0.1:{port}: {e}") from None
+
+
+def _resident(ctx, console: str) -> str:
+    """The host whose server serves `console` (its VM Running there), or ""."""
     store = ctx.store
     if not store.exists("console", console):
-        return False
+        return ""
     vm = store.get("VM", store.get("console", console)["VM"])
-    return vm["is_control_domain"] or (vm["power_state"] == "Running" and vm["resident_on"] == ctx.host)
+    if vm["is_control_domain"]:  # the host's own console: this host's only (a member's is not relayed)
+        return ctx.host if vm["resident_on"] == ctx.host else ""
+    return vm["resident_on"] if vm["power_state"] == "Running" and store.exists("host", vm["resident_on"]) else ""
 
 
-def _answer(call, code: int) -> None:
+def answer(call, code: int) -> None:
     if call.over:
         return
     request = call.request
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"text/plain")
     request.setHeader(b"Connection", b"close")
-    body = {404: b"not found\n", 403: b"forbidden\n"}.get(code, b"error\n")
+    body = {404: b"not found\n", 403: b"forbidden\n", 503: b"the VM's host cannot be reached\n"}.get(
+        code, b"error\n")
     request.setHeader(b"Content-Length", b"%d" % len(body))
     request.write(body)
     request.finish()
@@ -214,6 +229,10 @@ class Relay:
             return
         self.closed = True
         self.registry.discard(self)
+        # a TLS transport shuts down only once no producer is registered on it
+        if self.backend.relay is self:
+            self.request.unregisterProducer()
+            self.backend.transport.unregisterProducer()
         self.backend.transport.loseConnection()
         self.client.loseConnection()
 
@@ -274,6 +293,7 @@ class ConsoleSettler:
         self._pending: Optional[object] = None
         self._loop = task.LoopingCall(self.poke)
         self._loop.clock = reactor
+        self._telling = False
 
     def start(self) -> None:
         self._loop.start(self.interval, now=False)
@@ -290,9 +310,25 @@ class ConsoleSettler:
         elif self._pending is None or not self._pending.active():
             self._pending = self.reactor.callLater(0, self._run)
 
+    def _tell(self) -> None:
+        """A master tells its members which of their VMs want terminals: apart from the
+        settle, one round at a time, so that a slow member holds back no local terminal."""
+        if self._telling:
+            return
+        self._telling = True
+
+        def told(failure):
+            self._telling = False
+            if failure is not None:
+                log.error("telling members which consoles they serve failed: %s", failure.getTraceback())
+
+        Deferred.fromCoroutine(consoles_pool.tell_members(self.runtime.internal())).addBoth(
+            lambda r: told(r if isinstance(r, Failure) else None))
+
     def _run(self) -> Deferred:
         self._busy = True
         d = Deferred.fromCoroutine(consoles.settle(self.runtime.internal()))
+        d.addCallback(lambda _: self._tell())
 
         def done(result):
             self._busy = False

@@ -52,7 +52,8 @@ from ..rpc.tasks import TaskManager
 from ..rpc.xmlrpc import XmlEncoder
 from .durability import GroupCommit
 from .transfer_url import UrlImport
-from .console import ConsoleHandler, ConsoleSettler, Relays
+from .console import ConsoleSettler, Relays
+from .console_pool import register as console_routes
 from .feed import Feed
 from .locks import SharedExclusiveLock
 from .listeners import listen_all
@@ -179,7 +180,7 @@ class Agent:
         self.relays = Relays()
         self.sessions.on_destroy.append(self.relays.session_gone)
         self.consoles.on_vm_gone.append(self.relays.vm_gone)
-        self.router.route("/console", ConsoleHandler(self.runtime, reactor, self.relays))
+        console_routes(self.router, self.runtime, reactor, self.relays, self.membership)  # members' too
         self.console_settler = ConsoleSettler(reactor, self.runtime)
         self.transfer_pool = transfer_routes.transfer_pool()
         transfers = transfer_routes.register(self.router, self.runtime, self.encoder, reactor, self.transfer_pool)
