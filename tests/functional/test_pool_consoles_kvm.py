@@ -12,6 +12,7 @@ Relays also close at logout and when the VM stops (the member's vncterm then sto
 
 import json
 import time
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -21,7 +22,14 @@ from tests.kvm.guestkit import guest_kit  # noqa: F401 - fixture
 from tests.kvm.libvirtd import libvirtd  # noqa: F401 - fixture
 from tests.support import wait_for
 
-from .console_client import ConnectRelay, closed_by_peer, find_text, ink, open_console, read_rest
+from .console_client import (
+    ConnectRelay,
+    closed_by_peer,
+    find_text,
+    ink,
+    open_console,
+    read_rest,
+)
 from .pool_support import live
 from .test_consoles_kvm import capture, consoles_of, screen_text, text_ink, vm_record
 from .test_pool_migrate_kvm import consoles, domain, kvm_pool, second  # noqa: F401 - fixtures
@@ -32,9 +40,7 @@ vncapi = pytest.importorskip("vncdotool.api", reason="vncdotool is in the test e
 
 def terminals(host):
     """VM uuids whose vncterm state file is in the host's state dir."""
-    d = host.agent.state_dir
-    import pathlib
-    found = pathlib.Path(d, "consoles").glob("vm-*.json")
+    found = Path(host.agent.state_dir, "consoles").glob("vm-*.json")
     return {json.loads(f.read_text())["vm"] for f in found}
 
 
