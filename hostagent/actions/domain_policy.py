@@ -26,6 +26,17 @@ def boot_kind(vm: dict) -> str:
     return D.HVM if is_hvm(vm) else D.PV
 
 
+# PV_bootloader names a program dom0 runs as root on the guest's disk: only these, as xenopsd
+# knows only its own (pygrub, eliloader); never a path a client chose
+BOOTLOADERS = ("", "eliloader", "pygrub")
+
+
+def bootloader_problem(vm: dict):
+    """The UNKNOWN_BOOTLOADER parameters' bootloader, or None when the VM's is known."""
+    loader = vm["PV_bootloader"]
+    return None if loader in BOOTLOADERS or boot_kind(vm) == D.HVM else loader
+
+
 def boot(vm: dict) -> D.Boot:
     kind = boot_kind(vm)
     params = vm["HVM_boot_params"]

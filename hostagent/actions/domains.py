@@ -26,6 +26,7 @@ from . import vdi as vdi_actions
 from . import vm_runtime as run
 
 log = logging.getLogger("hostagent.domains")
+SLOW_MEMBER = 5.0  # seconds a member may take to read a guest's keys before its others are skipped
 
 STATES = {"started": "Running", "resumed": "Running", "suspended": "Paused",
           "stopped": "Halted", "crashed": "Halted", "undefined": "Halted"}
@@ -109,7 +110,11 @@ async def guest_metrics(ctx) -> None:
         hctx = reads_again[host]
         if hctx is None:
             continue
+        asked = ctx.clock()
         facts = await run.guest_facts(hctx, vm, rec["domid"])
+        if hctx.remote and ctx.clock() - asked >= SLOW_MEMBER:  # stalled: its other guests wait a round
+            log.warning("host %s was slow to answer for its guests' keys: the rest wait for the next round", host)
+            reads_again[host] = None
         rec = store.get("VM", vm) if store.exists("VM", vm) else None
         if facts is not None and rec is not None and rec["power_state"] == "Running":
             run.refresh_guest_metrics(ctx, vm, facts)

@@ -18,6 +18,7 @@ from ..pool.identity import IdentityError, fingerprint
 from ..pool.records import export_host, forget_host, import_host
 from ..pool.role import split_address
 from ..rpc.coerce import now_text
+from .host_facts import MEMORY_STEP
 from .pool_forward import reconcile_member
 from .session import _authenticate
 
@@ -200,6 +201,17 @@ async def serve_join(ctx, payload):
     return {"secret": m.secret, "master_host": ctx.host}
 
 
+def _memory(current: dict, told) -> dict:
+    """The member's memory figures as its heartbeat tells them (its own hypervisor's, sampled
+    by its agent), when they moved by a step worth an update (host_facts.MEMORY_STEP)."""
+    if not (isinstance(told, list) and len(told) == 2 and all(type(v) is int and v >= 0 for v in told)):
+        return {}
+    total, free = told
+    if current["memory_total"] == total and abs(current["memory_free"] - free) < MEMORY_STEP:
+        return {}
+    return {"memory_total": total, "memory_free": min(free, total)}
+
+
 def note_links(m, uuid: str, payload) -> None:
     """Whether the member's agent manages its links, and in which namespace ("" its own), as
     its join and heartbeats say: its ports then include its links (pool/remote_links.py)."""
@@ -226,7 +238,8 @@ async def serve_heartbeat(ctx, payload):
     was_live = store.exists("host_metrics", metrics) and store.get("host_metrics", metrics)["live"]
     if store.exists("host_metrics", metrics):
         with store.transaction():
-            store.update("host_metrics", metrics, live=True, last_updated=now_text(ctx.clock()))
+            store.update("host_metrics", metrics, live=True, last_updated=now_text(ctx.clock()),
+                         **_memory(store.get("host_metrics", metrics), payload.get("memory")))
     instance = payload.get("instance")
     if isinstance(instance, str) and (m.instances.get(uuid) != instance or not was_live):
         try:
@@ -266,9 +279,18 @@ async def beat(ctx) -> None:
     role = m.role
     await m.call(role.master_address, "heartbeat",
                  {"host": ctx.store.get("host", ctx.host)["uuid"], "instance": m.instance,
-                  "links": m.links_netns},
+                  "links": m.links_netns, "memory": _own_memory(ctx)},
                  pinned=role.master_cert, host=role.master_host or role.master_address,
                  timeout=max(1.0, m.heartbeat_interval * 2))
+
+
+def _own_memory(ctx):
+    """[total, free] of this host, as its agent last sampled them (host_facts.py)."""
+    metrics = ctx.store.get("host", ctx.host)["metrics"]
+    if not ctx.store.exists("host_metrics", metrics):
+        return None
+    rec = ctx.store.get("host_metrics", metrics)
+    return [rec["memory_total"], rec["memory_free"]]
 
 
 async def serve_eject(ctx, payload):

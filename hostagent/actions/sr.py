@@ -8,6 +8,7 @@ plugged, and destroy while managed VDIs remain, as xapi does.
 """
 
 import logging
+import re
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
@@ -19,6 +20,7 @@ from . import storage_records as R
 from .storage_errors import translated
 
 log = logging.getLogger("hostagent.sr")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @on.given_host
@@ -34,8 +36,8 @@ async def create(ctx, host, device_config, physical_size, name_label, name_descr
         drv = storage.driver(sr_type, sr_uuid, device_config)
         content_type = content_type or storage.content_type(sr_type)
         await storage.validate(drv)
-    where = {"host": ctx.store.get("host", host)["uuid"]} if ctx.remote else {}  # settled on that member
-    key = await intents.begin("sr_create", sr_uuid, type=sr_type, device_config=device_config, **where)
+    key = await intents.begin("sr_create", sr_uuid, type=sr_type, device_config=device_config,
+                              host=ctx.store.get("host", host)["uuid"])  # rolled back on that host only
     try:
         with translated(ctx):
             await storage.call(drv, "create", physical_size)
@@ -72,6 +74,8 @@ async def undo_create(storage, drv) -> None:
 
 
 def introduce(ctx, uuid, name_label, name_description, sr_type, content_type, shared, sm_config):
+    if uuid and not UUID_RE.fullmatch(uuid):  # it names the SR's directories and mount point
+        raise ApiError("UUID_INVALID", "SR", uuid)
     uuid = uuid or str(uuidlib.uuid4())
     if ctx.store.by_uuid("SR", uuid) is not None:
         raise ApiError("SR_UUID_EXISTS", uuid)

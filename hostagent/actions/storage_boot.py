@@ -90,6 +90,7 @@ async def _settle(ctx, intent: dict) -> bool:
     op, storage = intent.get("op"), ctx.ports.storage
     if op == "sr_create":
         if ctx.store.by_uuid("SR", intent["sr"]) is None:
+            # the host it was made on (intents written before they named one: this host's)
             host = ctx.store.by_uuid("host", intent.get("host") or ctx.store.get("host", ctx.host)["uuid"])
             if host is None:
                 log.warning("interrupted creation of SR %s on a host no longer in the pool: dropped", intent["sr"])

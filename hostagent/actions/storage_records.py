@@ -229,22 +229,28 @@ async def making_volume(ctx, op: str, drv, **intent):
     """The uuid for a volume about to be made, and its intent's key.
 
     The intent is durable before the driver runs, so a crash is rolled back at the next
-    start; a failure here discards the volume at once; the intent ends either way."""
+    start; a failure here discards the volume at once, and the intent ends, unless the
+    storage's host could not be reached to discard it (a pool member lost meanwhile): the
+    intent then stays for the next start to settle."""
     new = str(uuidlib.uuid4())
     intents = ctx.ports.intents
     key = await intents.begin(op, drv.sr_uuid, [new], **intent)
+    settled = True
     try:
         yield new, key
     except BaseException:
-        await discard(ctx, drv, [new])
+        settled = await discard(ctx, drv, [new])
         raise
     finally:
-        await intents.end(key)
+        if settled:
+            await intents.end(key)
+        # else it stays, durable and pending: scans leave its volume alone until it is settled
 
 
-async def discard(ctx, drv, uuids) -> None:
+async def discard(ctx, drv, uuids) -> bool:
     """After a failed operation: destroy the volumes it was making that have no record
-    (best effort; the driver has usually undone its own half-done work already)."""
+    (best effort; the driver has usually undone its own half-done work already). False when
+    the storage's host could not be reached (HOST_OFFLINE, CANNOT_CONTACT_HOST)."""
     sr = ctx.store.by_uuid("SR", drv.sr_uuid)
     recorded = {volume_of(ctx.store, v) for v in ctx.store.get("SR", sr)["VDIs"]} if sr else set()
     for uuid in uuids:
@@ -255,6 +261,11 @@ async def discard(ctx, drv, uuids) -> None:
         except StorageError as e:
             if e.code != "VDI_MISSING":
                 log.warning("cannot remove volume %s of a failed operation: %s", uuid, e)
+        except ApiError as e:
+            log.warning("cannot remove volume %s of a failed operation now (%s): kept for the next start",
+                        uuid, " ".join(e.description))
+            return False
+    return True
 
 
 async def update_sizes(ctx, sr: str, drv) -> None:

@@ -9,15 +9,15 @@ agent finds records the start-up reconciliation can put right (domains.py).
 import logging
 
 from ..backends.hypervisor import NeedsHVM
+from ..backends.storage import StorageError
 from ..datamodel.errors import ApiError
 from ..datamodel.types import NULL_REF
 from . import domain_policy as policy
-from . import eliloader, placement
+from . import eliloader, placement, vif_links
 from . import pool_forward as forward
 from . import storage_records as R
 from . import suspend_images as images
 from . import vdi as vdi_actions
-from . import vif_links
 from . import vm_runtime as run
 from .hypervisor_errors import translated
 
@@ -85,6 +85,9 @@ async def _boot(ctx, vm: str, paused: bool, restore_from: str = "") -> None:
 
 async def _start(ctx, vm, start_paused):
     rec = ctx.need("VM", vm)
+    loader = policy.bootloader_problem(rec)
+    if loader is not None:
+        raise ApiError("UNKNOWN_BOOTLOADER", vm, loader)
     check_memory(ctx, vm, rec)
     await _boot(ctx, vm, start_paused)
     return ""
@@ -242,7 +245,7 @@ def suspend_sr(ctx, vm: str, rec: dict) -> str:
     pool = next(iter(store.all("pool").values()))
     host = store.get("host", ctx.host)
     pbds = store.all("PBD")
-    here = {pbds[p]["SR"] for p in host["PBDs"] if p in pbds}
+    here = {pbds[p]["SR"] for p in host["PBDs"] if p in pbds}  # as xapi: a PBD there, plugged or not
     for sr in (rec["suspend_SR"], pool["suspend_image_SR"], host["suspend_image_sr"], pool["default_SR"]):
         if sr != NULL_REF and store.exists("SR", sr) and sr in here:
             return sr
@@ -259,7 +262,7 @@ async def suspend(ctx, vm):
     image = images.image(ctx, rec)
     with translated(vm, "VM.suspend"):
         await ctx.ports.domains.call("save", rec["uuid"], image)
-    vdi = None
+    vdi, keep_image = None, False
     try:
         size = await images.size(ctx, image)
         vdi = await vdi_actions.create(ctx, {
@@ -272,27 +275,39 @@ async def suspend(ctx, vm):
         with ctx.store.transaction():
             ctx.store.set_private("VDI", vdi, image_size=size)
     except BaseException:
-        await _unsuspend(ctx, vm, rec, image, vdi)
+        keep_image = await _unsuspend(ctx, vm, rec, image, vdi)
         raise
     finally:
-        await images.remove(ctx, image)
+        if not keep_image:
+            await images.remove(ctx, image)
     await run.detach_disks(ctx, vm)
     run.mark_halted(ctx, vm, "Suspended", vdi)
     log.info("VM %s suspended into VDI %s (%d bytes)", rec["name_label"], vdi, size)
     return ""
 
 
-async def _unsuspend(ctx, vm: str, rec: dict, image: str, vdi) -> None:
+async def _unsuspend(ctx, vm: str, rec: dict, image: str, vdi) -> bool:
     """The image could not be kept (an SR full, say): the guest runs on from it, or, if even
-    that fails, the VM is Halted; no half-made suspend VDI stays."""
+    that fails, the VM is Halted; no half-made suspend VDI stays. True when the image must be
+    kept: its host could not be reached to restore from it (a pool member lost meanwhile), and
+    it is the only copy of the guest's memory."""
     if vdi is not None and ctx.store.exists("VDI", vdi):
-        await vdi_actions.destroy(ctx, vdi)
+        try:
+            await vdi_actions.destroy(ctx, vdi)
+        except (ApiError, StorageError) as e:  # the restore matters more: try it all the same
+            log.error("suspend of VM %s failed; its half-made suspend VDI stays: %s", rec["name_label"], e)
     try:
         await ctx.ports.domains.call("restore", rec["uuid"], image, None)
         log.warning("suspend of VM %s failed; the guest runs on from its image", rec["name_label"])
+        return False
+    except ApiError as e:  # its host is not reachable: the image stays where it is
+        log.error("suspend of VM %s failed and its host cannot restore it now (%s); image %s kept",
+                  rec["name_label"], " ".join(e.description), image)
+        return True
     except Exception as e:  # noqa: BLE001 - the domain is gone either way: record that
         log.error("suspend of VM %s failed and the guest could not run on (%s): Halted", rec["name_label"], e)
         await _gone(ctx, vm)
+        return False
 
 
 async def resume(ctx, vm, start_paused, force):

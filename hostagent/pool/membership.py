@@ -20,6 +20,7 @@ from .identity import Identity
 from .role import MASTER, SLAVE, Role, load_role, new_secret, save_role, save_secret, ensure_secret
 
 log = logging.getLogger("hostagent.pool")
+GUEST_TIMEOUT = 10.0  # seconds for a member's guest keys (best effort, read again at each sample)
 
 HEARTBEAT_INTERVAL = 10.0  # seconds between a slave's heartbeats
 OWN_EVENT_WINDOW = 5.0  # seconds within which a port call's own lifecycle event is expected
@@ -147,7 +148,8 @@ class Membership:
             body = dict(wire.request(port, op, args), quiet=True)  # its own events: not told back
         except wire.WireError as e:
             raise ApiError("INTERNAL_ERROR", f"{port}.{op} for host {host}: {e}") from None
-        answer = await self.call(address, "port", body, pinned=cert, host=host, timeout=client.RELAY_TIMEOUT)
+        timeout = GUEST_TIMEOUT if port == "guest" else client.RELAY_TIMEOUT  # VM work may take long
+        answer = await self.call(address, "port", body, pinned=cert, host=host, timeout=timeout)
         value = answer.value
         try:
             if isinstance(value, dict) and "raised" in value:

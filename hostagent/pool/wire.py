@@ -51,7 +51,13 @@ class DriverRef:
     sr_uuid: str
     device_config: dict
 
+    def __post_init__(self):
+        # the uuid names directories on the member (mount points, attachment books)
+        if not isinstance(self.sr_uuid, str) or not UUID.fullmatch(self.sr_uuid):
+            raise WireError(f"not an SR uuid: {self.sr_uuid!r}")
 
+
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SCRATCH_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}\.img")
 
 
@@ -159,6 +165,24 @@ def check_files(port: str, op: str, args) -> None:
         raise WireError(f"{port}.{op} takes a scratch file, not a path")
     if port == "sr" and (not args or not isinstance(args[0], DriverRef)):
         raise WireError(f"sr.{op} names its SR's driver first")
+    if port == "guest":
+        check_guest(op, args)
+
+
+GUEST_TREES = frozenset({"vm-data", "data", "attr"})  # what the master reads of a guest's home
+
+
+def check_guest(op: str, args) -> None:
+    """A guest call names a guest's domain (not dom0's), writes only its vm-data keys and
+    reads only the trees a guest publishes."""
+    if not args or type(args[0]) is not int or args[0] < 1:
+        raise WireError(f"guest.{op} names a guest's domain id first")
+    if op == "write" and not (len(args) == 2 and isinstance(args[1], dict) and all(
+            isinstance(k, str) and isinstance(v, str) and (k == "vm-data" or k.startswith("vm-data/"))
+            for k, v in args[1].items())):
+        raise WireError("guest.write writes the VM's vm-data keys only")
+    if op == "read_tree" and not (len(args) == 2 and args[1] in GUEST_TREES):
+        raise WireError(f"guest.read_tree reads one of {sorted(GUEST_TREES)}")
 
 
 def parse(payload) -> tuple:

@@ -295,9 +295,9 @@ class ResponseSink:
         """The connection is gone (or being cut): drop what waits and wake the worker,
         whether it waits for a slot or for a paused connection to drain."""
         if not self.gone:
-            with self._count:
+            with self._count:  # with gone, so that no write() counts a piece after this
                 self.cut = self._unsent > 0 or self._paused
-            self.gone = True
+                self.gone = True
             self._queue.clear()
             for _ in range(self.depth + 1):  # whoever waits for a slot: wake up and see
                 self._slots.release()
@@ -338,7 +338,9 @@ class ResponseSink:
         """Wait until every piece written has been handed to the connection and the
         connection is not holding the response back (what is left is in the kernel's
         buffers, as after xapi's last write); Gone if the client left before that. A client
-        that closes as soon as it has the whole response (curl does) has not cut it."""
+        that closes as soon as it has the whole response (curl does) has not cut it. What the
+        connection holds below its pause threshold (Twisted's transport buffer) counts as
+        given, as what the kernel holds does."""
         for _ in range(self.depth):  # every slot back: nothing waits for the reactor
             self._slots.acquire()
         for _ in range(self.depth):

@@ -235,6 +235,9 @@ def test_forget_introduce_plug_finds_the_vdis_again(x, second_sr):
     assert x.SR.get_physical_size(sr2) == "-1" and x.SR.get_VDIs(sr2) == []
     assert failure(x.SR.introduce, uuid, "twice", "", "file", "user", False, {}) == \
         ["SR_UUID_EXISTS", uuid]
+    # the uuid names the SR's directory and mount point: a path is no uuid
+    assert failure(x.SR.introduce, "../../etc", "bad", "", "file", "user", False, {}) == \
+        ["UUID_INVALID", "SR", "../../etc"]
     host = x.host.get_all()[0]
     pbd2 = x.PBD.create({"host": host, "SR": sr2, "device_config": {"location": location},
                          "other_config": {}})

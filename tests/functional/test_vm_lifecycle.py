@@ -102,6 +102,10 @@ def test_errors_as_xapi_gives_them(x):
     x.VM.set_memory_limits(big, str(1 << 30), str(64 << 30), str(64 << 30), str(64 << 30))
     err = failure(x.VM.start, big, False, False)
     assert err[0] == "HOST_NOT_ENOUGH_FREE_MEMORY" and err[1] == str(64 << 30) and int(err[2]) < (64 << 30)
+    x.VM.set_PV_bootloader(vm, "/bin/sh")  # a program dom0 would run as root: never started
+    assert failure(x.VM.start, vm, False, False) == ["UNKNOWN_BOOTLOADER", vm, "/bin/sh"]
+    assert x.VM.get_power_state(vm) == "Halted"
+    x.VM.set_PV_bootloader(vm, "pygrub")
     x.VM.start(vm, False, False)
     assert failure(x.VM.start, vm, False, False) == ["VM_BAD_POWER_STATE", vm, "halted", "running"]
     assert failure(x.VM.destroy, vm) == ["VM_BAD_POWER_STATE", vm, "halted, suspended", "running"]

@@ -17,6 +17,8 @@ from hostagent.backends.storage import Attached, StorageError
 from hostagent.datamodel.errors import ApiError
 from hostagent.pool import remote, wire
 
+SR_UUID = "0b8f8b0e-5f3a-4c59-9d1e-3f2a6f1b2c3d"
+
 
 def travel(value):
     """A value through encode, JSON text and decode, as between two agents."""
@@ -85,7 +87,7 @@ def test_proxies_send_allowed_calls_and_refuse_the_rest_before_calling():
 
     async def run():
         assert await domains.call("destroy", "u") == "done"
-        drv = storage.driver("file", "sr-uuid", {"path": "/srv"})
+        drv = storage.driver("file", SR_UUID, {"path": "/srv"})
         assert await storage.attach(drv, "vdi", True, "vbd") == "done"
         assert await storage.call(drv, "vol_destroy", "vdi") == "done"  # the SR's own work
         assert await storage.scratch("size", wire.ScratchFile("u.img")) == "done"
@@ -102,7 +104,7 @@ def test_proxies_send_allowed_calls_and_refuse_the_rest_before_calling():
     asyncio.run(run())
     assert [(s["port"], s["op"]) for s in sent] == [("domains", "destroy"), ("storage", "attach"),
                                                     ("sr", "vol_destroy"), ("scratch", "size")]
-    assert wire.decode(sent[1]["args"][0]) == wire.DriverRef("file", "sr-uuid", {"path": "/srv"})
+    assert wire.decode(sent[1]["args"][0]) == wire.DriverRef("file", SR_UUID, {"path": "/srv"})
 
 
 def test_files_travel_only_as_scratch_file_names():
@@ -117,9 +119,26 @@ def test_files_travel_only_as_scratch_file_names():
     forged = {"port": "domains", "op": "restore", "args": ["u", "/etc/shadow", None]}
     with pytest.raises(wire.WireError):
         wire.parse(forged)
-    drv = wire.DriverRef("file", "sr", {})
+    drv = wire.DriverRef("file", SR_UUID, {})
     with pytest.raises(wire.WireError):  # a driver call names its driver first
         wire.parse({"port": "sr", "op": "stat", "args": []})
     assert wire.parse(wire.request("sr", "vol_dump_to", [drv, "vol", img, 10]))[2] == [drv, "vol", img, 10]
     with pytest.raises(wire.WireError):
         wire.request("sr", "vol_fill_from", [drv, "vol", "/root/image"])
+
+
+def test_a_driver_names_its_sr_by_uuid_and_guest_calls_stay_in_the_guests_keys():
+    with pytest.raises(wire.WireError):  # the uuid names directories on the member
+        wire.DriverRef("file", "../../etc", {})
+    ok = wire.request("guest", "write", (5, {"vm-data/a": "1", "vm-data": ""}))
+    assert wire.parse(ok)[0] == "guest"
+    for bad in (("write", (0, {"vm-data/a": "1"})),  # dom0
+                ("write", (True, {"vm-data/a": "1"})),
+                ("write", (5, {"control/shutdown": "poweroff"})),
+                ("read_tree", (5, "/local/domain/0")),
+                ("facts", ("5", {}, []))):
+        with pytest.raises(wire.WireError):
+            wire.request("guest", *bad)
+        forged = {"port": "guest", "op": bad[0], "args": [wire.encode(a) for a in bad[1]]}
+        with pytest.raises(wire.WireError):  # and a member refuses it however it is sent
+            wire.parse(forged)

@@ -9,7 +9,9 @@ import pytest
 from hostagent.server.transfer_common import Gone, ResponseSink
 
 
-class Request:
+class FakeRequest:
+    """A fake of twisted.web's Request: records what is written."""
+
     def __init__(self):
         self.written, self.finished = [], False
 
@@ -26,11 +28,11 @@ class Request:
         self.finished = True
 
 
-class Call:
-    """routes.Call's part the sink uses: the request, `over`, and what runs at the end."""
+class FakeCall:
+    """A fake of routes.Call, the part the sink uses: the request, `over`, what runs at the end."""
 
     def __init__(self):
-        self.request, self.over, self.ends = Request(), False, []
+        self.request, self.over, self.ends = FakeRequest(), False, []
 
     def at_end(self, fn):
         self.ends.append(fn)
@@ -41,8 +43,8 @@ class Call:
             fn()
 
 
-class Reactor:
-    """callFromThread queued until `run()`, as the reactor thread would do it later."""
+class FakeReactor:
+    """A fake reactor: callFromThread queued until `run()`, as the reactor thread would run it later."""
 
     def __init__(self):
         self.queued = []
@@ -71,7 +73,7 @@ def drain_in_thread(sink):
 
 
 def test_a_client_that_leaves_with_the_whole_response_has_not_cut_it():
-    call, reactor = Call(), Reactor()
+    call, reactor = FakeCall(), FakeReactor()
     sink = ResponseSink(call, reactor, depth=2)
     sink.write(b"a")
     sink.write(b"b")
@@ -84,7 +86,7 @@ def test_a_client_that_leaves_with_the_whole_response_has_not_cut_it():
 
 
 def test_a_client_that_leaves_before_a_piece_was_sent_has_cut_it():
-    call, reactor = Call(), Reactor()
+    call, reactor = FakeCall(), FakeReactor()
     sink = ResponseSink(call, reactor, depth=2)
     sink.write(b"a")
     reactor.run()
@@ -97,7 +99,7 @@ def test_a_client_that_leaves_before_a_piece_was_sent_has_cut_it():
 
 
 def test_a_client_that_leaves_while_the_connection_holds_data_back_has_cut_it():
-    call, reactor = Call(), Reactor()
+    call, reactor = FakeCall(), FakeReactor()
     sink = ResponseSink(call, reactor, depth=2)
     sink.write(b"a")
     reactor.run()
@@ -109,7 +111,7 @@ def test_a_client_that_leaves_while_the_connection_holds_data_back_has_cut_it():
 
 
 def test_writing_after_the_client_left_raises():
-    call, reactor = Call(), Reactor()
+    call, reactor = FakeCall(), FakeReactor()
     sink = ResponseSink(call, reactor, depth=2)
     call.client_leaves()
     with pytest.raises(Gone):
