@@ -229,12 +229,13 @@ class Relay:
             return
         self.closed = True
         self.registry.discard(self)
-        # a TLS transport shuts down only once no producer is registered on it
+        # a TLS transport shuts down only once no producer is registered on it: the relay's
+        # own, and on the client's side the HTTP channel's (its loseConnection drops that)
         if self.backend.relay is self:
             self.request.unregisterProducer()
             self.backend.transport.unregisterProducer()
         self.backend.transport.loseConnection()
-        self.client.loseConnection()
+        self.channel.loseConnection()
 
 
 class _Pausing:

@@ -14,8 +14,8 @@ HEAD_LIMIT = 16384
 
 
 def open_console(port: int, query: str, host: str = "127.0.0.1", timeout: float = 10.0, headers: str = "",
-                 tls: bool = False, unix: str = ""):
-    """(status, socket, head) of `CONNECT /console?<query>` on a TCP port (`tls`: through TLS,
+                 tls: bool = False, unix: str = "", path: str = "/console"):
+    """(status, socket, head) of `CONNECT <path>?<query>` on a TCP port (`tls`: through TLS,
     the certificate unchecked) or a Unix socket; the socket is left open."""
     if unix:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -29,7 +29,7 @@ def open_console(port: int, query: str, host: str = "127.0.0.1", timeout: float 
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         sock = context.wrap_socket(sock, server_hostname=host)
-    sock.sendall(f"CONNECT /console?{query} HTTP/1.0\r\n{headers}\r\n".encode())
+    sock.sendall(f"CONNECT {path}?{query} HTTP/1.0\r\n{headers}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head and len(head) < HEAD_LIMIT:
         chunk = sock.recv(1)  # byte by byte: nothing after the head may be consumed here

@@ -118,6 +118,14 @@ def members_console(a, b, guest_kit, qemu_workdir, second, tmp_path):  # noqa: F
     assert status == 401 and b"RFB" not in read_rest(sock), head
     sock.close()
 
+    # the member's relay op takes the pool secret only: none, or a wrong one, is 401
+    host, port = b.tls.rsplit(":", 1)
+    for headers in ("", "X-Hostagent-Pool-Secret: guessed\r\n"):
+        status, sock, head = open_console(int(port), f"uuid={uuid}&protocol=vt100", host=host, tls=True,
+                                          headers=headers, path="/pool/v1/console")
+        assert status == 401 and b"RFB" not in read_rest(sock), head
+        sock.close()
+
     # a relay closes when its session ends
     other = a.session()
     status, sock, head = open_console(a.agent.port, f"ref={vt100}&session_id={other._session}")
