@@ -7,7 +7,8 @@ internal `consoles` op, pinned TLS and the pool secret). The member keeps that s
 console port, never in its database (`serve_wanted`), settles its terminals soon, and answers
 the VM uuids whose vncterm runs; the master gives those a vt100 console record. A VM that
 leaves the set (it stopped, moved, or got `disable_pv_vnc`) has its vncterm stopped on the
-member and its relays on the master closed.
+member and its relays on the master closed. Guests' console locations name the master; a new
+master (after a handover) rewrites those that name another host (`relocate`).
 
 `CONNECT /console` for a member's VM is relayed by the master to the member's internal
 `console` op (server/console_pool.py), which reaches `consoles.local_target` there.
@@ -80,10 +81,30 @@ async def tell_members(ctx) -> None:
             vm = ctx.store.by_uuid("VM", uuid) if isinstance(uuid, str) else None
             if vm is not None and wants_terminal(ctx, ctx.store.get("VM", vm), host):
                 ensure_vt100(ctx, vm)
+    relocate(ctx)
     # a VM of a member that wanted a terminal and does not now (stopped, moved here, disabled)
     for uuid in told - seen - set(_resident_here(ctx)):
         port.vm_gone(uuid)
     port.members_told = seen
+
+
+def relocate(ctx) -> int:
+    """Guests' consoles whose location names another host (made before a handover made this
+    host the master, or by an older agent that named the VM's host) name this one again. The
+    number changed."""
+    store = ctx.store
+    address = store.get("host", ctx.host)["address"]
+    stale = []
+    for ref, rec in store.all("console").items():
+        if (not rec["location"].startswith(f"https://{address}/console?") and store.exists("VM", rec["VM"])
+                and not store.get("VM", rec["VM"])["is_control_domain"]):
+            stale.append((ref, rec["uuid"]))
+    if stale:
+        with store.transaction():
+            for ref, uuid in stale:
+                if store.exists("console", ref):
+                    store.set("console", ref, "location", f"https://{address}/console?uuid={uuid}")
+    return len(stale)
 
 
 def _resident_here(ctx) -> list[str]:

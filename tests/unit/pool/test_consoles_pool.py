@@ -110,3 +110,18 @@ def test_a_relay_request_names_a_vm_and_a_protocol(pool):
     for query in ({"uuid": "abc", "protocol": "ssh"}, {"uuid": "../x", "protocol": "vt100"}, {"protocol": "rfb"}):
         with pytest.raises(ApiError):
             consoles_pool.check_relay(ctx, query)
+
+
+def test_guests_console_locations_are_rewritten_to_name_the_master(pool):
+    rt, _, _, vm = pool
+    store = rt.store
+    with store.transaction():
+        old = store.create("console", {"protocol": "rfb", "VM": vm})
+        store.set("console", old, "location", "https://10.0.0.2/console?uuid=x")  # the former master's
+        dom0 = store.get("host", rt.host)["control_domain"]
+        host_console = store.create("console", {"protocol": "vt100", "VM": dom0})
+        store.set("console", host_console, "location", "https://10.0.0.9/console?ref=y")
+    assert consoles_pool.relocate(rt.internal()) == 1
+    assert store.get("console", old)["location"] == f"https://10.0.0.1/console?uuid={store.get('console', old)['uuid']}"
+    assert store.get("console", host_console)["location"] == "https://10.0.0.9/console?ref=y"  # a host's own
+    assert consoles_pool.relocate(rt.internal()) == 0
