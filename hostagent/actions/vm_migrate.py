@@ -138,11 +138,10 @@ async def migrate(ctx, vm: str, source: str, host: str, checked=None, progress=N
     await _detach(src, volumes)
     if store.exists("VM", vm):
         _moved(dst, vm, state)
-    if src.ports.consoles is not None:  # the source's console relays and vncterm go
-        src.ports.consoles.vm_gone(rec["uuid"])
-        src.ports.consoles.changed(rec["uuid"])
-    if dst.ports.consoles is not None:
-        dst.ports.consoles.changed(rec["uuid"])
+    consoles = src.rt.ports.consoles  # the master's: it runs its own terminals and tells members of theirs
+    if consoles is not None:  # the relays to the source close; vncterms stop there and start at dst
+        consoles.vm_gone(rec["uuid"])
+        consoles.changed(rec["uuid"])
     progress(1.0)
     log.info("VM %s migrated from host %s to host %s (domid %s)", rec["name_label"], source, host,
              state.domid if state else "?")

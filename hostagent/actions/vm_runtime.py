@@ -120,8 +120,9 @@ def mark_running(ctx, vm: str, state, disks, paused: bool = False, guest=None) -
         _make_consoles(ctx, vm, rec)
         if guest is not None:
             _guest_metrics(ctx, vm, guest, now)
-    if ctx.ports.consoles is not None:  # its vncterm starts (actions/consoles.py)
-        ctx.ports.consoles.changed(rec["uuid"])
+    consoles = ctx.rt.ports.consoles  # this host's: it settles its terminals and tells members of theirs
+    if consoles is not None:  # its vncterm starts (actions/consoles.py, consoles_pool.py)
+        consoles.changed(rec["uuid"])
 
 
 def mark_halted(ctx, vm: str, power_state: str = "Halted", suspend_vdi: str = NULL_REF) -> None:
@@ -143,9 +144,10 @@ def mark_halted(ctx, vm: str, power_state: str = "Halted", suspend_vdi: str = NU
         if store.exists("VM_guest_metrics", rec["guest_metrics"]):
             store.delete("VM_guest_metrics", rec["guest_metrics"])
             store.set("VM", vm, "guest_metrics", NULL_REF)
-    if ctx.ports.consoles is not None:  # its console relays close, its vncterm stops
-        ctx.ports.consoles.vm_gone(rec["uuid"])
-        ctx.ports.consoles.changed(rec["uuid"])
+    consoles = ctx.rt.ports.consoles  # this host's, as in mark_running
+    if consoles is not None:  # its console relays close, its vncterm stops
+        consoles.vm_gone(rec["uuid"])
+        consoles.changed(rec["uuid"])
 
 
 def _make_consoles(ctx, vm: str, rec: dict) -> None:
