@@ -5,7 +5,9 @@ the pool's VMs. So the master, after each look at its own terminals, tells every
 which of its VMs want a terminal (`tell_members`: `{VM uuid: name}` through the member's
 internal `consoles` op, pinned TLS and the pool secret). The member keeps that set in its
 console port, never in its database (`serve_wanted`), settles its terminals soon, and answers
-the VM uuids whose vncterm runs; the master gives those a vt100 console record. A VM that
+the VM uuids whose vncterm runs; the master gives those a vt100 console record. A member is
+told again only when its set changed, its agent restarted, one of its VMs still awaits its
+vt100 record, or RETELL seconds went by. A VM that
 leaves the set (it stopped, moved, or got `disable_pv_vnc`) has its vncterm stopped on the
 member and its relays on the master closed. Guests' console locations name the master; a new
 master (after a handover) rewrites those that name another host (`relocate`).
@@ -24,6 +26,7 @@ from .consoles import ensure_vt100, is_member, wants_terminal
 log = logging.getLogger("hostagent.consoles")
 
 TELL_TIMEOUT = 10.0  # seconds a member may take to answer which terminals it runs
+RETELL = 30.0  # seconds after which a member is told its set again though nothing changed
 UUID = re.compile(r"[0-9a-fA-F-]{1,64}")  # a VM uuid: also a file name of the member's terminal
 MAX_TITLE = 256
 PROTOCOLS = ("vt100", "rfb")
@@ -65,18 +68,25 @@ async def tell_members(ctx) -> None:
     port = ctx.ports.consoles
     if pool is None or port is None or is_member(ctx):
         return
-    told = port.members_told
+    told, sent, now = port.members_told, port.members_sent, ctx.clock()
     seen = set()
     for host in live_members(ctx):
         want = member_wants(ctx, host)
         seen.update(want)
+        instance = pool.instances.get(ctx.store.get("host", host)["uuid"], "")  # its agent's run
+        last = sent.get(host)
+        if (last is not None and last[:2] == (want, instance) and now - last[2] < RETELL
+                and all(_has_vt100(ctx, uuid) for uuid in want)):
+            continue  # told already, and nothing awaits its answer
         try:
             address, cert = member_address(ctx, host)
             running = (await pool.call(address, "consoles", {"wanted": want}, pinned=cert, host=host,
                                        timeout=TELL_TIMEOUT)).value
         except ApiError as e:
             log.info("host %s not told which consoles it serves: %s", host, " ".join(e.description))
+            sent.pop(host, None)
             continue
+        sent[host] = (want, instance, now)
         for uuid in running if isinstance(running, list) else []:
             vm = ctx.store.by_uuid("VM", uuid) if isinstance(uuid, str) else None
             if vm is not None and wants_terminal(ctx, ctx.store.get("VM", vm), host):
@@ -105,6 +115,12 @@ def relocate(ctx) -> int:
                 if store.exists("console", ref):
                     store.set("console", ref, "location", f"https://{address}/console?uuid={uuid}")
     return len(stale)
+
+
+def _has_vt100(ctx, uuid: str) -> bool:
+    vm = ctx.store.by_uuid("VM", uuid)
+    return vm is not None and any(ctx.store.get("console", c)["protocol"] == "vt100"
+                                  for c in ctx.store.get("VM", vm)["consoles"] if ctx.store.exists("console", c))
 
 
 def _resident_here(ctx) -> list[str]:

@@ -244,6 +244,7 @@ class ConsolePort:
         # not told since this start, or not a member)
         self.pool_wanted: dict[str, str] | None = None
         self.members_told: set = set()  # a master: the members' VM uuids it last said want one
+        self.members_sent: dict = {}  # a master: member host -> (what it was told, its run, when)
 
     def running(self) -> Dict[str, Terminal]:
         return dict(self.terms.running)

@@ -40,11 +40,11 @@ def pool(tmp_path):
         member = store.create("host", {"name_label": "member", "metrics": metrics, "address": "10.0.0.2"})
         store.set_private("host", member, pool_endpoint="10.0.0.2:4443", pool_cert="PEM")
         vm = store.create("VM", {"name_label": "guest", "power_state": "Running", "resident_on": member})
-    return rt, member, metrics, vm
+    return rt, member, metrics, vm, now
 
 
 def test_the_master_tells_a_live_member_and_records_the_consoles_it_serves(pool):
-    rt, member, metrics, vm = pool
+    rt, member, metrics, vm, now = pool
     store, port = rt.store, rt.ports.consoles
     uuid = store.get("VM", vm)["uuid"]
     calls, gone = [], []
@@ -62,7 +62,10 @@ def test_the_master_tells_a_live_member_and_records_the_consoles_it_serves(pool)
     assert rec["protocol"] == "vt100"
     assert rec["location"] == f"https://10.0.0.1/console?uuid={rec['uuid']}"  # the master's address
     asyncio.run(consoles_pool.tell_members(rt.internal()))
-    assert len(store.get("VM", vm)["consoles"]) == 1  # made once
+    assert len(store.get("VM", vm)["consoles"]) == 1 and len(calls) == 1  # nothing new: not told again
+    now[0] += consoles_pool.RETELL
+    asyncio.run(consoles_pool.tell_members(rt.internal()))
+    assert len(calls) == 2 and len(store.get("VM", vm)["consoles"]) == 1  # told again after a while
 
     # the VM gets disable_pv_vnc: the member hears an empty set, the master's relays close
     with store.transaction():
@@ -75,10 +78,20 @@ def test_the_master_tells_a_live_member_and_records_the_consoles_it_serves(pool)
         store.set("host_metrics", metrics, "live", False)
     asyncio.run(consoles_pool.tell_members(rt.internal()))
     assert len(calls) == 3
+    with store.transaction():  # live again, its agent restarted: told again
+        store.set("host_metrics", metrics, "live", True)
+        store.set("VM", vm, "other_config", {})
+    rt.pool.instances[store.get("host", member)["uuid"]] = "new run"
+    asyncio.run(consoles_pool.tell_members(rt.internal()))
+    asyncio.run(consoles_pool.tell_members(rt.internal()))
+    assert len(calls) == 4 and calls[-1][2] == {"wanted": {uuid: "guest"}}
+    rt.pool.instances[store.get("host", member)["uuid"]] = "another run"
+    asyncio.run(consoles_pool.tell_members(rt.internal()))
+    assert len(calls) == 5
 
 
 def test_a_member_keeps_the_masters_set_and_answers_what_runs(pool):
-    rt, _, _, _ = pool
+    rt, _, _, _, _ = pool
     port = rt.ports.consoles
     ctx = rt.internal()
     with pytest.raises(ApiError) as e:  # a lone host serves no pool consoles
@@ -101,7 +114,7 @@ def test_a_member_keeps_the_masters_set_and_answers_what_runs(pool):
 
 
 def test_a_relay_request_names_a_vm_and_a_protocol(pool):
-    rt, _, _, _ = pool
+    rt, _, _, _, _ = pool
     ctx = rt.internal()
     with pytest.raises(ApiError):
         consoles_pool.check_relay(ctx, {"uuid": "abc", "protocol": "rfb"})  # not a member
@@ -113,7 +126,7 @@ def test_a_relay_request_names_a_vm_and_a_protocol(pool):
 
 
 def test_guests_console_locations_are_rewritten_to_name_the_master(pool):
-    rt, _, _, vm = pool
+    rt, _, _, vm, _ = pool
     store = rt.store
     with store.transaction():
         old = store.create("console", {"protocol": "rfb", "VM": vm})
