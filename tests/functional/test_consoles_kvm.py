@@ -452,6 +452,13 @@ def test_every_listener_serves_consoles(lab):
     status, sock, _ = open_console(tls_port, f"ref={vt100}", tls=True, headers=f"Authorization: Basic {basic}\r\n")
     assert status == 200 and sock.recv(12).startswith(b"RFB 003.")
     sock.close()
+    # a relay over TLS closes when its session ends, as over plain TCP
+    other = lab.session()
+    status, sock, _ = open_console(tls_port, f"ref={vt100}&session_id={other._session}", tls=True)
+    assert status == 200 and sock.recv(12).startswith(b"RFB 003.")
+    other.xenapi.session.logout()
+    assert closed_by_peer(sock, 10.0), "a relay over TLS outlived its session"
+    sock.close()
     status, sock, _ = open_console(tls_port, f"ref={vt100}", tls=True,
                                    headers="Authorization: Basic " + base64.b64encode(b"root:wrong").decode() + "\r\n")
     assert status == 401 and b"RFB" not in read_rest(sock)
