@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -37,6 +38,20 @@ PRIVATE = {"/run/libvirt": "run", "/var/lib/libvirt": "lib", "/var/cache/libvirt
            "/var/log/libvirt": "log", "/etc/libvirt": "etc"}
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+
+
+def _special_files(directory, names):
+    """copytree's ignore: sockets, fifos and devices (copying one fails), kept out of the copy."""
+    out = []
+    for name in names:
+        try:
+            mode = os.lstat(os.path.join(directory, name)).st_mode
+        except OSError:
+            out.append(name)  # gone while we looked (a guest stopping)
+            continue
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            out.append(name)
+    return out
 
 
 class SecondLibvirtd:
@@ -90,7 +105,8 @@ class SecondLibvirtd:
         for source, name in PRIVATE.items():
             target = self.dir / name
             if name in ("etc", "cache", "lib") and os.path.isdir(source):
-                shutil.copytree(source, target, symlinks=True)
+                # not the sockets of the kit daemon's running guests (another test's, say)
+                shutil.copytree(source, target, symlinks=True, ignore=_special_files)
             else:
                 target.mkdir()
         for leftover in ("qemu/networks/autostart", "storage/autostart", "qemu/autostart"):
