@@ -11,6 +11,8 @@ member that is not live is HOST_OFFLINE, before anything changes.
 
 import functools
 
+from .pool_storage import given_host as on_given_host  # an action on the host it names  # noqa: F401
+
 
 def on_pif_host(fn):
     """An action `fn(ctx, pif, ...)` done on the PIF's host."""
@@ -29,11 +31,3 @@ def on_vlan_host(fn):
         return await fn(ctx.on_host(pif["host"]) if pif is not None else ctx, vlan, *args)
     return run_there
 
-
-def on_given_host(fn):
-    """An action `fn(ctx, host, ...)` (PIF.scan, PIF.introduce) done on the host it names."""
-    @functools.wraps(fn)
-    async def run_there(ctx, host, *args):
-        ctx.need("host", host)
-        return await fn(ctx.on_host(host), host, *args)
-    return run_there

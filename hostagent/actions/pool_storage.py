@@ -74,7 +74,8 @@ def pbd_host(fn):
 
 
 def given_host(fn):
-    """An action `fn(ctx, host, ...)` (SR.create, SR.probe), done on the host it names."""
+    """An action `fn(ctx, host, ...)` (SR.create, SR.probe, PIF.scan, PIF.introduce), done on
+    the host it names."""
     @functools.wraps(fn)
     async def run_there(ctx, host, *args):
         ctx.need("host", host)

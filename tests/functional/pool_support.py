@@ -71,6 +71,28 @@ def three_hosts(base):
             h.agent.cleanup()
 
 
+@contextlib.contextmanager
+def two_host_pool(base, extra_args=((), ())):
+    """Hosts a (master) and b on 127.0.0.1-2, b joined, both live; each Host gets its `ref`.
+    `extra_args`: more arguments for each agent. Yields (a, b, the master's xenapi proxy)."""
+    hosts = [Host(str(base / n), addr) for n, addr in (("a", ADDRESSES[0]), ("b", ADDRESSES[1]))]
+    for h, extra in zip(hosts, extra_args):
+        h.agent.extra_args += list(extra)
+    a, b = hosts
+    try:
+        a.start()
+        b.start()
+        b.session().xenapi.pool.join(a.tls, "root", a.agent.password)
+        x = a.session().xenapi
+        for h in hosts:
+            [h.ref] = [r for r in x.host.get_all() if x.host.get_address(r) == h.address]
+        wait_for(lambda: live(x, a.ref) and live(x, b.ref), 10, "two live hosts")
+        yield a, b, x
+    finally:
+        for h in hosts:
+            h.agent.cleanup()
+
+
 def failure(fn, *args):
     with pytest.raises(XenAPI.Failure) as e:
         fn(*args)

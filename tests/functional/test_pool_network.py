@@ -13,7 +13,15 @@ import signal
 import pytest
 
 from .net_support import ip, kernel, made_netns
-from .pool_support import HEARTBEAT, TIMEOUT, Host, failure, live, template, wait_for
+from .pool_support import (
+    HEARTBEAT,
+    TIMEOUT,
+    failure,
+    live,
+    template,
+    two_host_pool,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.root]
 
@@ -24,22 +32,10 @@ def pool(tmp_path_factory):
         pytest.skip("network namespaces need root")
     base = tmp_path_factory.mktemp("pool-network")
     with made_netns() as ns_a, made_netns() as ns_b:
-        a, b = Host(str(base / "a"), "127.0.0.1"), Host(str(base / "b"), "127.0.0.2")
-        for h, ns in ((a, ns_a), (b, ns_b)):
-            h.ns = ns
-            h.agent.extra_args += ["--manage-network", "--netns", ns]
-        try:
-            a.start()
-            b.start()
-            b.session().xenapi.pool.join(a.tls, "root", a.agent.password)
-            x = a.session().xenapi
-            for h in (a, b):
-                [h.ref] = [r for r in x.host.get_all() if x.host.get_address(r) == h.address]
-            wait_for(lambda: live(x, a.ref) and live(x, b.ref), 10, "two live hosts")
+        managing = (("--manage-network", "--netns", ns_a), ("--manage-network", "--netns", ns_b))
+        with two_host_pool(base, managing) as (a, b, x):
+            a.ns, b.ns = ns_a, ns_b
             yield a, b, x
-        finally:
-            for h in (a, b):
-                h.agent.cleanup()
 
 
 def pif(x, host, device):
@@ -81,7 +77,7 @@ def test_a_members_pif_gets_its_static_address_there(pool):
 
 
 def test_a_vm_on_a_member_has_its_bridge_there(pool):
-    a, b, x = pool
+    _, b, x = pool
     eth1 = pif(x, b, "eth1")
     net = x.PIF.get_network(eth1)
     vm = x.VM.clone(template(x), "nic on b")

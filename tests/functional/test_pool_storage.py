@@ -12,7 +12,15 @@ import signal
 
 import pytest
 
-from .pool_support import HEARTBEAT, TIMEOUT, Host, failure, live, template, wait_for
+from .pool_support import (
+    HEARTBEAT,
+    TIMEOUT,
+    failure,
+    live,
+    template,
+    two_host_pool,
+    wait_for,
+)
 from .storage_util import vdi_record, vhd_path
 
 MiB = 1 << 20
@@ -21,19 +29,8 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     base = tmp_path_factory.mktemp("pool-storage")
-    a, b = (Host(str(base / n), addr) for n, addr in (("a", "127.0.0.1"), ("b", "127.0.0.2")))
-    try:
-        a.start()
-        b.start()
-        b.session().xenapi.pool.join(a.tls, "root", a.agent.password)
-        x = a.session().xenapi
-        for h in (a, b):
-            [h.ref] = [r for r in x.host.get_all() if x.host.get_address(r) == h.address]
-        wait_for(lambda: live(x, a.ref) and live(x, b.ref), 10, "two live hosts")
+    with two_host_pool(base) as (a, b, x):
         yield a, b, x, base
-    finally:
-        for h in (a, b):
-            h.agent.cleanup()
 
 
 def local_sr(x, host):
